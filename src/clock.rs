@@ -1,0 +1,82 @@
+//! Time sources: the system clock and a [`ManualClock`] that tests move by hand.
+
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+
+/// Where the layer and the stores read the current time from.
+///
+/// Inject a [`ManualClock`] to test idle and absolute expiry without waiting.
+pub trait Clock: Send + Sync + 'static {
+    /// Current time in whole Unix seconds.
+    fn now(&self) -> i64;
+}
+
+/// The operating system's wall clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        OffsetDateTime::now_utc().unix_timestamp()
+    }
+}
+
+/// A clock that only moves when told to; clones share the same time.
+///
+/// # Example
+///
+/// ```
+/// use axum_tessera::{Clock, ManualClock};
+/// use time::Duration;
+///
+/// let clock = ManualClock::new(1_700_000_000);
+/// clock.advance(Duration::minutes(5));
+/// assert_eq!(clock.now(), 1_700_000_300);
+/// ```
+#[derive(Clone, Default)]
+pub struct ManualClock {
+    now: Arc<AtomicI64>,
+}
+
+impl ManualClock {
+    /// A clock standing at `unix_seconds`.
+    pub fn new(unix_seconds: i64) -> Self {
+        Self {
+            now: Arc::new(AtomicI64::new(unix_seconds)),
+        }
+    }
+
+    /// Moves the clock by `by` (which may be negative), to the whole second.
+    pub fn advance(&self, by: Duration) {
+        self.now.fetch_add(by.whole_seconds(), Ordering::SeqCst);
+    }
+
+    /// Sets the clock to `unix_seconds`.
+    pub fn set(&self, unix_seconds: i64) {
+        self.now.store(unix_seconds, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.now.load(Ordering::SeqCst)
+    }
+}
+
+impl fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ManualClock").field(&self.now()).finish()
+    }
+}
+
+/// Converts Unix seconds to a date for public accessors; out-of-range values saturate.
+pub(crate) fn to_datetime(unix_seconds: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix_seconds).unwrap_or(if unix_seconds < 0 {
+        OffsetDateTime::UNIX_EPOCH
+    } else {
+        OffsetDateTime::from_unix_timestamp(253_402_300_799).expect("year 9999 is in range")
+    })
+}

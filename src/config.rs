@@ -1,0 +1,482 @@
+//! Layer configuration: [`SessionConfig`] with its presets, [`CookieConfig`] and
+//! [`TokenSource`].
+//!
+//! # Example
+//!
+//! ```
+//! use axum_tessera::{Key, SessionConfig};
+//! use time::Duration;
+//!
+//! let cfg = SessionConfig::web(Key::generate())
+//!     .idle_timeout(Duration::minutes(30))
+//!     .absolute_timeout(Duration::hours(12));
+//! assert!(cfg.validate().is_ok());
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use cookie::SameSite;
+use http::HeaderName;
+use time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::ConfigError;
+use crate::key::KeyRing;
+
+/// Cookies larger than this are refused by browsers; a configuration that could produce one is
+/// an error at start-up.
+pub const MAX_COOKIE_BYTES: usize = 4096;
+
+/// Where the layer looks for a token, in the configured order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenSource {
+    /// The session cookie named in [`CookieConfig`].
+    Cookie,
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// A custom request header (the api preset uses `X-Session-Token`).
+    Header(HeaderName),
+}
+
+impl TokenSource {
+    /// Whether a browser attaches this source by itself (only cookies): such requests need
+    /// CSRF protection, the others do not.
+    pub fn is_ambient(&self) -> bool {
+        matches!(self, Self::Cookie)
+    }
+}
+
+/// The header API clients read new tokens from and may send them back in.
+pub const SESSION_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-session-token");
+
+/// Attributes of the session cookie.
+///
+/// Defaults: name `__Host-tessera`, `Secure`, `HttpOnly`, `SameSite=Lax`, `Path=/`, no
+/// `Domain`, persistent (`Max-Age` up to the absolute timeout).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CookieConfig {
+    name: String,
+    secure: bool,
+    http_only: bool,
+    same_site: SameSite,
+    path: String,
+    domain: Option<String>,
+    persistent: bool,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self::new("__Host-tessera")
+    }
+}
+
+impl CookieConfig {
+    /// Defaults as above under the name `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            path: "/".to_owned(),
+            domain: None,
+            persistent: true,
+        }
+    }
+
+    /// Cookie name (default `__Host-tessera`).
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// `Secure` attribute (default on). Turn off only for plain-http development.
+    #[must_use]
+    pub fn secure(mut self, on: bool) -> Self {
+        self.secure = on;
+        self
+    }
+
+    /// `HttpOnly` attribute (default on).
+    #[must_use]
+    pub fn http_only(mut self, on: bool) -> Self {
+        self.http_only = on;
+        self
+    }
+
+    /// `SameSite` attribute (default `Lax`). `None` requires `Secure`.
+    #[must_use]
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = same_site;
+        self
+    }
+
+    /// `Path` attribute (default `/`).
+    #[must_use]
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// `Domain` attribute (default none: host-only, which is safer).
+    #[must_use]
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// Persistent cookie with `Max-Age` (default on), or a browser-session cookie without it.
+    #[must_use]
+    pub fn persistent(mut self, on: bool) -> Self {
+        self.persistent = on;
+        self
+    }
+
+    /// The cookie name.
+    pub fn cookie_name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn is_secure(&self) -> bool {
+        self.secure
+    }
+    pub(crate) fn is_http_only(&self) -> bool {
+        self.http_only
+    }
+    pub(crate) fn same_site_value(&self) -> SameSite {
+        self.same_site
+    }
+    pub(crate) fn path_value(&self) -> &str {
+        &self.path
+    }
+    pub(crate) fn domain_value(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+    pub(crate) fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let valid_token_char = |c: char| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
+        if self.name.is_empty() || !self.name.chars().all(valid_token_char) {
+            return Err(ConfigError::Cookie(
+                "the cookie name must be a non-empty HTTP token",
+            ));
+        }
+        if self.name.starts_with("__Host-") {
+            if !self.secure {
+                return Err(ConfigError::Cookie("a __Host- cookie must be Secure"));
+            }
+            if self.domain.is_some() {
+                return Err(ConfigError::Cookie("a __Host- cookie must not set Domain"));
+            }
+            if self.path != "/" {
+                return Err(ConfigError::Cookie("a __Host- cookie must have Path=/"));
+            }
+        }
+        if self.name.starts_with("__Secure-") && !self.secure {
+            return Err(ConfigError::Cookie("a __Secure- cookie must be Secure"));
+        }
+        if self.same_site == SameSite::None && !self.secure {
+            return Err(ConfigError::Cookie("SameSite=None requires Secure"));
+        }
+        let attr_ok =
+            |v: &str| !v.is_empty() && v.chars().all(|c| c.is_ascii_graphic() && c != ';');
+        if !attr_ok(&self.path) || !self.path.starts_with('/') {
+            return Err(ConfigError::Cookie(
+                "the path must start with / and hold no ; or spaces",
+            ));
+        }
+        if self.domain.as_deref().is_some_and(|d| !attr_ok(d)) {
+            return Err(ConfigError::Cookie("the domain holds invalid characters"));
+        }
+        // name=value plus the longest attribute set we write.
+        let longest = self.name.len()
+            + crate::token::MAX_TOKEN_LEN
+            + self.path.len()
+            + self.domain.as_ref().map_or(0, String::len)
+            + 96;
+        if longest > MAX_COOKIE_BYTES {
+            return Err(ConfigError::Cookie("the cookie could exceed 4096 bytes"));
+        }
+        Ok(())
+    }
+}
+
+/// Everything a [`SessionLayer`](crate::SessionLayer) needs to know.
+///
+/// Start from a preset and adjust with the builder methods:
+///
+/// | preset | token sources | cookie | idle / absolute | without a valid session |
+/// |---|---|---|---|---|
+/// | [`web`](Self::web) | cookie | `__Host-tessera`, persistent | 30 min / 12 h | anonymous session |
+/// | [`api`](Self::api) | bearer, then `X-Session-Token` | none | 1 h / 24 h | 401 |
+/// | [`ephemeral`](Self::ephemeral) | cookie | browser-session (no `Max-Age`) | 15 min / 8 h | anonymous session |
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SessionConfig {
+    pub(crate) keys: KeyRing,
+    pub(crate) sources: Vec<TokenSource>,
+    pub(crate) cookie: CookieConfig,
+    pub(crate) idle: Duration,
+    pub(crate) absolute: Duration,
+    pub(crate) refresh_fraction: f64,
+    pub(crate) skew: Duration,
+    pub(crate) require_existing: bool,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("keys", &self.keys)
+            .field("sources", &self.sources)
+            .field("cookie", &self.cookie)
+            .field("idle", &self.idle)
+            .field("absolute", &self.absolute)
+            .field("refresh_fraction", &self.refresh_fraction)
+            .field("skew", &self.skew)
+            .field("require_existing", &self.require_existing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionConfig {
+    fn base(keys: KeyRing) -> Self {
+        Self {
+            keys,
+            sources: vec![TokenSource::Cookie],
+            cookie: CookieConfig::default(),
+            idle: Duration::minutes(30),
+            absolute: Duration::hours(12),
+            refresh_fraction: 0.25,
+            skew: Duration::seconds(60),
+            require_existing: false,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Browser sessions: a `__Host-tessera` cookie (Secure, HttpOnly, SameSite=Lax, Path=/),
+    /// idle timeout 30 minutes, absolute timeout 12 hours; clients without a session get an
+    /// anonymous one.
+    pub fn web(keys: impl Into<KeyRing>) -> Self {
+        Self::base(keys.into())
+    }
+
+    /// API clients: tokens in `Authorization: Bearer`, then `X-Session-Token`; new tokens are
+    /// returned in the `X-Session-Token` response header; idle 1 hour, absolute 24 hours;
+    /// [`Session`](crate::Session) answers 401 without a valid session (`require_existing`).
+    pub fn api(keys: impl Into<KeyRing>) -> Self {
+        Self {
+            sources: vec![
+                TokenSource::Bearer,
+                TokenSource::Header(SESSION_TOKEN_HEADER),
+            ],
+            idle: Duration::hours(1),
+            absolute: Duration::hours(24),
+            require_existing: true,
+            ..Self::base(keys.into())
+        }
+    }
+
+    /// Short-lived browser sessions: like [`web`](Self::web) but the cookie dies with the
+    /// browser (no `Max-Age`), idle 15 minutes, absolute 8 hours.
+    pub fn ephemeral(keys: impl Into<KeyRing>) -> Self {
+        Self {
+            cookie: CookieConfig::default().persistent(false),
+            idle: Duration::minutes(15),
+            absolute: Duration::hours(8),
+            ..Self::base(keys.into())
+        }
+    }
+
+    /// Idle timeout: a session unused this long is dead (preset default).
+    #[must_use]
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Absolute timeout since creation, never extended (preset default).
+    #[must_use]
+    pub fn absolute_timeout(mut self, absolute: Duration) -> Self {
+        self.absolute = absolute;
+        self
+    }
+
+    /// Fraction of the idle timeout that must pass before a read-only request writes a new
+    /// last-seen time (default 0.25). `0.0` refreshes on every request.
+    #[must_use]
+    pub fn refresh_after(mut self, fraction: f64) -> Self {
+        self.refresh_fraction = fraction;
+        self
+    }
+
+    /// How far in the future a token's issue time may lie, for clock skew between servers
+    /// (default 60 seconds).
+    #[must_use]
+    pub fn clock_skew(mut self, skew: Duration) -> Self {
+        self.skew = skew;
+        self
+    }
+
+    /// Cookie attributes (preset default).
+    #[must_use]
+    pub fn cookie(mut self, cookie: CookieConfig) -> Self {
+        self.cookie = cookie;
+        self
+    }
+
+    /// Where to look for tokens, in order (preset default). The first source also decides how
+    /// new tokens are sent: `Set-Cookie` for [`TokenSource::Cookie`], the `X-Session-Token`
+    /// response header otherwise.
+    #[must_use]
+    pub fn token_sources(mut self, sources: impl IntoIterator<Item = TokenSource>) -> Self {
+        self.sources = sources.into_iter().collect();
+        self
+    }
+
+    /// Whether [`Session`](crate::Session) rejects requests without a valid session with 401
+    /// (default off; on in the api preset).
+    #[must_use]
+    pub fn require_existing(mut self, on: bool) -> Self {
+        self.require_existing = on;
+        self
+    }
+
+    /// The time source (default: system clock). Tests inject a [`ManualClock`](crate::ManualClock).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Checks the settings together.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first problem: `__Host-` rules, `SameSite=None` without
+    /// `Secure`, non-positive timeouts, idle longer than absolute, a refresh fraction outside
+    /// 0..=1, or no token source.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.sources.is_empty() {
+            return Err(ConfigError::NoTokenSource);
+        }
+        if self.sources.contains(&TokenSource::Cookie) {
+            self.cookie.validate()?;
+        }
+        if self.idle <= Duration::ZERO || self.absolute <= Duration::ZERO {
+            return Err(ConfigError::Timeouts("timeouts must be positive"));
+        }
+        if self.idle > self.absolute {
+            return Err(ConfigError::Timeouts(
+                "the idle timeout exceeds the absolute timeout",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.refresh_fraction) {
+            return Err(ConfigError::Timeouts(
+                "refresh_after must be between 0 and 1",
+            ));
+        }
+        if self.skew < Duration::ZERO {
+            return Err(ConfigError::Timeouts("clock skew must not be negative"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Key;
+
+    fn web() -> SessionConfig {
+        SessionConfig::web(Key::from_bytes(&[1u8; 32]).unwrap())
+    }
+
+    #[test]
+    fn invalid_combinations_fail_with_a_reason() {
+        struct Case {
+            name: &'static str,
+            cfg: SessionConfig,
+            expect: &'static str,
+        }
+        let cases = [
+            Case {
+                name: "host without secure",
+                cfg: web().cookie(CookieConfig::default().secure(false)),
+                expect: "must be Secure",
+            },
+            Case {
+                name: "host with domain",
+                cfg: web().cookie(CookieConfig::default().domain("example.com")),
+                expect: "must not set Domain",
+            },
+            Case {
+                name: "host with path",
+                cfg: web().cookie(CookieConfig::default().path("/app")),
+                expect: "Path=/",
+            },
+            Case {
+                name: "samesite none insecure",
+                cfg: web().cookie(
+                    CookieConfig::new("sid")
+                        .secure(false)
+                        .same_site(SameSite::None),
+                ),
+                expect: "SameSite=None",
+            },
+            Case {
+                name: "bad name",
+                cfg: web().cookie(CookieConfig::new("a b")),
+                expect: "HTTP token",
+            },
+            Case {
+                name: "idle over absolute",
+                cfg: web().idle_timeout(Duration::hours(13)),
+                expect: "exceeds",
+            },
+            Case {
+                name: "zero idle",
+                cfg: web().idle_timeout(Duration::ZERO),
+                expect: "positive",
+            },
+            Case {
+                name: "fraction",
+                cfg: web().refresh_after(1.5),
+                expect: "between 0 and 1",
+            },
+            Case {
+                name: "no source",
+                cfg: web().token_sources([]),
+                expect: "no session token source",
+            },
+            Case {
+                name: "huge cookie",
+                cfg: web().cookie(CookieConfig::new("sid").domain("a".repeat(4000))),
+                expect: "4096",
+            },
+        ];
+        for case in cases {
+            let err = case.cfg.validate().expect_err(case.name).to_string();
+            assert!(err.contains(case.expect), "{}: {err}", case.name);
+        }
+    }
+
+    #[test]
+    fn presets_are_valid() {
+        let key = Key::from_bytes(&[1u8; 32]).unwrap();
+        for cfg in [
+            SessionConfig::web(key.clone()),
+            SessionConfig::api(key.clone()),
+            SessionConfig::ephemeral(key.clone()),
+            SessionConfig::web(key).cookie(CookieConfig::new("dev").secure(false)),
+        ] {
+            assert_eq!(cfg.validate(), Ok(()), "{cfg:?}");
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Extractors: [`Session`](crate::Session), [`OptionalSession`].
+
+mod session;
+
+pub use session::OptionalSession;

@@ -1,0 +1,122 @@
+//! [`ResponseFuture`]: waits for the inner service, then commits the session and writes the
+//! token to the response.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use axum::body::Body;
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use http::Response;
+use pin_project_lite::pin_project;
+
+use crate::error::{CommitFailed, StoreError, StoreErrorKind};
+use crate::layer::LayerState;
+use crate::session::{CommitFailure, Emit, Finish, Session};
+use crate::store::BoxFuture;
+use crate::transport;
+
+pin_project! {
+    /// Response future of [`SessionService`](crate::SessionService).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        step: Step<F>,
+        session: Option<Session>,
+        layer: Arc<LayerState>,
+    }
+}
+
+pin_project! {
+    #[project = StepProj]
+    enum Step<F> {
+        Inner { #[pin] future: F },
+        Commit {
+            commit: BoxFuture<'static, Result<Emit, CommitFailure>>,
+            response: Option<Response<Body>>,
+        },
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(future: F, session: Session, layer: Arc<LayerState>) -> Self {
+        Self {
+            step: Step::Inner { future },
+            session: Some(session),
+            layer,
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.step.as_mut().project() {
+                StepProj::Inner { future } => {
+                    let mut response = ready!(future.poll(cx))?.map(Body::new);
+                    let session = this
+                        .session
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    match session.finish(response.status().is_server_error()) {
+                        Finish::Done(emit) => {
+                            transport::write(this.layer, emit, response.headers_mut());
+                            return Poll::Ready(Ok(response));
+                        }
+                        Finish::Store(commit) => this.step.set(Step::Commit {
+                            commit,
+                            response: Some(response),
+                        }),
+                    }
+                }
+                StepProj::Commit { commit, response } => {
+                    let outcome = ready!(commit.as_mut().poll(cx));
+                    let mut response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    match outcome {
+                        Ok(emit) => transport::write(this.layer, emit, response.headers_mut()),
+                        Err(failure) => {
+                            let source = match failure {
+                                CommitFailure::Store(err) => {
+                                    tracing::error!(error = %err, "session commit failed");
+                                    err
+                                }
+                                CommitFailure::Missing => {
+                                    tracing::info!(
+                                        "session ended by another request before commit"
+                                    );
+                                    StoreError::new(
+                                        StoreErrorKind::Unavailable,
+                                        "session ended by another request",
+                                    )
+                                }
+                                CommitFailure::Collisions => {
+                                    tracing::error!("session ID collided three times");
+                                    StoreError::new(StoreErrorKind::Unavailable, "ID collisions")
+                                }
+                            };
+                            response = CommitFailed::with_source(source).into_response();
+                        }
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Session layer for Axum and Tower.
+//!
+//! `axum-tessera` recognises a client from a signed token (a cookie, `Authorization: Bearer`
+//! or a custom header), loads its session from a store only when a handler needs it, and
+//! commits what the handler changed in one store call after the response.
+//!
+//! ```
+//! use axum::{routing::{get, post}, Router};
+//! use axum_tessera::{Key, Principal, Session, SessionConfig, SessionLayer};
+//! use time::Duration;
+//!
+//! async fn login(session: Session) -> &'static str {
+//!     // verify the password elsewhere, then:
+//!     session.login(Principal::user("alice"));
+//!     "welcome"
+//! }
+//!
+//! async fn whoami(session: Session) -> String {
+//!     session.principal().map(|p| p.id().to_owned()).unwrap_or_default()
+//! }
+//!
+//! let cfg = SessionConfig::web(Key::generate())
+//!     .idle_timeout(Duration::minutes(30))
+//!     .absolute_timeout(Duration::hours(12));
+//! let app: Router = Router::new()
+//!     .route("/login", post(login))
+//!     .route("/me", get(whoami))
+//!     .layer(SessionLayer::new(cfg));
+//! ```
+//!
+//! # Security defaults
+//!
+//! * 256-bit IDs from the OS CSPRNG; stores key records by `SHA-256(id)`.
+//! * Tokens are HMAC-SHA256 signed, bound to their purpose (cookie name or header transport)
+//!   and issue time, compared in constant time; keys shorter than 32 bytes are refused.
+//! * Cookies default to `__Host-` prefixed, `Secure`, `HttpOnly`, `SameSite=Lax`, `Path=/`.
+//! * Login, logout and scope changes rotate the session ID; the old ID dies at commit.
+//! * Idle and absolute timeouts are enforced server-side.
+#![forbid(unsafe_code)]
+#![deny(missing_docs, unreachable_pub)]
+#![warn(missing_debug_implementations)]
+
+mod clock;
+mod config;
+pub mod csrf;
+mod error;
+mod extract;
+mod future;
+mod key;
+mod layer;
+mod principal;
+mod record;
+mod service;
+mod session;
+pub mod store;
+pub mod token;
+mod transport;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    CookieConfig, SessionConfig, TokenSource, MAX_COOKIE_BYTES, SESSION_TOKEN_HEADER,
+};
+pub use cookie::SameSite;
+pub use error::{
+    CommitFailed, ConfigError, MissingSessionLayer, SessionRejection, SessionRequired,
+    SessionUnavailable, StoreError, StoreErrorKind,
+};
+pub use extract::OptionalSession;
+pub use future::ResponseFuture;
+pub use key::{Key, KeyRing, MIN_KEY_LEN};
+pub use layer::SessionLayer;
+pub use principal::Principal;
+pub use record::{Patch, Record, SessionInfo};
+pub use service::SessionService;
+pub use session::Session;

@@ -1,0 +1,320 @@
+//! The stored form of a session ([`Record`]), the [`Patch`] a commit applies to it, and the
+//! [`SessionInfo`] summary shown to users and operators.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::{Duration, OffsetDateTime};
+
+use crate::clock::to_datetime;
+use crate::principal::Principal;
+use crate::token::StoreKey;
+
+/// Longest user agent kept with a session; the rest is cut so a client cannot bloat records.
+pub(crate) const MAX_USER_AGENT: usize = 256;
+
+/// A session as a store keeps it. Times are Unix seconds.
+///
+/// Stores treat it as opaque apart from [`Record::expires_at`] (for TTLs) and
+/// [`Record::principal`] (for the per-principal index); it serialises with serde.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    created: i64,
+    last_seen: i64,
+    expires_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    principal: Option<Principal>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    data: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    flash: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_agent: Option<String>,
+}
+
+impl Record {
+    /// An empty record created at `now` that expires at `expires_at`.
+    pub fn new(now: i64, expires_at: i64) -> Self {
+        Self {
+            created: now,
+            last_seen: now,
+            expires_at,
+            principal: None,
+            data: BTreeMap::new(),
+            flash: Vec::new(),
+            user_agent: None,
+        }
+    }
+
+    /// Creation time (Unix seconds); the absolute timeout counts from here and is never extended.
+    pub fn created(&self) -> i64 {
+        self.created
+    }
+
+    /// Last time a request refreshed the session (Unix seconds).
+    pub fn last_seen(&self) -> i64 {
+        self.last_seen
+    }
+
+    /// When the session stops being valid (Unix seconds): the earlier of the idle and the
+    /// absolute deadline. A store must never return a record at or past this time.
+    pub fn expires_at(&self) -> i64 {
+        self.expires_at
+    }
+
+    /// Whether the record is dead at `now`.
+    pub fn is_expired(&self, now: i64) -> bool {
+        now >= self.expires_at
+    }
+
+    /// The logged-in principal, if any.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
+    /// The user agent of the request that created the session, cut to 256 bytes.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.user_agent.as_deref()
+    }
+
+    /// The session's data map.
+    pub fn data(&self) -> &BTreeMap<String, Value> {
+        &self.data
+    }
+
+    pub(crate) fn flash(&self) -> &[String] {
+        &self.flash
+    }
+
+    pub(crate) fn data_mut(&mut self) -> &mut BTreeMap<String, Value> {
+        &mut self.data
+    }
+
+    pub(crate) fn set_principal(&mut self, principal: Option<Principal>) {
+        self.principal = principal;
+    }
+
+    pub(crate) fn principal_mut(&mut self) -> Option<&mut Principal> {
+        self.principal.as_mut()
+    }
+
+    pub(crate) fn flash_mut(&mut self) -> &mut Vec<String> {
+        &mut self.flash
+    }
+
+    pub(crate) fn set_user_agent(&mut self, user_agent: Option<&str>) {
+        self.user_agent = user_agent.map(|ua| {
+            let mut end = ua.len().min(MAX_USER_AGENT);
+            while !ua.is_char_boundary(end) {
+                end -= 1;
+            }
+            ua[..end].to_owned()
+        });
+    }
+
+    /// Stamps a record that is about to be created.
+    pub(crate) fn set_created(&mut self, now: i64, expires_at: i64) {
+        self.created = now;
+        self.last_seen = now;
+        self.expires_at = expires_at;
+    }
+
+    /// A summary of this record filed under `key`.
+    pub fn info(&self, key: StoreKey) -> SessionInfo {
+        SessionInfo {
+            key,
+            created: self.created,
+            last_seen: self.last_seen,
+            expires_at: self.expires_at,
+            principal: self.principal.as_ref().map(|p| p.id().to_owned()),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+}
+
+/// The changes one request made to a session, applied by a store at commit.
+///
+/// A patch names only what changed, so two concurrent requests that touch different keys both
+/// survive. `set` and `remove` act on data keys; `principal` and `flash`, when present, replace
+/// those fields whole; the times are always written.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Patch {
+    set: Vec<(String, Value)>,
+    remove: Vec<String>,
+    principal: Option<Option<Principal>>,
+    flash: Option<Vec<String>>,
+    last_seen: i64,
+    expires_at: i64,
+}
+
+impl Patch {
+    pub(crate) fn new(last_seen: i64, expires_at: i64) -> Self {
+        Self {
+            last_seen,
+            expires_at,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn set(&mut self, key: String, value: Value) {
+        self.set.push((key, value));
+    }
+
+    pub(crate) fn remove(&mut self, key: String) {
+        self.remove.push(key);
+    }
+
+    pub(crate) fn replace_principal(&mut self, principal: Option<Principal>) {
+        self.principal = Some(principal);
+    }
+
+    pub(crate) fn replace_flash(&mut self, flash: Vec<String>) {
+        self.flash = Some(flash);
+    }
+
+    /// Data keys to set, with their new values.
+    pub fn sets(&self) -> &[(String, Value)] {
+        &self.set
+    }
+
+    /// Data keys to remove.
+    pub fn removes(&self) -> &[String] {
+        &self.remove
+    }
+
+    /// `Some(new)` when the principal changed (`Some(None)`: logged out).
+    pub fn principal(&self) -> Option<Option<&Principal>> {
+        self.principal.as_ref().map(Option::as_ref)
+    }
+
+    /// `Some(list)` when the flash messages changed.
+    pub fn flash(&self) -> Option<&[String]> {
+        self.flash.as_deref()
+    }
+
+    /// New last-seen time (Unix seconds).
+    pub fn last_seen(&self) -> i64 {
+        self.last_seen
+    }
+
+    /// New expiry (Unix seconds).
+    pub fn expires_at(&self) -> i64 {
+        self.expires_at
+    }
+
+    /// Whether the patch changes anything beyond the times.
+    pub fn touches_data(&self) -> bool {
+        !self.set.is_empty()
+            || !self.remove.is_empty()
+            || self.principal.is_some()
+            || self.flash.is_some()
+    }
+
+    /// Applies the patch to `record`: what a store does under its lock or script.
+    pub fn apply(&self, record: &mut Record) {
+        for key in &self.remove {
+            record.data.remove(key);
+        }
+        for (key, value) in &self.set {
+            record.data.insert(key.clone(), value.clone());
+        }
+        if let Some(principal) = &self.principal {
+            record.principal.clone_from(principal);
+        }
+        if let Some(flash) = &self.flash {
+            record.flash.clone_from(flash);
+        }
+        record.last_seen = self.last_seen;
+        record.expires_at = self.expires_at;
+    }
+}
+
+/// A summary of one session: for `session.info()`, for listing a principal's sessions and for
+/// "log out this device" pages. Holds no secret: the session is named by a short hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    key: StoreKey,
+    created: i64,
+    last_seen: i64,
+    expires_at: i64,
+    principal: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl SessionInfo {
+    /// The store key; [`StoreKey::short`] is the label to show.
+    pub fn key(&self) -> StoreKey {
+        self.key
+    }
+
+    /// When the session was created.
+    pub fn created(&self) -> OffsetDateTime {
+        to_datetime(self.created)
+    }
+
+    /// When a request last refreshed it.
+    pub fn last_seen(&self) -> OffsetDateTime {
+        to_datetime(self.last_seen)
+    }
+
+    /// When it expires unless refreshed.
+    pub fn expires(&self) -> OffsetDateTime {
+        to_datetime(self.expires_at)
+    }
+
+    /// Time left at `now`, never negative.
+    pub fn remaining(&self, now: OffsetDateTime) -> Duration {
+        (self.expires() - now).max(Duration::ZERO)
+    }
+
+    /// The principal ID, when logged in.
+    pub fn principal(&self) -> Option<&str> {
+        self.principal.as_deref()
+    }
+
+    /// The user agent that created it.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.user_agent.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn patch_applies_sets_removes_and_times_only() {
+        let mut record = Record::new(10, 100);
+        record.data.insert("keep".into(), json!(1));
+        record.data.insert("drop".into(), json!(2));
+        record.set_principal(Some(Principal::user("u")));
+        let mut patch = Patch::new(20, 110);
+        patch.set("new".into(), json!("x"));
+        patch.remove("drop".into());
+        patch.apply(&mut record);
+        assert_eq!(record.data.get("keep"), Some(&json!(1)));
+        assert_eq!(record.data.get("new"), Some(&json!("x")));
+        assert!(!record.data.contains_key("drop"));
+        assert_eq!(
+            record.principal().map(Principal::id),
+            Some("u"),
+            "untouched field survives"
+        );
+        assert_eq!(
+            (record.created, record.last_seen, record.expires_at),
+            (10, 20, 110)
+        );
+    }
+
+    #[test]
+    fn user_agent_is_cut_on_a_char_boundary() {
+        let mut record = Record::new(0, 1);
+        let long = "é".repeat(200);
+        record.set_user_agent(Some(&long));
+        let kept = record.user_agent().unwrap();
+        assert!(kept.len() <= MAX_USER_AGENT);
+        assert!(long.starts_with(kept));
+    }
+}

@@ -1,0 +1,68 @@
+//! [`SessionService`]: reads and verifies the token, puts a lazily loading [`Session`] into the
+//! request, and hands the response to [`ResponseFuture`] for the commit.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::USER_AGENT;
+use http::{Request, Response};
+use tower_service::Service;
+
+use crate::future::ResponseFuture;
+use crate::layer::LayerState;
+use crate::session::Session;
+use crate::transport;
+
+/// The middleware [`SessionLayer`](crate::SessionLayer) produces.
+///
+/// Per request it costs one HMAC when a token is present and nothing else until a handler
+/// or extractor touches the session: routes that never do make no store call.
+#[derive(Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    state: Arc<LayerState>,
+}
+
+impl<S> std::fmt::Debug for SessionService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionService").finish_non_exhaustive()
+    }
+}
+
+impl<S> SessionService<S> {
+    pub(crate) fn new(inner: S, state: Arc<LayerState>) -> Self {
+        Self { inner, state }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let now = self.state.clock.now();
+        let incoming = transport::read(&self.state, req.headers(), now);
+        let user_agent = req.headers().get(USER_AGENT).cloned();
+        let session = Session::new(self.state.clone(), incoming, user_agent);
+        req.extensions_mut().insert(session.clone());
+
+        // `poll_ready` readied `self.inner`; a fresh clone might not be ready, so call the
+        // ready one and keep the clone for the next request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::new(inner.call(req), session, self.state.clone())
+    }
+}

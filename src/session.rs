@@ -1,0 +1,611 @@
+//! [`Session`]: the per-request handle handlers read and change, and the change set it turns
+//! into one store commit after the response.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use http::HeaderValue;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use crate::config::TokenSource;
+use crate::error::StoreError;
+use crate::layer::{LayerState, Transport};
+use crate::principal::Principal;
+use crate::record::{Patch, Record, SessionInfo};
+use crate::store::{BoxFuture, Commit, CommitOutcome};
+use crate::token::{SessionId, StoreKey, Verified};
+
+/// A verified token as it arrived.
+#[derive(Clone, Debug)]
+pub(crate) struct Incoming {
+    pub(crate) verified: Verified,
+    pub(crate) source: TokenSource,
+}
+
+/// The session of the current request.
+///
+/// Cheap to clone (clones share state). Extract it in a handler; reads and writes are
+/// synchronous and recorded as a change set that the layer commits in one store call after
+/// the handler returns. Nothing is written, and no cookie is sent, when nothing changed.
+///
+/// A client without a valid session gets a fresh anonymous one that is stored only once
+/// something is written to it.
+///
+/// # Example
+///
+/// ```
+/// use axum_tessera::{Principal, Session};
+///
+/// async fn login(session: Session) -> String {
+///     // after checking the password:
+///     session.login(Principal::user("alice").with_scopes(["admin"]));
+///     session.token() // already the new token: the pre-login ID dies at commit
+/// }
+///
+/// async fn cart(session: Session) -> String {
+///     let mut items: Vec<String> = session.get("cart").unwrap_or_default();
+///     items.push("tea".into());
+///     session.insert("cart", &items).expect("strings serialise");
+///     format!("{} items", items.len())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Handle>,
+}
+
+struct Handle {
+    layer: Arc<LayerState>,
+    incoming: Option<Incoming>,
+    user_agent: Option<HeaderValue>,
+    loaded: OnceCell<Result<(), StoreError>>,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Current ID; `None` for an anonymous session that has not needed one yet.
+    id: Option<SessionId>,
+    /// Where the loaded record lives in the store, if it came from there.
+    stored: Option<StoreKey>,
+    live: bool,
+    record: Record,
+    changes: Changes,
+    /// The token for the current ID, once minted, so `token()` and the emitted token agree.
+    issued: Option<String>,
+}
+
+#[derive(Default)]
+struct Changes {
+    /// Data keys touched: `Some` set, `None` removed.
+    data: BTreeMap<String, Option<Value>>,
+    principal: bool,
+    flash: bool,
+    /// Store the session even if nothing else changed (its token or CSRF token went out).
+    persist: bool,
+    /// The ID changed after loading a stored record.
+    rotated: bool,
+    refresh: bool,
+    reissue: bool,
+    /// A stored record to delete (destroy / logout).
+    delete: Option<StoreKey>,
+}
+
+impl Changes {
+    fn dirty(&self) -> bool {
+        !self.data.is_empty() || self.principal || self.flash
+    }
+}
+
+/// What the response needs after the commit.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Emit {
+    Nothing,
+    /// Send this token; `max_age` in seconds for persistent cookies.
+    Token {
+        token: String,
+        transport: Transport,
+        max_age: i64,
+    },
+    /// Tell the client to drop its token.
+    Clear {
+        transport: Transport,
+    },
+}
+
+/// Why the commit did not happen.
+#[derive(Debug)]
+pub(crate) enum CommitFailure {
+    Store(StoreError),
+    /// The record vanished (destroyed or expired by another request) before the patch.
+    Missing,
+    Collisions,
+}
+
+pub(crate) enum Finish {
+    Done(Emit),
+    Store(BoxFuture<'static, Result<Emit, CommitFailure>>),
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A handler that panicked mid-change leaves plain data; the response is a 5xx anyway, and
+    // 5xx responses are never committed.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Session {
+    pub(crate) fn new(
+        layer: Arc<LayerState>,
+        incoming: Option<Incoming>,
+        user_agent: Option<HeaderValue>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Handle {
+                layer,
+                incoming,
+                user_agent,
+                loaded: OnceCell::new(),
+                state: Mutex::new(State {
+                    id: None,
+                    stored: None,
+                    live: false,
+                    record: Record::new(0, 0),
+                    changes: Changes::default(),
+                    issued: None,
+                }),
+            }),
+        }
+    }
+
+    /// Loads the record on first use; later calls reuse the result, errors included.
+    pub(crate) async fn load(&self) -> Result<(), StoreError> {
+        self.inner
+            .loaded
+            .get_or_init(|| self.load_from_store())
+            .await
+            .clone()
+    }
+
+    async fn load_from_store(&self) -> Result<(), StoreError> {
+        let Some(incoming) = &self.inner.incoming else {
+            return Ok(());
+        };
+        let layer = &self.inner.layer;
+        let id = incoming.verified.id();
+        let key = id.store_key();
+        let record = layer.store.load(&key).await.inspect_err(|err| {
+            tracing::error!(session = %key, error = %err, "session load failed");
+        })?;
+        let now = layer.clock.now();
+        match record {
+            None => tracing::debug!(session = %key, "unknown session ID; starting anonymous"),
+            Some(r) if r.is_expired(now) => {
+                tracing::debug!(session = %key, "session expired; starting anonymous");
+            }
+            Some(record) => {
+                let mut st = lock(&self.inner.state);
+                st.changes.refresh = now.saturating_sub(record.last_seen()) >= layer.refresh_after;
+                st.changes.reissue = incoming.verified.needs_reissue();
+                st.id = Some(id.clone());
+                st.stored = Some(key);
+                st.live = true;
+                st.record = record;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the request carried a valid token for a live stored session.
+    pub fn is_live(&self) -> bool {
+        lock(&self.inner.state).live
+    }
+
+    /// Whether this session is not (yet) in the store: anonymous, destroyed, or never written.
+    pub fn is_new(&self) -> bool {
+        lock(&self.inner.state).stored.is_none()
+    }
+
+    pub(crate) fn require_existing(&self) -> bool {
+        self.inner.layer.require_existing
+    }
+
+    /// Where the request's valid token came from, if it had one. Requests authenticated by
+    /// a bearer or header token are not subject to CSRF checks.
+    pub fn token_source(&self) -> Option<&TokenSource> {
+        self.inner.incoming.as_ref().map(|i| &i.source)
+    }
+
+    /// The value under `key`, if present and of type `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let st = lock(&self.inner.state);
+        let value = st.record.data().get(key)?;
+        T::deserialize(value).ok()
+    }
+
+    /// The raw JSON value under `key`.
+    pub fn get_value(&self, key: &str) -> Option<Value> {
+        lock(&self.inner.state).record.data().get(key).cloned()
+    }
+
+    /// Stores `value` under `key`.
+    ///
+    /// # Errors
+    ///
+    /// When `value` cannot be represented as JSON (a map with non-string keys, say); the
+    /// session is then unchanged.
+    pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), serde_json::Error> {
+        let value = serde_json::to_value(value)?;
+        let mut st = lock(&self.inner.state);
+        st.record.data_mut().insert(key.to_owned(), value.clone());
+        st.changes.data.insert(key.to_owned(), Some(value));
+        Ok(())
+    }
+
+    /// Removes `key` and returns its value.
+    pub fn remove(&self, key: &str) -> Option<Value> {
+        let mut st = lock(&self.inner.state);
+        let old = st.record.data_mut().remove(key)?;
+        st.changes.data.insert(key.to_owned(), None);
+        Some(old)
+    }
+
+    /// The data keys currently set.
+    pub fn keys(&self) -> Vec<String> {
+        lock(&self.inner.state)
+            .record
+            .data()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The logged-in principal.
+    pub fn principal(&self) -> Option<Principal> {
+        lock(&self.inner.state).record.principal().cloned()
+    }
+
+    /// Whether a principal is logged in.
+    pub fn is_authenticated(&self) -> bool {
+        lock(&self.inner.state).record.principal().is_some()
+    }
+
+    /// The principal's scopes (empty when anonymous).
+    pub fn scopes(&self) -> BTreeSet<String> {
+        lock(&self.inner.state)
+            .record
+            .principal()
+            .map(|p| p.scopes().clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether the principal holds `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        lock(&self.inner.state)
+            .record
+            .principal()
+            .is_some_and(|p| p.has_scope(scope))
+    }
+
+    /// Logs `principal` in: data is kept, the session gets a new ID at once (so
+    /// [`Session::token`] already returns the new token) and the old ID stops working at
+    /// commit. The CSRF secret rotates with the ID.
+    pub fn login(&self, principal: Principal) {
+        let mut st = lock(&self.inner.state);
+        st.record.set_principal(Some(principal));
+        st.changes.principal = true;
+        Self::new_id(&mut st);
+    }
+
+    /// Logs out: the stored session is deleted at commit and the request continues with a
+    /// fresh anonymous session (stored only if written to).
+    pub fn logout(&self) {
+        self.destroy();
+    }
+
+    /// Replaces the principal's scopes and rotates the ID. Returns `false`, changing nothing,
+    /// when no principal is logged in.
+    pub fn set_scopes<I, S>(&self, scopes: I) -> bool
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut st = lock(&self.inner.state);
+        let Some(p) = st.record.principal_mut() else {
+            return false;
+        };
+        p.set_scopes(scopes.into_iter().map(Into::into).collect());
+        st.changes.principal = true;
+        Self::new_id(&mut st);
+        true
+    }
+
+    /// Gives the session a new ID, keeping its data; the old ID stops working at commit.
+    pub fn rotate(&self) {
+        Self::new_id(&mut lock(&self.inner.state));
+    }
+
+    /// Ends the session: its record is deleted at commit and the client told to drop its token.
+    /// Later changes in the same request start a new anonymous session.
+    pub fn destroy(&self) {
+        let mut st = lock(&self.inner.state);
+        let delete = st.stored.take().or(st.changes.delete.take());
+        *st = State {
+            id: None,
+            stored: None,
+            live: false,
+            record: Record::new(0, 0),
+            changes: Changes {
+                delete,
+                ..Changes::default()
+            },
+            issued: None,
+        };
+    }
+
+    fn new_id(st: &mut State) {
+        st.id = Some(SessionId::generate());
+        st.issued = None;
+        st.changes.rotated = st.stored.is_some();
+        st.changes.persist = true;
+    }
+
+    fn ensure_id(st: &mut State) -> SessionId {
+        if st.id.is_none() {
+            st.id = Some(SessionId::generate());
+            st.changes.persist = true;
+        }
+        st.id.clone().expect("just set")
+    }
+
+    fn transport(&self) -> Transport {
+        match self.inner.incoming.as_ref().map(|i| &i.source) {
+            Some(TokenSource::Cookie) => Transport::Cookie,
+            Some(_) => Transport::Header,
+            None => self.inner.layer.default_transport,
+        }
+    }
+
+    fn mint(&self, st: &mut State, now: i64) -> String {
+        if let Some(token) = &st.issued {
+            return token.clone();
+        }
+        let id = Self::ensure_id(st);
+        let token = self.inner.layer.codec(self.transport()).sign(&id, now);
+        st.issued = Some(token.clone());
+        token
+    }
+
+    /// The signed token for this session, as the layer will send it. For API clients that
+    /// return it in a body (`{"token": ...}`). Gives an anonymous session an ID and marks it
+    /// to be stored.
+    ///
+    /// # Security
+    ///
+    /// The token is a bearer credential: never log it.
+    pub fn token(&self) -> String {
+        let now = self.inner.layer.clock.now();
+        let mut st = lock(&self.inner.state);
+        self.mint(&mut st, now)
+    }
+
+    /// A short hash naming this session in logs and pages; `None` before it has an ID.
+    pub fn id_hash(&self) -> Option<String> {
+        lock(&self.inner.state).id.as_ref().map(SessionId::short)
+    }
+
+    /// A fresh masked CSRF token for this session, for a hidden `csrf_token` form field or an
+    /// `X-CSRF-Token` header. Each call returns different bytes (BREACH); all of them verify
+    /// until the session's ID changes. Marks an anonymous session to be stored.
+    pub fn csrf_token(&self) -> String {
+        let mut st = lock(&self.inner.state);
+        let id = Self::ensure_id(&mut st);
+        self.inner.layer.csrf.issue(&id)
+    }
+
+    /// Whether `token` is a valid CSRF token of this session, compared in constant time.
+    pub fn verify_csrf_token(&self, token: &str) -> bool {
+        let st = lock(&self.inner.state);
+        st.id
+            .as_ref()
+            .is_some_and(|id| self.inner.layer.csrf.verify(id, token))
+    }
+
+    /// Queues a flash message for a later request.
+    pub fn flash(&self, message: impl Into<String>) {
+        let mut st = lock(&self.inner.state);
+        st.record.flash_mut().push(message.into());
+        st.changes.flash = true;
+    }
+
+    /// Takes the queued flash messages, removing them from the session.
+    pub fn take_flashes(&self) -> Vec<String> {
+        let mut st = lock(&self.inner.state);
+        if st.record.flash().is_empty() {
+            return Vec::new();
+        }
+        st.changes.flash = true;
+        std::mem::take(st.record.flash_mut())
+    }
+
+    /// Created, last seen and expiry times of a stored session; `None` for one not stored yet.
+    pub fn info(&self) -> Option<SessionInfo> {
+        let st = lock(&self.inner.state);
+        st.stored.map(|key| st.record.info(key))
+    }
+
+    /// Lists the live sessions of this session's principal (empty when anonymous).
+    ///
+    /// # Errors
+    ///
+    /// When the store fails.
+    pub async fn sessions_of_principal(&self) -> Result<Vec<SessionInfo>, StoreError> {
+        let Some(p) = self.principal() else {
+            return Ok(Vec::new());
+        };
+        self.inner.layer.store.sessions_of(p.id()).await
+    }
+
+    /// Deletes every session of this session's principal, this one included ("log out
+    /// everywhere"), and answers how many were deleted.
+    ///
+    /// # Errors
+    ///
+    /// When the store fails.
+    pub async fn logout_everywhere(&self) -> Result<u64, StoreError> {
+        let Some(p) = self.principal() else {
+            return Ok(0);
+        };
+        let n = self.inner.layer.store.delete_sessions_of(p.id()).await?;
+        self.destroy();
+        Ok(n)
+    }
+
+    /// Decides what the commit needs. `server_error` responses are never committed.
+    pub(crate) fn finish(&self, server_error: bool) -> Finish {
+        if server_error || self.inner.loaded.get().is_none() {
+            return Finish::Done(Emit::Nothing);
+        }
+        let needs_store = {
+            let st = lock(&self.inner.state);
+            let c = &st.changes;
+            c.delete.is_some()
+                || c.dirty()
+                || c.refresh && st.stored.is_some()
+                || c.rotated
+                || c.persist && st.stored.is_none()
+        };
+        if !needs_store {
+            let now = self.inner.layer.clock.now();
+            let mut st = lock(&self.inner.state);
+            let emit = if st.changes.reissue && st.stored.is_some() {
+                self.emit_token(&mut st, now)
+            } else {
+                Emit::Nothing
+            };
+            return Finish::Done(emit);
+        }
+        let session = self.clone();
+        Finish::Store(Box::pin(async move { session.commit().await }))
+    }
+
+    fn emit_token(&self, st: &mut State, now: i64) -> Emit {
+        let token = self.mint(st, now);
+        let deadline = st
+            .record
+            .created()
+            .saturating_add(self.inner.layer.absolute);
+        Emit::Token {
+            token,
+            transport: self.transport(),
+            max_age: deadline.saturating_sub(now).max(0),
+        }
+    }
+
+    async fn commit(&self) -> Result<Emit, CommitFailure> {
+        let layer = &self.inner.layer;
+        let delete = lock(&self.inner.state).changes.delete.take();
+        if let Some(key) = delete {
+            layer
+                .store
+                .commit(Commit::Delete { key })
+                .await
+                .map_err(CommitFailure::Store)?;
+        }
+        for _ in 0..3 {
+            let now = layer.clock.now();
+            let (commit, emit) = {
+                let mut st = lock(&self.inner.state);
+                self.plan(&mut st, now, delete.is_some())
+            };
+            let Some(commit) = commit else {
+                return Ok(emit);
+            };
+            // Losing a refresh of a session another request just ended is harmless; losing
+            // data or a login is not, and the client must hear of it.
+            let refresh_only =
+                matches!(&commit, Commit::Patch { patch, .. } if !patch.touches_data());
+            match layer.store.commit(commit).await {
+                Ok(CommitOutcome::Applied) => return Ok(emit),
+                Ok(CommitOutcome::Missing) if refresh_only => return Ok(Emit::Nothing),
+                Ok(CommitOutcome::Missing) => return Err(CommitFailure::Missing),
+                Ok(_) => {
+                    // Another session holds this ID (2^-256, or a broken RNG): never
+                    // overwrite it, take a new one.
+                    let mut st = lock(&self.inner.state);
+                    st.id = Some(SessionId::generate());
+                    st.issued = None;
+                }
+                Err(err) => return Err(CommitFailure::Store(err)),
+            }
+        }
+        Err(CommitFailure::Collisions)
+    }
+
+    fn plan(&self, st: &mut State, now: i64, deleted: bool) -> (Option<Commit>, Emit) {
+        let layer = &self.inner.layer;
+        let Some(from) = st.stored else {
+            if !(st.changes.dirty() || st.changes.persist) {
+                let emit = if deleted {
+                    Emit::Clear {
+                        transport: self.transport(),
+                    }
+                } else {
+                    Emit::Nothing
+                };
+                return (None, emit);
+            }
+            let id = Self::ensure_id(st);
+            let mut record = st.record.clone();
+            record.set_created(now, layer.expires_at(now, now));
+            record.set_user_agent(self.inner.user_agent.as_ref().and_then(|v| v.to_str().ok()));
+            st.record.set_created(now, record.expires_at());
+            let emit = self.emit_token(st, now);
+            return (
+                Some(Commit::Create {
+                    key: id.store_key(),
+                    record,
+                }),
+                emit,
+            );
+        };
+
+        let mut patch = Patch::new(now, layer.expires_at(st.record.created(), now));
+        for (key, value) in &st.changes.data {
+            match value {
+                Some(v) => patch.set(key.clone(), v.clone()),
+                None => patch.remove(key.clone()),
+            }
+        }
+        if st.changes.principal {
+            patch.replace_principal(st.record.principal().cloned());
+        }
+        if st.changes.flash {
+            patch.replace_flash(st.record.flash().to_vec());
+        }
+        if st.changes.rotated {
+            let to = Self::ensure_id(st).store_key();
+            let emit = self.emit_token(st, now);
+            return (Some(Commit::Move { from, to, patch }), emit);
+        }
+        let emit = if st.changes.reissue {
+            self.emit_token(st, now)
+        } else {
+            Emit::Nothing
+        };
+        (Some(Commit::Patch { key: from, patch }), emit)
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = lock(&self.inner.state);
+        f.debug_struct("Session")
+            .field("id", &st.id)
+            .field("live", &st.live)
+            .field("authenticated", &st.record.principal().is_some())
+            .finish_non_exhaustive()
+    }
+}

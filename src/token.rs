@@ -1,0 +1,507 @@
+//! Wire tokens: session IDs, their store keys, and the signed `v1.<id>.<issued>.<mac>` form.
+//!
+//! Everything here is a pure function of its inputs, so it can be fuzzed and property-tested
+//! without a runtime.
+//!
+//! # Example
+//!
+//! ```
+//! use axum_tessera::{Key, KeyRing, token::{SessionId, TokenCodec}};
+//!
+//! let codec = TokenCodec::new(&KeyRing::new(Key::generate()), "cookie:id");
+//! let id = SessionId::generate();
+//! let token = codec.sign(&id, 1_700_000_000);
+//! let verified = codec.verify(&token, 1_700_000_100, 3600, 60).unwrap();
+//! assert_eq!(verified.id(), &id);
+//! assert!(codec.verify(&token, 1_700_009_999, 3600, 60).is_err()); // too old
+//! ```
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::Mac as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::key::{fill_random, HmacSha256, KeyRing};
+
+/// Length of an encoded session ID: 32 bytes in unpadded base64url.
+pub const ID_LEN: usize = 43;
+/// Upper bound for a wire token; longer input is rejected before any decoding.
+pub const MAX_TOKEN_LEN: usize = 128;
+const MAC_LEN: usize = 43;
+const VERSION: &str = "v1";
+
+/// A 256-bit session identifier from the OS CSPRNG.
+///
+/// `Debug` and `Display` show only [`SessionId::short`]: a short hash that identifies the
+/// session in logs without letting anyone use it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId([u8; 32]);
+
+impl SessionId {
+    /// A fresh random ID.
+    ///
+    /// # Panics
+    ///
+    /// When the operating system's random source fails.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        fill_random(&mut bytes);
+        Self(bytes)
+    }
+
+    /// Parses the 43-character base64url form. Non-canonical encodings are rejected.
+    pub fn parse(text: &str) -> Option<Self> {
+        decode_32(text).map(Self)
+    }
+
+    /// The 43-character base64url form that appears inside tokens.
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// The key a store files this session under: `SHA-256(id)`, so a store dump yields no
+    /// usable session.
+    pub fn store_key(&self) -> StoreKey {
+        StoreKey(Sha256::digest(self.0).into())
+    }
+
+    /// A short, non-secret label for logs and events (the first 8 hex digits of the store key).
+    pub fn short(&self) -> String {
+        self.store_key().short()
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", self.short())
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.short())
+    }
+}
+
+/// The name a store files a session under: `SHA-256` of its ID.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreKey([u8; 32]);
+
+impl StoreKey {
+    /// The 64-digit lowercase hex form, for stores that key by string.
+    pub fn to_hex(&self) -> String {
+        let mut out = String::with_capacity(64);
+        for b in self.0 {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        out
+    }
+
+    /// Parses the 64-digit lowercase hex form.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            let hi = HEX.iter().position(|&c| c == pair[0])?;
+            let lo = HEX.iter().position(|&c| c == pair[1])?;
+            out[i] = u8::try_from(hi << 4 | lo).ok()?;
+        }
+        Some(Self(out))
+    }
+
+    /// The first 8 hex digits: enough to tell sessions apart in logs, useless to an attacker.
+    pub fn short(&self) -> String {
+        let mut hex = self.to_hex();
+        hex.truncate(8);
+        hex
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreKey({})", self.short())
+    }
+}
+
+impl fmt::Display for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.short())
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Why a token did not verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Longer than [`MAX_TOKEN_LEN`]; rejected before decoding.
+    Oversized,
+    /// Not of the `v1.<id>.<issued>.<mac>` shape, or not canonically encoded.
+    Malformed,
+    /// The MAC does not match under any key of the ring for this purpose.
+    BadSignature,
+    /// Issued longer ago than the token's maximum age.
+    Expired,
+    /// Issued further in the future than the allowed clock skew.
+    FutureDated,
+}
+
+impl TokenError {
+    /// A stable lowercase label, for events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Oversized => "oversized",
+            Self::Malformed => "malformed",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::FutureDated => "future_dated",
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Oversized => "session token is too long",
+            Self::Malformed => "session token is malformed",
+            Self::BadSignature => "session token signature does not verify",
+            Self::Expired => "session token has expired",
+            Self::FutureDated => "session token is dated in the future",
+        })
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// A token that verified: its ID, issue time and which key of the ring signed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    id: SessionId,
+    issued_at: i64,
+    key_index: usize,
+}
+
+impl Verified {
+    /// The session ID the token carries.
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// Issue time in Unix seconds.
+    pub fn issued_at(&self) -> i64 {
+        self.issued_at
+    }
+
+    /// `true` when a fallback key signed it, so it should be re-issued under the current key.
+    pub fn needs_reissue(&self) -> bool {
+        self.key_index != 0
+    }
+}
+
+/// Signs and verifies wire tokens for one purpose (a cookie name or a header transport).
+///
+/// The MAC covers the version, the length-prefixed purpose, the ID and the issue time, under a
+/// sub-key derived for that purpose, so a token minted for one purpose never verifies for
+/// another.
+#[derive(Clone)]
+pub struct TokenCodec {
+    /// One prepared MAC state per key, newest first, with the version and purpose absorbed.
+    macs: Vec<HmacSha256>,
+}
+
+impl fmt::Debug for TokenCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCodec")
+            .field("keys", &self.macs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenCodec {
+    /// Prepares the MAC states for `purpose` under every key of `ring`.
+    pub fn new(ring: &KeyRing, purpose: &str) -> Self {
+        let macs = ring
+            .keys()
+            .iter()
+            .map(|key| {
+                let mut mac = key.derive(purpose);
+                mac.update(VERSION.as_bytes());
+                let len = u32::try_from(purpose.len()).unwrap_or(u32::MAX);
+                mac.update(&len.to_be_bytes());
+                mac.update(purpose.as_bytes());
+                mac
+            })
+            .collect();
+        Self { macs }
+    }
+
+    /// Mints `v1.<id>.<issued_at base62>.<mac>` with the current key.
+    pub fn sign(&self, id: &SessionId, issued_at: i64) -> String {
+        let issued = u64::try_from(issued_at).unwrap_or(0);
+        let mut mac = self.macs[0].clone();
+        mac.update(id.as_bytes());
+        mac.update(&issued.to_be_bytes());
+        let tag = mac.finalize().into_bytes();
+
+        let mut out = String::with_capacity(MAX_TOKEN_LEN);
+        out.push_str(VERSION);
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(id.as_bytes(), &mut out);
+        out.push('.');
+        push_base62(&mut out, issued);
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(tag, &mut out);
+        out
+    }
+
+    /// Verifies `token` at time `now` (Unix seconds): the MAC in constant time under each
+    /// key, then the age (at most `max_age` seconds old, at most `skew` seconds in the future).
+    ///
+    /// # Errors
+    ///
+    /// The first [`TokenError`] that applies; size and shape are checked before any crypto.
+    pub fn verify(
+        &self,
+        token: &str,
+        now: i64,
+        max_age: i64,
+        skew: i64,
+    ) -> Result<Verified, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Oversized);
+        }
+        let (id, issued, tag) = split(token).ok_or(TokenError::Malformed)?;
+        let id = decode_32(id).ok_or(TokenError::Malformed)?;
+        let tag = decode_32(tag).ok_or(TokenError::Malformed)?;
+        let issued = parse_base62(issued).ok_or(TokenError::Malformed)?;
+
+        let key_index = self
+            .macs
+            .iter()
+            .position(|prepared| {
+                let mut mac = prepared.clone();
+                mac.update(&id);
+                mac.update(&issued.to_be_bytes());
+                // verify_slice compares in constant time.
+                mac.verify_slice(&tag).is_ok()
+            })
+            .ok_or(TokenError::BadSignature)?;
+
+        let issued_at = i64::try_from(issued).map_err(|_| TokenError::FutureDated)?;
+        if issued_at > now.saturating_add(skew) {
+            return Err(TokenError::FutureDated);
+        }
+        if now.saturating_sub(issued_at) > max_age {
+            return Err(TokenError::Expired);
+        }
+        Ok(Verified {
+            id: SessionId(id),
+            issued_at,
+            key_index,
+        })
+    }
+}
+
+fn split(token: &str) -> Option<(&str, &str, &str)> {
+    let rest = token.strip_prefix("v1.")?;
+    let mut parts = rest.split('.');
+    let id = parts.next()?;
+    let issued = parts.next()?;
+    let tag = parts.next()?;
+    if parts.next().is_some() || id.len() != ID_LEN || tag.len() != MAC_LEN {
+        return None;
+    }
+    Some((id, issued, tag))
+}
+
+/// Decodes exactly 32 bytes of canonical unpadded base64url (the engine rejects padding and
+/// non-zero trailing bits, so every value has exactly one accepted spelling).
+fn decode_32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != ID_LEN {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    match URL_SAFE_NO_PAD.decode_slice(text, &mut out) {
+        Ok(32) => Some(out),
+        _ => None,
+    }
+}
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+fn push_base62(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 11];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = BASE62[(n % 62) as usize];
+        n /= 62;
+        if n == 0 {
+            break;
+        }
+    }
+    for &c in &buf[i..] {
+        out.push(char::from(c));
+    }
+}
+
+/// Parses canonical base62: 1 to 11 digits, no leading zero, no overflow.
+fn parse_base62(text: &str) -> Option<u64> {
+    let bytes = text.as_bytes();
+    if bytes.is_empty() || bytes.len() > 11 || (bytes.len() > 1 && bytes[0] == b'0') {
+        return None;
+    }
+    bytes.iter().try_fold(0u64, |acc, &c| {
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'A'..=b'Z' => c - b'A' + 10,
+            b'a'..=b'z' => c - b'a' + 36,
+            _ => return None,
+        };
+        acc.checked_mul(62)?.checked_add(u64::from(digit))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::Key;
+
+    fn codec(purpose: &str) -> TokenCodec {
+        TokenCodec::new(&KeyRing::new(Key::from_bytes(&[5u8; 32]).unwrap()), purpose)
+    }
+
+    #[test]
+    fn base62_round_trips_and_is_canonical() {
+        for n in [0u64, 1, 61, 62, 1_700_000_000, u64::MAX] {
+            let mut s = String::new();
+            push_base62(&mut s, n);
+            assert_eq!(parse_base62(&s), Some(n), "{n}");
+        }
+        assert_eq!(parse_base62("01"), None);
+        assert_eq!(parse_base62(""), None);
+        assert_eq!(parse_base62("zzzzzzzzzzz"), None, "overflow");
+        assert_eq!(parse_base62("a-"), None);
+    }
+
+    #[test]
+    fn table_of_rejections() {
+        struct Case {
+            name: &'static str,
+            token: String,
+            expect: TokenError,
+        }
+        let c = codec("cookie:id");
+        let id = SessionId([1u8; 32]);
+        let good = c.sign(&id, 1000);
+        let cases = [
+            Case {
+                name: "empty",
+                token: String::new(),
+                expect: TokenError::Malformed,
+            },
+            Case {
+                name: "oversized",
+                token: "v".repeat(MAX_TOKEN_LEN + 1),
+                expect: TokenError::Oversized,
+            },
+            Case {
+                name: "no version",
+                token: good[3..].to_owned(),
+                expect: TokenError::Malformed,
+            },
+            Case {
+                name: "extra segment",
+                token: format!("{good}.x"),
+                expect: TokenError::Malformed,
+            },
+            Case {
+                name: "trailing pad",
+                token: format!("{good}="),
+                expect: TokenError::Malformed,
+            },
+            Case {
+                name: "truncated",
+                token: good[..good.len() - 1].to_owned(),
+                expect: TokenError::Malformed,
+            },
+            Case {
+                name: "other purpose",
+                token: codec("header").sign(&id, 1000),
+                expect: TokenError::BadSignature,
+            },
+            Case {
+                name: "future",
+                token: c.sign(&id, 2000),
+                expect: TokenError::FutureDated,
+            },
+            Case {
+                name: "expired",
+                token: c.sign(&id, 100),
+                expect: TokenError::Expired,
+            },
+        ];
+        for case in cases {
+            assert_eq!(
+                c.verify(&case.token, 1010, 500, 60).unwrap_err(),
+                case.expect,
+                "{}",
+                case.name
+            );
+        }
+        assert_eq!(c.verify(&good, 1010, 500, 60).unwrap().id(), &id);
+    }
+
+    #[test]
+    fn non_canonical_trailing_bits_are_rejected() {
+        let c = codec("cookie:id");
+        let id = SessionId([0u8; 32]);
+        let good = c.sign(&id, 1000);
+        // 32 bytes leave 2 unused bits in the last id character: 'A' (0) -> 'B' (1) sets one.
+        let mut bad = good.clone().into_bytes();
+        assert_eq!(bad[3 + ID_LEN - 1], b'A');
+        bad[3 + ID_LEN - 1] = b'B';
+        let bad = String::from_utf8(bad).unwrap();
+        assert_eq!(c.verify(&bad, 1000, 10, 0), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn fallback_key_verifies_and_asks_for_reissue() {
+        let old = Key::from_bytes(&[1u8; 32]).unwrap();
+        let new = Key::from_bytes(&[2u8; 32]).unwrap();
+        let old_codec = TokenCodec::new(&KeyRing::new(old.clone()), "p");
+        let ring = TokenCodec::new(&KeyRing::new(new).with_fallback(old), "p");
+        let token = old_codec.sign(&SessionId([3u8; 32]), 10);
+        let v = ring.verify(&token, 10, 10, 0).unwrap();
+        assert!(v.needs_reissue());
+        assert!(!ring
+            .verify(&ring.sign(v.id(), 10), 10, 10, 0)
+            .unwrap()
+            .needs_reissue());
+    }
+
+    #[test]
+    fn store_key_hex_round_trips_and_debug_is_short() {
+        let id = SessionId::generate();
+        let key = id.store_key();
+        assert_eq!(StoreKey::from_hex(&key.to_hex()), Some(key));
+        assert!(!format!("{id:?}").contains(&id.encode()));
+        assert_eq!(id.short().len(), 8);
+    }
+}
