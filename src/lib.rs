@@ -54,7 +54,7 @@ mod service;
 mod session;
 pub mod store;
 pub mod token;
-mod transport;
+pub mod transport;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{

@@ -289,11 +289,22 @@ impl Session {
             .is_some_and(|p| p.has_scope(scope))
     }
 
-    /// Logs `principal` in: data is kept, the session gets a new ID at once (so
-    /// [`Session::token`] already returns the new token) and the old ID stops working at
-    /// commit. The CSRF secret rotates with the ID.
+    /// Logs `principal` in: the session gets a new ID at once (so [`Session::token`] already
+    /// returns the new token) and the old ID stops working at commit. The CSRF secret rotates
+    /// with the ID. Data is kept, unless another principal was logged in: then data and flash
+    /// messages are dropped, so one user never inherits another's session on a shared browser.
     pub fn login(&self, principal: Principal) {
         let mut st = lock(&self.inner.state);
+        let switching = st
+            .record
+            .principal()
+            .is_some_and(|old| old.kind() != principal.kind() || old.id() != principal.id());
+        if switching {
+            let keys = std::mem::take(st.record.data_mut()).into_keys();
+            st.changes.data.extend(keys.map(|key| (key, None)));
+            st.record.flash_mut().clear();
+            st.changes.flash = true;
+        }
         st.record.set_principal(Some(principal));
         st.changes.principal = true;
         Self::new_id(&mut st);

@@ -1,5 +1,20 @@
 //! Reading a token from request headers in the configured order, and writing a new or
 //! cleared token to the response.
+//!
+//! The layer does all of this itself; [`cookie_values`], the cookie header parser it uses, is
+//! public for applications that read their own cookies the same way.
+//!
+//! # Example
+//!
+//! ```
+//! use axum_tessera::transport::cookie_values;
+//! use http::{header::COOKIE, HeaderMap, HeaderValue};
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.append(COOKIE, HeaderValue::from_static("theme=dark; sid=first"));
+//! headers.append(COOKIE, HeaderValue::from_static("sid=second"));
+//! assert_eq!(cookie_values(&headers, "sid").collect::<Vec<_>>(), ["first", "second"]);
+//! ```
 
 use http::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue};
@@ -60,21 +75,28 @@ fn verify(layer: &LayerState, source: &TokenSource, value: &str, now: i64) -> Op
     }
 }
 
-/// Every value of cookie `name` across all `Cookie` headers, in order. Duplicates are all
-/// returned so the first one that verifies wins, whatever else a client (or an attacker
-/// able to plant a cookie) sent.
-pub(crate) fn cookie_values<'a>(
+/// Every value of cookie `name` across all `Cookie` headers, in order, with surrounding
+/// whitespace removed. Duplicates are all returned so the first one that verifies wins,
+/// whatever else a client (or an attacker able to plant a cookie) sent.
+///
+/// Lines are split as bytes: a cookie with non-ASCII bytes elsewhere in the header (which
+/// another application on the same site may set) must not hide this one. Values that are not
+/// UTF-8 are skipped.
+pub fn cookie_values<'a>(
     headers: &'a HeaderMap,
     name: &'a str,
 ) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|line| line.split(';'))
+        .flat_map(|line| line.as_bytes().split(|&b| b == b';'))
         .filter_map(move |pair| {
-            let (n, v) = pair.trim().split_once('=')?;
-            (n.trim() == name).then_some(v.trim())
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            let (n, v) = pair.split_at(eq);
+            if n.trim_ascii() != name.as_bytes() {
+                return None;
+            }
+            std::str::from_utf8(v[1..].trim_ascii()).ok()
         })
 }
 
@@ -150,6 +172,17 @@ mod tests {
         h.append(COOKIE, HeaderValue::from_static("sid=second"));
         let got: Vec<_> = cookie_values(&h, "sid").collect();
         assert_eq!(got, ["first", "second"]);
+    }
+
+    #[test]
+    fn cookie_values_survives_non_ascii_neighbours() {
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            HeaderValue::from_bytes("pref=caf\u{e9}; sid=mine; x=\u{fc}".as_bytes()).unwrap(),
+        );
+        let got: Vec<_> = cookie_values(&h, "sid").collect();
+        assert_eq!(got, ["mine"]);
     }
 
     #[test]
