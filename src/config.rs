@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use cookie::SameSite;
 use http::HeaderName;
+use ipnet::IpNet;
 use time::Duration;
 
 use crate::clock::{Clock, SystemClock};
@@ -228,6 +229,9 @@ pub struct SessionConfig {
     pub(crate) skew: Duration,
     pub(crate) require_existing: bool,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) bind_user_agent: bool,
+    pub(crate) bind_client_ip: bool,
+    pub(crate) trusted_proxies: Vec<IpNet>,
 }
 
 impl fmt::Debug for SessionConfig {
@@ -241,6 +245,9 @@ impl fmt::Debug for SessionConfig {
             .field("refresh_fraction", &self.refresh_fraction)
             .field("skew", &self.skew)
             .field("require_existing", &self.require_existing)
+            .field("bind_user_agent", &self.bind_user_agent)
+            .field("bind_client_ip", &self.bind_client_ip)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -257,6 +264,9 @@ impl SessionConfig {
             skew: Duration::seconds(60),
             require_existing: false,
             clock: Arc::new(SystemClock),
+            bind_user_agent: false,
+            bind_client_ip: false,
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -352,6 +362,71 @@ impl SessionConfig {
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Ties each session to the `User-Agent` of the request that created it (default off).
+    ///
+    /// A request whose user agent differs is treated as anonymous and logged as a `warn`
+    /// event; the session itself stays intact for its owner. The record keeps only a SHA-256
+    /// of the header. Turning this on ends sessions created while it was off.
+    ///
+    /// # Security
+    ///
+    /// Defence in depth only: a thief who can steal the cookie can usually copy the user agent.
+    #[must_use]
+    pub fn bind_user_agent(mut self, on: bool) -> Self {
+        self.bind_user_agent = on;
+        self
+    }
+
+    /// Ties each session to the client IP of the request that created it (default off).
+    ///
+    /// A request from another IP is treated as anonymous and logged as a `warn` event. The
+    /// client IP is the connection's peer address, from axum's
+    /// [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo): serve the app with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`. Without it the client IP is
+    /// unknown and every session is refused. `X-Forwarded-For` counts only through
+    /// [`trusted_proxies`](Self::trusted_proxies).
+    ///
+    /// # Security
+    ///
+    /// Clients that legitimately change address (mobile networks, dual-stack, some corporate
+    /// proxies) lose their session; weigh that before turning it on.
+    #[must_use]
+    pub fn bind_client_ip(mut self, on: bool) -> Self {
+        self.bind_client_ip = on;
+        self
+    }
+
+    /// Reverse proxies whose `X-Forwarded-For` entries are believed (default none).
+    ///
+    /// Accepts addresses and networks (`IpAddr`, `IpNet`). The client IP is found by walking
+    /// `X-Forwarded-For` from the right, starting at the connection's peer, for as long as the
+    /// current hop is trusted; the first untrusted hop is the client. Entries to its left are
+    /// client-supplied and ignored, so a spoofed header changes nothing.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::net::{IpAddr, Ipv4Addr};
+    /// use axum_tessera::{IpNet, Key, SessionConfig};
+    ///
+    /// let cfg = SessionConfig::web(Key::generate())
+    ///     .bind_client_ip(true)
+    ///     .trusted_proxies([
+    ///         "10.0.0.0/8".parse::<IpNet>().unwrap(),
+    ///         IpAddr::V4(Ipv4Addr::LOCALHOST).into(),
+    ///     ]);
+    /// assert!(cfg.validate().is_ok());
+    /// ```
+    #[must_use]
+    pub fn trusted_proxies<I>(mut self, proxies: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<IpNet>,
+    {
+        self.trusted_proxies = proxies.into_iter().map(Into::into).collect();
         self
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use crate::binding::Binding;
 use crate::clock::Clock;
 use crate::config::{CookieConfig, SessionConfig, TokenSource};
 use crate::csrf::CsrfKeys;
@@ -37,6 +38,7 @@ pub(crate) struct LayerState {
     pub(crate) skew: i64,
     pub(crate) require_existing: bool,
     pub(crate) default_transport: Transport,
+    pub(crate) binding: Binding,
 }
 
 impl LayerState {
@@ -119,6 +121,7 @@ impl SessionLayer {
             _ => Transport::Header,
         };
         let state = LayerState {
+            binding: Binding::new(&config),
             store: Arc::new(store),
             clock: config.clock.clone(),
             cookie_codec: TokenCodec::new(

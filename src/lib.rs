@@ -40,6 +40,7 @@
 #![deny(missing_docs, unreachable_pub)]
 #![warn(missing_debug_implementations)]
 
+mod binding;
 mod clock;
 mod config;
 pub mod csrf;
@@ -67,6 +68,8 @@ pub use error::{
 };
 pub use extract::OptionalSession;
 pub use future::ResponseFuture;
+/// Networks accepted by [`SessionConfig::trusted_proxies`].
+pub use ipnet::IpNet;
 pub use key::{Key, KeyRing, MIN_KEY_LEN};
 pub use layer::SessionLayer;
 pub use principal::Principal;

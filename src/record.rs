@@ -2,6 +2,7 @@
 //! [`SessionInfo`] summary shown to users and operators.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,6 +32,12 @@ pub struct Record {
     flash: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user_agent: Option<String>,
+    /// Hex SHA-256 of the creating request's `User-Agent`, when user-agent binding is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bound_user_agent: Option<String>,
+    /// The creating request's client IP, when IP binding is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bound_ip: Option<IpAddr>,
 }
 
 impl Record {
@@ -44,6 +51,8 @@ impl Record {
             data: BTreeMap::new(),
             flash: Vec::new(),
             user_agent: None,
+            bound_user_agent: None,
+            bound_ip: None,
         }
     }
 
@@ -111,6 +120,19 @@ impl Record {
             }
             ua[..end].to_owned()
         });
+    }
+
+    pub(crate) fn set_binding(&mut self, user_agent: Option<String>, ip: Option<IpAddr>) {
+        self.bound_user_agent = user_agent;
+        self.bound_ip = ip;
+    }
+
+    pub(crate) fn bound_user_agent(&self) -> Option<&str> {
+        self.bound_user_agent.as_deref()
+    }
+
+    pub(crate) fn bound_ip(&self) -> Option<IpAddr> {
+        self.bound_ip
     }
 
     /// Stamps a record that is about to be created.

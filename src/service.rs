@@ -56,7 +56,8 @@ where
         let now = self.state.clock.now();
         let incoming = transport::read(&self.state, req.headers(), now);
         let user_agent = req.headers().get(USER_AGENT).cloned();
-        let session = Session::new(self.state.clone(), incoming, user_agent);
+        let client = self.state.binding.client(&req);
+        let session = Session::new(self.state.clone(), incoming, user_agent, client);
         req.extensions_mut().insert(session.clone());
 
         // `poll_ready` readied `self.inner`; a fresh clone might not be ready, so call the

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
+use crate::binding::Client;
 use crate::config::TokenSource;
 use crate::error::StoreError;
 use crate::layer::{LayerState, Transport};
@@ -62,6 +63,8 @@ struct Handle {
     layer: Arc<LayerState>,
     incoming: Option<Incoming>,
     user_agent: Option<HeaderValue>,
+    /// What the request looks like to the optional binding (empty when binding is off).
+    client: Client,
     loaded: OnceCell<Result<(), StoreError>>,
     state: Mutex<State>,
 }
@@ -141,12 +144,14 @@ impl Session {
         layer: Arc<LayerState>,
         incoming: Option<Incoming>,
         user_agent: Option<HeaderValue>,
+        client: Client,
     ) -> Self {
         Self {
             inner: Arc::new(Handle {
                 layer,
                 incoming,
                 user_agent,
+                client,
                 loaded: OnceCell::new(),
                 state: Mutex::new(State {
                     id: None,
@@ -186,6 +191,10 @@ impl Session {
                 tracing::debug!(session = %key, "session expired; starting anonymous");
             }
             Some(record) => {
+                if let Some(reason) = layer.binding.mismatch(&record, &self.inner.client) {
+                    tracing::warn!(session = %key, reason, "session binding mismatch; starting anonymous");
+                    return Ok(());
+                }
                 let mut st = lock(&self.inner.state);
                 st.changes.refresh = now.saturating_sub(record.last_seen()) >= layer.refresh_after;
                 st.changes.reissue = incoming.verified.needs_reissue();
@@ -572,6 +581,7 @@ impl Session {
             let mut record = st.record.clone();
             record.set_created(now, layer.expires_at(now, now));
             record.set_user_agent(self.inner.user_agent.as_ref().and_then(|v| v.to_str().ok()));
+            layer.binding.stamp(&mut record, &self.inner.client);
             st.record.set_created(now, record.expires_at());
             let emit = self.emit_token(st, now);
             return (
