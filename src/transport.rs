@@ -24,25 +24,32 @@ use crate::layer::{LayerState, Transport};
 use crate::session::{Emit, Incoming};
 use crate::token::{TokenError, MAX_TOKEN_LEN};
 
+/// How many well-formed candidates one request may have MAC-checked. Browsers send at most a
+/// few same-named cookies; without a cap, a header packed with forged tokens would buy an
+/// attacker thousands of HMACs per request.
+const MAX_SIGNATURE_CHECKS: usize = 8;
+
 /// Finds the first token that verifies, trying sources in order. Rejected candidates are
 /// logged (without their value) and skipped; none of them is ever an error by itself.
 pub(crate) fn read(layer: &LayerState, headers: &HeaderMap, now: i64) -> Option<Incoming> {
+    let mut checks = MAX_SIGNATURE_CHECKS;
     for source in &layer.sources {
         let found = match source {
             TokenSource::Cookie => {
                 let name = layer.cookie.cookie_name();
-                cookie_values(headers, name).find_map(|value| verify(layer, source, value, now))
+                cookie_values(headers, name)
+                    .find_map(|value| verify(layer, source, value, now, &mut checks))
             }
             TokenSource::Bearer => headers
                 .get_all(AUTHORIZATION)
                 .iter()
                 .filter_map(|v| bearer(v.as_bytes()))
-                .find_map(|value| verify(layer, source, value, now)),
+                .find_map(|value| verify(layer, source, value, now, &mut checks)),
             TokenSource::Header(name) => headers
                 .get_all(name)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
-                .find_map(|value| verify(layer, source, value.trim(), now)),
+                .find_map(|value| verify(layer, source, value.trim(), now, &mut checks)),
         };
         if found.is_some() {
             return found;
@@ -51,15 +58,28 @@ pub(crate) fn read(layer: &LayerState, headers: &HeaderMap, now: i64) -> Option<
     None
 }
 
-fn verify(layer: &LayerState, source: &TokenSource, value: &str, now: i64) -> Option<Incoming> {
+fn verify(
+    layer: &LayerState,
+    source: &TokenSource,
+    value: &str,
+    now: i64,
+    checks: &mut usize,
+) -> Option<Incoming> {
     let transport = match source {
         TokenSource::Cookie => Transport::Cookie,
         _ => Transport::Header,
     };
-    match layer
+    if *checks == 0 {
+        tracing::debug!(source = ?source, "too many session token candidates; rest ignored");
+        return None;
+    }
+    let result = layer
         .codec(transport)
-        .verify(value, now, layer.absolute, layer.skew)
-    {
+        .verify(value, now, layer.absolute, layer.skew);
+    if !matches!(result, Err(TokenError::Malformed | TokenError::Oversized)) {
+        *checks -= 1;
+    }
+    match result {
         Ok(verified) => Some(Incoming {
             verified,
             source: source.clone(),

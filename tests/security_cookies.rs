@@ -321,3 +321,70 @@ async fn header_transport_token_responses_are_not_stored() {
         .collect();
     assert_eq!(cc, [HeaderValue::from_static("no-store")]);
 }
+
+#[tokio::test]
+async fn custom_cookie_name_and_narrow_path_are_emitted_as_configured() {
+    // Several applications on one host: each narrows its session cookie to its own path.
+    let h = Harness::new(
+        SessionConfig::web(key(1)).cookie(
+            CookieConfig::new("__Secure-app")
+                .path("/app")
+                .same_site(SameSite::Strict),
+        ),
+    );
+    let reply = h.call("POST", "/write/v", None).await;
+    let c = reply.set_cookie().unwrap();
+    assert_eq!(c.name(), "__Secure-app");
+    assert_eq!(c.path(), Some("/app"));
+    assert_eq!(c.same_site(), Some(SameSite::Strict));
+    assert_eq!((c.secure(), c.http_only()), (Some(true), Some(true)));
+}
+
+#[tokio::test]
+async fn packed_duplicates_are_capped_before_any_signature_work() {
+    // A Cookie header packed with forged but well-formed tokens would otherwise cost one HMAC
+    // each. The first 8 well-formed candidates are checked; malformed ones cost nothing and
+    // do not count.
+    let h = Harness::web();
+    let valid = h.new_session("v").await;
+    let other = h.with_config(SessionConfig::web(key(2)));
+    let forged = other.new_session("forged").await;
+    struct Case {
+        name: &'static str,
+        forged: usize,
+        garbage: usize,
+        live: bool,
+    }
+    let cases = [
+        Case {
+            name: "7 forged first",
+            forged: 7,
+            garbage: 0,
+            live: true,
+        },
+        Case {
+            name: "8 forged first",
+            forged: 8,
+            garbage: 0,
+            live: false,
+        },
+        Case {
+            name: "500 malformed first",
+            forged: 0,
+            garbage: 500,
+            live: true,
+        },
+    ];
+    for case in cases {
+        let mut pairs = vec![format!("{COOKIE}={forged}"); case.forged];
+        pairs.extend(vec![format!("{COOKIE}=v1.junk"); case.garbage]);
+        pairs.push(format!("{COOKIE}={valid}"));
+        let cookie = HeaderValue::from_str(&pairs.join("; ")).unwrap();
+        assert_eq!(
+            h.whoami_raw(cookie).await.live(),
+            case.live,
+            "{}",
+            case.name
+        );
+    }
+}

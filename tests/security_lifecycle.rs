@@ -245,3 +245,17 @@ async fn server_error_response_commits_nothing() {
         .body
         .contains("k=before"));
 }
+
+#[tokio::test]
+async fn user_can_list_their_live_sessions_and_nobody_elses() {
+    let h = Harness::web();
+    let laptop = h.logged_in("alice").await;
+    let phone = h.logged_in("alice").await;
+    h.logged_in("bob").await;
+    let list = h.call("GET", "/sessions", Some(&laptop)).await.body;
+    assert_eq!(list.split(',').count(), 2, "{list}");
+    h.call("POST", "/logout", Some(&phone)).await;
+    let list = h.call("GET", "/sessions", Some(&laptop)).await.body;
+    assert_eq!(list.split(',').count(), 1, "{list}");
+    assert_eq!(h.call("GET", "/sessions", None).await.body, "", "anonymous");
+}

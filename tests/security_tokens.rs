@@ -293,3 +293,32 @@ async fn token_from_a_fallback_key_verifies_and_is_reissued_under_the_current_ke
     assert!(again.set_cookie().is_none());
     assert_eq!(probe(&only_new, token.as_bytes()).await, Some(false));
 }
+
+#[tokio::test]
+async fn token_in_the_url_is_ignored() {
+    let h = Harness::web();
+    let token = h.new_session("v").await;
+    for path in [
+        format!("/whoami?{COOKIE}={token}"),
+        format!("/whoami?token={token}"),
+        format!("/whoami?session={token}&sid={token}"),
+        format!("/whoami#{token}"),
+    ] {
+        let reply = h.call("GET", &path, None).await;
+        assert!(!reply.live(), "{path}");
+    }
+    assert_eq!(h.store.loads(), 0);
+}
+
+#[tokio::test]
+async fn token_is_never_echoed_in_a_body_or_header_unless_asked() {
+    let h = Harness::web();
+    let token = h.new_session("v").await;
+    let reply = h.call("GET", "/whoami", Some(&token)).await;
+    assert!(reply.live());
+    assert!(!reply.body.contains(&token));
+    for (name, value) in &reply.headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        assert!(!value.contains(id_of(&token)), "{name}: {value}");
+    }
+}

@@ -145,6 +145,16 @@ pub fn routes() -> Router {
             }),
         )
         .route(
+            "/sessions",
+            get(|session: Session| async move {
+                let list = session.sessions_of_principal().await.unwrap();
+                list.iter()
+                    .map(|s| s.key().short())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
+        )
+        .route(
             "/csrf",
             get(|session: Session| async move { session.csrf_token() }),
         )
