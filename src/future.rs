@@ -73,6 +73,9 @@ where
                         .session
                         .take()
                         .expect("ResponseFuture polled after completion");
+                    if session.accessed() {
+                        transport::vary_on_sources(this.layer, response.headers_mut());
+                    }
                     match session.finish(response.status().is_server_error()) {
                         Finish::Done(emit) => {
                             transport::write(this.layer, emit, response.headers_mut());

@@ -483,6 +483,11 @@ impl Session {
         Ok(n)
     }
 
+    /// Whether a handler or extractor loaded the session, so the response may depend on it.
+    pub(crate) fn accessed(&self) -> bool {
+        self.inner.loaded.get().is_some()
+    }
+
     /// Decides what the commit needs. `server_error` responses are never committed.
     pub(crate) fn finish(&self, server_error: bool) -> Finish {
         if server_error || self.inner.loaded.get().is_none() {

@@ -155,8 +155,36 @@ pub(crate) fn write(layer: &LayerState, emit: Emit, headers: &mut HeaderMap) {
     };
     if let Ok(v) = HeaderValue::from_str(&value) {
         headers.append(SET_COOKIE, v);
-        headers.append(VARY, HeaderValue::from_static("Cookie"));
+        add_vary(headers, COOKIE.as_str());
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
+/// Marks a response whose content may depend on the session (the handler loaded it) as
+/// varying on every header a token can arrive in, so a shared cache never serves one client's
+/// page to another.
+pub(crate) fn vary_on_sources(layer: &LayerState, headers: &mut HeaderMap) {
+    for source in &layer.sources {
+        match source {
+            TokenSource::Cookie => add_vary(headers, COOKIE.as_str()),
+            TokenSource::Bearer => add_vary(headers, AUTHORIZATION.as_str()),
+            TokenSource::Header(name) => add_vary(headers, name.as_str()),
+        }
+    }
+}
+
+/// Appends `name` to `Vary` unless it (or `*`) is already listed.
+fn add_vary(headers: &mut HeaderMap, name: &str) {
+    let listed = headers
+        .get_all(VARY)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|v| v == b"*" || v.eq_ignore_ascii_case(name.as_bytes()));
+    if !listed {
+        if let Ok(v) = HeaderValue::from_str(name) {
+            headers.append(VARY, v);
+        }
     }
 }
 

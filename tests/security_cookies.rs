@@ -388,3 +388,35 @@ async fn packed_duplicates_are_capped_before_any_signature_work() {
         );
     }
 }
+
+#[tokio::test]
+async fn responses_that_depend_on_the_session_vary_on_its_token_headers() {
+    // A page rendered from the session must not be served by a shared cache to someone else,
+    // even when no cookie is set.
+    let h = Harness::web();
+    let token = h.new_session("v").await;
+    for (what, token) in [("live", Some(token.as_str())), ("anonymous", None)] {
+        let reply = h.call("GET", "/whoami", token).await;
+        assert!(reply.set_cookie().is_none(), "{what}");
+        let vary: Vec<_> = reply.headers.get_all(header::VARY).iter().collect();
+        assert_eq!(vary, [HeaderValue::from_static("cookie")], "{what}");
+    }
+    let untouched = h.call("GET", "/untouched", None).await;
+    assert!(
+        untouched.headers.get(header::VARY).is_none(),
+        "no session, no Vary"
+    );
+
+    let api = Harness::new(axum_tessera::SessionConfig::api(key(1)));
+    let reply = api.call("GET", "/whoami", None).await;
+    let vary: Vec<_> = reply.headers.get_all(header::VARY).iter().collect();
+    assert_eq!(
+        vary,
+        [
+            HeaderValue::from_static("authorization"),
+            HeaderValue::from_static("x-session-token")
+        ],
+        "{}",
+        reply.status
+    );
+}

@@ -322,3 +322,35 @@ async fn token_is_never_echoed_in_a_body_or_header_unless_asked() {
         assert!(!value.contains(id_of(&token)), "{name}: {value}");
     }
 }
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let key_bytes = [0x5au8; 32];
+    let k = axum_tessera::Key::from_bytes(&key_bytes).unwrap();
+    let cfg = SessionConfig::web(KeyRing::new(k.clone()).with_fallback(key(2)));
+    let id = axum_tessera::token::SessionId::generate();
+    let encoded = id.encode();
+    let codec = TokenCodec::new(&KeyRing::new(k.clone()), "p");
+    let token = codec.sign(&id, 1);
+    for (what, text) in [
+        ("key", format!("{k:?}")),
+        ("config", format!("{cfg:?}")),
+        (
+            "layer",
+            format!("{:?}", axum_tessera::SessionLayer::new(cfg.clone())),
+        ),
+        ("id", format!("{id:?} {id}")),
+        ("codec", format!("{codec:?}")),
+        (
+            "store key",
+            format!("{:?} {}", id.store_key(), id.store_key()),
+        ),
+    ] {
+        assert!(!text.contains(&encoded), "{what}: {text}");
+        assert!(!text.contains(&token[3..20]), "{what}: {text}");
+        assert!(
+            !text.contains("5a5a") && !text.contains("90, 90"),
+            "{what}: {text}"
+        );
+    }
+}
