@@ -36,7 +36,9 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         .layer(SessionLayer::new(SessionConfig::web(
             Key::from_bytes(&[7u8; 32]).unwrap(),
         )));
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(app.oneshot(Request::new(Body::empty())))
         .unwrap();
     let session = slot.lock().unwrap().take().unwrap();
@@ -51,7 +53,11 @@ fuzz_target!(|data: &[u8]| {
         let ok = fx.session.verify_csrf_token(text);
         if ok {
             assert!(unmasked.is_some());
-            assert_eq!(unmasked, unmask(&fx.token), "only this session's secret verifies");
+            assert_eq!(
+                unmasked,
+                unmask(&fx.token),
+                "only this session's secret verifies"
+            );
         }
         if let Some(secret) = unmasked {
             assert_eq!(text.len(), CSRF_TOKEN_LEN);
