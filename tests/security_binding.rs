@@ -1,7 +1,7 @@
 //! Optional client binding: a stolen cookie replayed from another user agent or address is
 //! anonymous, and `X-Forwarded-For` counts only through configured trusted proxies.
 
-mod common;
+mod harness;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, Request};
 use axum_tessera::{IpNet, SessionConfig, SessionLayer};
-use common::{key, Harness, Reply, COOKIE};
+use harness::{key, Harness, Reply, COOKIE};
 
 struct Req<'a> {
     path: &'a str,
@@ -310,7 +310,7 @@ async fn ip_binding_reads_the_peer_of_a_real_connection() {
             .bind_client_ip(true)
             .trusted_proxies(proxies),
     );
-    let app = common::routes().layer(layer);
+    let app = harness::routes().layer(layer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {

@@ -1,14 +1,14 @@
 //! Cookie attacks and hygiene: attributes, prefix rules, browser-session cookies, size limits,
 //! duplicate (tossed) cookies, and caching of responses that carry a session cookie.
 
-mod common;
+mod harness;
 
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::routing::post;
 use axum_tessera::{
     ConfigError, CookieConfig, SameSite, Session, SessionConfig, SessionLayer, MAX_COOKIE_BYTES,
 };
-use common::{key, Harness, COOKIE};
+use harness::{key, Harness, COOKIE};
 use time::Duration;
 
 #[tokio::test]
@@ -248,7 +248,7 @@ async fn non_ascii_cookie_planted_beside_the_session_cookie_does_not_log_the_use
         .live());
 }
 
-async fn assert_not_cacheable(reply: &common::Reply, what: &str) {
+async fn assert_not_cacheable(reply: &harness::Reply, what: &str) {
     let vary: Vec<_> = reply.headers.get_all(header::VARY).iter().collect();
     assert!(
         vary.iter()

@@ -1,14 +1,14 @@
 //! Session ID attacks: guessable or colliding IDs, and crafted IDs (unknown, malformed,
 //! path- or glob-like) that must not reach or grow the store.
 
-mod common;
+mod harness;
 
 use std::collections::HashSet;
 
 use axum::http::HeaderValue;
 use axum_tessera::token::{SessionId, TokenCodec, ID_LEN};
 use axum_tessera::{KeyRing, SessionConfig};
-use common::{id_of, key, Harness, COOKIE, T0};
+use harness::{id_of, key, Harness, COOKIE, T0};
 
 fn url_safe(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_'

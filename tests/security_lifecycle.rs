@@ -1,14 +1,14 @@
 //! Session lifecycle attacks: fixation, replay after logout, resurrection by a slower
 //! concurrent request, store growth from anonymous traffic, and commits of failed requests.
 
-mod common;
+mod harness;
 
 use std::sync::Arc;
 
 use axum::routing::post;
 use axum::Router;
 use axum_tessera::{Session, SessionConfig, SessionLayer};
-use common::{id_of, key, Harness};
+use harness::{id_of, key, Harness};
 use http::StatusCode;
 use tokio::sync::Notify;
 
@@ -134,7 +134,7 @@ fn gated(h: &Harness, gate: &Arc<Gate>, cfg: SessionConfig) -> Router {
                 s.login(axum_tessera::Principal::user("mallory"))
             }),
         )
-        .merge(common::routes())
+        .merge(harness::routes())
         .layer(SessionLayer::new(cfg.clock(h.clock.clone())).with_store(h.store.clone()))
 }
 

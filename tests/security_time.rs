@@ -1,12 +1,12 @@
 //! Time attacks: stale, future-dated and absurdly dated tokens, and sessions kept past their
 //! idle or absolute limit by a client that simply keeps sending its cookie.
 
-mod common;
+mod harness;
 
 use axum::Router;
 use axum_tessera::token::{SessionId, TokenCodec, TokenError};
 use axum_tessera::{KeyRing, ManualClock, SessionConfig, SessionLayer};
-use common::{key, ForgetfulStore, Harness, T0};
+use harness::{key, ForgetfulStore, Harness, T0};
 use time::Duration;
 
 fn codec() -> TokenCodec {
@@ -116,10 +116,10 @@ async fn timeouts_are_enforced_even_when_the_store_returns_expired_records() {
         .absolute_timeout(Duration::hours(1))
         .clock(clock.clone());
     let app: Router =
-        common::routes().layer(SessionLayer::new(cfg).with_store(ForgetfulStore::default()));
+        harness::routes().layer(SessionLayer::new(cfg).with_store(ForgetfulStore::default()));
     let h = Harness {
         app,
-        store: common::CountingStore::new(&clock),
+        store: harness::CountingStore::new(&clock),
         clock,
     };
     let idle = h.new_session("idle").await;

@@ -1,12 +1,12 @@
 //! Token integrity attacks, through the HTTP surface: every tampered, truncated, padded,
 //! re-encoded, foreign or retired token is an anonymous request that never reaches the store.
 
-mod common;
+mod harness;
 
 use axum::http::{header, HeaderValue};
 use axum_tessera::token::TokenCodec;
 use axum_tessera::{CookieConfig, KeyRing, SessionConfig, TokenSource, SESSION_TOKEN_HEADER};
-use common::{id_of, key, Harness, COOKIE};
+use harness::{id_of, key, Harness, COOKIE};
 
 /// Sends `value` as the session cookie and answers whether the server saw a live session,
 /// asserting that a rejected token made no store call. `None` when `value` cannot be sent in
@@ -90,7 +90,7 @@ async fn trailing_junk_is_rejected() {
             "{junk:?} should not be sendable"
         );
         assert!(
-            codec.verify(&value, common::T0, 3600, 60).is_err(),
+            codec.verify(&value, harness::T0, 3600, 60).is_err(),
             "{junk:?}"
         );
     }
