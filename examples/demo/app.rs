@@ -35,9 +35,7 @@ pub fn router(web: SessionConfig, api: SessionConfig, store: MemoryStore) -> Rou
         .layer(SessionLayer::new(web).with_store(store.clone()));
     let api_login = Router::new()
         .route("/api/login", post(api_login))
-        .layer(
-            SessionLayer::new(api.clone().require_existing(false)).with_store(store.clone()),
-        );
+        .layer(SessionLayer::new(api.clone().require_existing(false)).with_store(store.clone()));
     let api = Router::new()
         .route("/api/me", get(me))
         .route("/api/logout", post(api_logout))
@@ -156,7 +154,10 @@ async fn api_login(session: Session, Json(creds): Json<Credentials>) -> Response
             session.login(principal);
             Json(json!({ "token": session.token() })).into_response()
         }
-        None => (StatusCode::UNAUTHORIZED, Json(json!({ "error": "invalid credentials" })))
+        None => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "invalid credentials" })),
+        )
             .into_response(),
     }
 }
