@@ -22,6 +22,7 @@ use time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
+use crate::event::{Events, SessionEvent};
 use crate::key::KeyRing;
 
 /// Cookies larger than this are refused by browsers; a configuration that could produce one is
@@ -228,6 +229,7 @@ pub struct SessionConfig {
     pub(crate) skew: Duration,
     pub(crate) require_existing: bool,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) events: Events,
 }
 
 impl fmt::Debug for SessionConfig {
@@ -257,6 +259,7 @@ impl SessionConfig {
             skew: Duration::seconds(60),
             require_existing: false,
             clock: Arc::new(SystemClock),
+            events: Events::default(),
         }
     }
 
@@ -352,6 +355,15 @@ impl SessionConfig {
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Calls `hook` for every [`SessionEvent`]; may be called several times to add hooks.
+    /// Hooks run inline on the request path, so keep them cheap (send to a channel for slow
+    /// work). A hook that panics is caught and logged; the request is unaffected.
+    #[must_use]
+    pub fn on_event(mut self, hook: impl Fn(&SessionEvent) + Send + Sync + 'static) -> Self {
+        self.events.add_hook(Arc::new(hook));
         self
     }
 

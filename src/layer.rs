@@ -10,6 +10,7 @@ use crate::clock::Clock;
 use crate::config::{CookieConfig, SessionConfig, TokenSource};
 use crate::csrf::CsrfKeys;
 use crate::error::ConfigError;
+use crate::event::{Events, Stats};
 use crate::service::SessionService;
 use crate::store::{DynStore, MemoryStore, SessionStore};
 use crate::token::TokenCodec;
@@ -37,6 +38,7 @@ pub(crate) struct LayerState {
     pub(crate) skew: i64,
     pub(crate) require_existing: bool,
     pub(crate) default_transport: Transport,
+    pub(crate) events: Events,
 }
 
 impl LayerState {
@@ -135,10 +137,18 @@ impl SessionLayer {
             skew: config.skew.whole_seconds(),
             require_existing: config.require_existing,
             default_transport,
+            events: config.events,
         };
         Ok(Self {
             state: Arc::new(state),
         })
+    }
+
+    /// Counters since the layer was built: sessions created, rotated, expired, tokens
+    /// rejected by reason, store errors... Lock-free; cheap enough to scrape often. Clones of
+    /// the layer share them.
+    pub fn stats(&self) -> Stats {
+        self.state.events.snapshot(self.state.store.session_count())
     }
 
     /// Keeps sessions in `store` instead of the default [`MemoryStore`].

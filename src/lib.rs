@@ -44,6 +44,7 @@ mod clock;
 mod config;
 pub mod csrf;
 mod error;
+mod event;
 mod extract;
 mod future;
 mod key;
@@ -65,6 +66,7 @@ pub use error::{
     CommitFailed, ConfigError, MissingSessionLayer, SessionRejection, SessionRequired,
     SessionUnavailable, StoreError, StoreErrorKind,
 };
+pub use event::{EventKind, ExpiryReason, RejectReason, RotateReason, SessionEvent, Stats};
 pub use extract::OptionalSession;
 pub use future::ResponseFuture;
 pub use key::{Key, KeyRing, MIN_KEY_LEN};

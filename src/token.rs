@@ -121,9 +121,12 @@ impl StoreKey {
 
     /// The first 8 hex digits: enough to tell sessions apart in logs, useless to an attacker.
     pub fn short(&self) -> String {
-        let mut hex = self.to_hex();
-        hex.truncate(8);
-        hex
+        let mut out = String::with_capacity(8);
+        for b in &self.0[..4] {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        out
     }
 
     /// The raw 32 bytes.

@@ -5,29 +5,37 @@ use http::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue};
 
 use crate::config::{TokenSource, SESSION_TOKEN_HEADER};
+use crate::event::RejectReason;
 use crate::layer::{LayerState, Transport};
 use crate::session::{Emit, Incoming};
 use crate::token::{TokenError, MAX_TOKEN_LEN};
 
 /// Finds the first token that verifies, trying sources in order. Rejected candidates are
-/// logged (without their value) and skipped; none of them is ever an error by itself.
-pub(crate) fn read(layer: &LayerState, headers: &HeaderMap, now: i64) -> Option<Incoming> {
+/// reported to `reject` (never with their value) and skipped; none of them is ever an error
+/// by itself.
+pub(crate) fn read(
+    layer: &LayerState,
+    headers: &HeaderMap,
+    now: i64,
+    reject: &mut dyn FnMut(RejectReason),
+) -> Option<Incoming> {
     for source in &layer.sources {
         let found = match source {
             TokenSource::Cookie => {
                 let name = layer.cookie.cookie_name();
-                cookie_values(headers, name).find_map(|value| verify(layer, source, value, now))
+                cookie_values(headers, name)
+                    .find_map(|value| verify(layer, source, value, now, reject))
             }
             TokenSource::Bearer => headers
                 .get_all(AUTHORIZATION)
                 .iter()
                 .filter_map(|v| bearer(v.as_bytes()))
-                .find_map(|value| verify(layer, source, value, now)),
+                .find_map(|value| verify(layer, source, value, now, reject)),
             TokenSource::Header(name) => headers
                 .get_all(name)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
-                .find_map(|value| verify(layer, source, value.trim(), now)),
+                .find_map(|value| verify(layer, source, value.trim(), now, reject)),
         };
         if found.is_some() {
             return found;
@@ -36,25 +44,35 @@ pub(crate) fn read(layer: &LayerState, headers: &HeaderMap, now: i64) -> Option<
     None
 }
 
-fn verify(layer: &LayerState, source: &TokenSource, value: &str, now: i64) -> Option<Incoming> {
-    let transport = match source {
-        TokenSource::Cookie => Transport::Cookie,
-        _ => Transport::Header,
+fn verify(
+    layer: &LayerState,
+    source: &TokenSource,
+    value: &str,
+    now: i64,
+    reject: &mut dyn FnMut(RejectReason),
+) -> Option<Incoming> {
+    let (transport, other) = match source {
+        TokenSource::Cookie => (Transport::Cookie, Transport::Header),
+        _ => (Transport::Header, Transport::Cookie),
     };
-    match layer
-        .codec(transport)
-        .verify(value, now, layer.absolute, layer.skew)
-    {
+    let verify = |t: Transport| {
+        layer
+            .codec(t)
+            .verify(value, now, layer.absolute, layer.skew)
+    };
+    match verify(transport) {
         Ok(verified) => Some(Incoming {
             verified,
             source: source.clone(),
         }),
-        Err(err @ TokenError::BadSignature) => {
-            tracing::warn!(source = ?source, reason = err.as_str(), "session token rejected");
+        // Only a failed token pays for the second check, which tells an operator that a
+        // client mixes up transports rather than forging.
+        Err(TokenError::BadSignature) if verify(other).is_ok() => {
+            reject(RejectReason::WrongPurpose);
             None
         }
         Err(err) => {
-            tracing::debug!(source = ?source, reason = err.as_str(), "session token rejected");
+            reject(err.into());
             None
         }
     }

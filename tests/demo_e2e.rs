@@ -232,3 +232,109 @@ async fn api_flow_token_login_me_logout() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "the token is dead");
 }
+
+async fn login_as(http: &reqwest::Client, base: &str, user: &str, agent: &str) -> String {
+    let res = http
+        .post(format!("{base}/login"))
+        .header("user-agent", agent)
+        .form(&[("username", user), ("password", user)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    session_cookie(&res).unwrap()
+}
+
+async fn authenticated(http: &reqwest::Client, base: &str, cookie: &str) -> bool {
+    let me: Value = http
+        .get(format!("{base}/me"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    me["authenticated"] == true
+}
+
+#[tokio::test]
+async fn sessions_page_lists_and_ends_a_users_own_sessions() {
+    let base = start().await;
+    let http = client();
+    let laptop = login_as(&http, &base, "alice", "Laptop/1.0").await;
+    let phone = login_as(&http, &base, "alice", "Phone/2.0").await;
+    let admin = login_as(&http, &base, "admin", "Desk/3.0").await;
+
+    let page = http
+        .get(format!("{base}/sessions"))
+        .header(COOKIE, &laptop)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(page.matches("class=\"session\"").count(), 2, "{page}");
+    assert!(page.contains("Laptop/1.0") && page.contains("Phone/2.0"));
+    assert!(
+        !page.contains("Desk/3.0"),
+        "another user's session is not listed"
+    );
+    assert_eq!(page.matches("(this one)").count(), 1);
+
+    // The phone row's key, taken from its form.
+    let row = page
+        .split("<tr class=\"session\">")
+        .find(|r| r.contains("Phone/2.0"))
+        .unwrap();
+    let key = row
+        .split("name=\"session\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let res = http
+        .post(format!("{base}/sessions/logout"))
+        .header(COOKIE, &admin)
+        .form(&[("session", key)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::NOT_FOUND,
+        "admin cannot end alice's session"
+    );
+    assert!(authenticated(&http, &base, &phone).await);
+
+    let res = http
+        .post(format!("{base}/sessions/logout"))
+        .header(COOKIE, &laptop)
+        .form(&[("session", key)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(
+        !authenticated(&http, &base, &phone).await,
+        "the phone is logged out"
+    );
+    assert!(authenticated(&http, &base, &laptop).await);
+
+    let phone = login_as(&http, &base, "alice", "Phone/2.0").await;
+    let res = http
+        .post(format!("{base}/sessions/logout-all"))
+        .header(COOKIE, &laptop)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(!authenticated(&http, &base, &phone).await);
+    assert!(!authenticated(&http, &base, &laptop).await);
+    assert!(
+        authenticated(&http, &base, &admin).await,
+        "other users are untouched"
+    );
+}

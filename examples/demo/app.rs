@@ -8,7 +8,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_tessera::store::MemoryStore;
-use axum_tessera::{Key, Principal, Session, SessionConfig, SessionLayer};
+use axum_tessera::token::StoreKey;
+use axum_tessera::{Key, Principal, Session, SessionConfig, SessionEvent, SessionLayer};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -32,6 +33,9 @@ pub fn router(web: SessionConfig, api: SessionConfig, store: MemoryStore) -> Rou
         .route("/counter", post(counter))
         .route("/me", get(me))
         .route("/admin", get(admin))
+        .route("/sessions", get(sessions))
+        .route("/sessions/logout", post(logout_one))
+        .route("/sessions/logout-all", post(logout_all))
         .layer(SessionLayer::new(web).with_store(store.clone()));
     let api_login = Router::new()
         .route("/api/login", post(api_login))
@@ -47,8 +51,14 @@ pub fn router(web: SessionConfig, api: SessionConfig, store: MemoryStore) -> Rou
 /// localhost. Production keeps the `web()` defaults (`__Host-` name, `Secure`).
 pub fn dev_configs(key: Key) -> (SessionConfig, SessionConfig) {
     let web = SessionConfig::web(key.clone())
-        .cookie(axum_tessera::CookieConfig::new("tessera").secure(false));
-    (web, SessionConfig::api(key))
+        .cookie(axum_tessera::CookieConfig::new("tessera").secure(false))
+        .on_event(log_event);
+    (web, SessionConfig::api(key).on_event(log_event))
+}
+
+/// Session events go to the log at `info`: what an operator would ship to their SIEM.
+fn log_event(event: &SessionEvent) {
+    tracing::info!(target: "demo::session_events", "{event}");
 }
 
 fn escape(text: &str) -> String {
@@ -73,7 +83,8 @@ async fn home(session: Session) -> Html<String> {
                 r#"<h1 id="greeting">Hello, {user}!</h1>
 <p>Counter: <span id="counter">{counter}</span></p>
 <form method="post" action="/counter"><input type="hidden" name="csrf_token" value="{csrf}"><button id="increment" type="submit">Increment</button></form>
-<form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{csrf}"><button id="logout" type="submit">Log out</button></form>"#,
+<form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{csrf}"><button id="logout" type="submit">Log out</button></form>
+<p><a href="/sessions">Your sessions</a></p>"#,
                 user = escape(p.id()),
             )
         }
@@ -165,4 +176,69 @@ async fn api_login(session: Session, Json(creds): Json<Credentials>) -> Response
 async fn api_logout(session: Session) -> StatusCode {
     session.logout();
     StatusCode::NO_CONTENT
+}
+
+fn when(t: time::OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    t.format(&f).unwrap_or_default()
+}
+
+async fn sessions(session: Session) -> Response {
+    if !session.is_authenticated() {
+        return Redirect::to("/").into_response();
+    }
+    let list = match session.sessions_of_principal().await {
+        Ok(list) => list,
+        Err(_) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "session store unavailable").into_response()
+        }
+    };
+    let current = session.info().map(|i| i.key());
+    let csrf = escape(&session.csrf_token());
+    let rows: String = list
+        .iter()
+        .map(|info| {
+            let this = Some(info.key()) == current;
+            format!(
+                r#"<tr class="session"><td>{hash}{this}</td><td>{created}</td><td>{seen}</td><td>{ua}</td><td><form method="post" action="/sessions/logout"><input type="hidden" name="csrf_token" value="{csrf}"><input type="hidden" name="session" value="{key}"><button type="submit">Log out this session</button></form></td></tr>"#,
+                hash = info.key().short(),
+                this = if this { " (this one)" } else { "" },
+                created = when(info.created()),
+                seen = when(info.last_seen()),
+                ua = escape(info.user_agent().unwrap_or("unknown")),
+                key = info.key().to_hex(),
+            )
+        })
+        .collect();
+    Html(format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>Your sessions</title></head><body>
+<h1>Your sessions</h1>
+<table><tr><th>Session</th><th>Created</th><th>Last seen</th><th>Browser</th><th></th></tr>{rows}</table>
+<form method="post" action="/sessions/logout-all"><input type="hidden" name="csrf_token" value="{csrf}"><button id="logout-all" type="submit">Log out everywhere</button></form>
+<p><a href="/">Back</a></p></body></html>"#
+    ))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct EndSession {
+    session: String,
+}
+
+async fn logout_one(session: Session, Form(form): Form<EndSession>) -> Response {
+    let Some(key) = StoreKey::from_hex(&form.session) else {
+        return (StatusCode::BAD_REQUEST, "malformed session reference").into_response();
+    };
+    match session.logout_session(key).await {
+        Ok(true) => Redirect::to("/sessions").into_response(),
+        Ok(false) => (StatusCode::NOT_FOUND, "no such session of yours").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "session store unavailable").into_response(),
+    }
+}
+
+async fn logout_all(session: Session) -> Response {
+    match session.logout_everywhere().await {
+        Ok(_) => Redirect::to("/").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "session store unavailable").into_response(),
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::Router;
-use axum_tessera::store::{Commit, CommitOutcome, MemoryStore, SessionStore};
+use axum_tessera::store::{Commit, CommitOutcome, Lookup, MemoryStore, SessionStore};
 use axum_tessera::token::StoreKey;
 use axum_tessera::{Record, SessionInfo, StoreError, StoreErrorKind};
 use http::{header, Request, Response};
@@ -22,6 +22,8 @@ pub struct CountingStore {
     pub commits: Arc<AtomicUsize>,
     pub fail_loads: Arc<AtomicBool>,
     pub fail_commits: Arc<AtomicBool>,
+    /// The kind of error a failing call reports.
+    pub fail_kind: Arc<std::sync::Mutex<Option<StoreErrorKind>>>,
 }
 
 impl CountingStore {
@@ -42,22 +44,39 @@ impl CountingStore {
     }
 }
 
-fn down() -> StoreError {
-    StoreError::new(StoreErrorKind::Unavailable, "test store is down")
+impl CountingStore {
+    fn down(&self) -> StoreError {
+        let kind = self
+            .fail_kind
+            .lock()
+            .unwrap()
+            .unwrap_or(StoreErrorKind::Unavailable);
+        StoreError::new(kind, "test store is down")
+    }
 }
 
 impl SessionStore for CountingStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         self.loads.fetch_add(1, Ordering::SeqCst);
         if self.fail_loads.load(Ordering::SeqCst) {
-            return Err(down());
+            return Err(self.down());
         }
         self.inner.load(key).await
+    }
+    async fn lookup(&self, key: &StoreKey) -> Result<Lookup, StoreError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        if self.fail_loads.load(Ordering::SeqCst) {
+            return Err(self.down());
+        }
+        self.inner.lookup(key).await
+    }
+    fn session_count(&self) -> Option<usize> {
+        self.inner.session_count()
     }
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
         self.commits.fetch_add(1, Ordering::SeqCst);
         if self.fail_commits.load(Ordering::SeqCst) {
-            return Err(down());
+            return Err(self.down());
         }
         self.inner.commit(commit).await
     }
