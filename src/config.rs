@@ -24,6 +24,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::event::{Events, SessionEvent};
 use crate::key::KeyRing;
+use crate::origin::Origin;
 
 /// Cookies larger than this are refused by browsers; a configuration that could produce one is
 /// an error at start-up.
@@ -228,6 +229,7 @@ pub struct SessionConfig {
     pub(crate) refresh_fraction: f64,
     pub(crate) skew: Duration,
     pub(crate) require_existing: bool,
+    pub(crate) trusted_origins: Vec<String>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) events: Events,
 }
@@ -243,6 +245,7 @@ impl fmt::Debug for SessionConfig {
             .field("refresh_fraction", &self.refresh_fraction)
             .field("skew", &self.skew)
             .field("require_existing", &self.require_existing)
+            .field("trusted_origins", &self.trusted_origins)
             .finish_non_exhaustive()
     }
 }
@@ -258,6 +261,7 @@ impl SessionConfig {
             refresh_fraction: 0.25,
             skew: Duration::seconds(60),
             require_existing: false,
+            trusted_origins: Vec::new(),
             clock: Arc::new(SystemClock),
             events: Events::default(),
         }
@@ -351,6 +355,25 @@ impl SessionConfig {
         self
     }
 
+    /// The origins (`scheme://host[:port]`) that cookie-authenticated unsafe requests may come
+    /// from, checked by [`CsrfProtected`](crate::CsrfProtected) against the `Origin` header
+    /// (default: none configured, which allows only the request's own origin, derived from its
+    /// `Host` with `https` when the cookie is `Secure` and `http` otherwise).
+    ///
+    /// Once any origin is configured, only the configured ones are accepted: list the site's
+    /// own public origin too, which is also the fix when a proxy rewrites `Host`. An origin
+    /// listed here is also let through when `Sec-Fetch-Site` says `cross-site`, as Go's
+    /// `CrossOriginProtection` does for its trusted origins; the CSRF token is still required.
+    #[must_use]
+    pub fn trusted_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.trusted_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// The time source (default: system clock). Tests inject a [`ManualClock`](crate::ManualClock).
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -373,7 +396,7 @@ impl SessionConfig {
     ///
     /// A [`ConfigError`] naming the first problem: `__Host-` rules, `SameSite=None` without
     /// `Secure`, non-positive timeouts, idle longer than absolute, a refresh fraction outside
-    /// 0..=1, or no token source.
+    /// 0..=1, no token source, or a trusted origin that is not `scheme://host[:port]`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.sources.is_empty() {
             return Err(ConfigError::NoTokenSource);
@@ -396,6 +419,15 @@ impl SessionConfig {
         }
         if self.skew < Duration::ZERO {
             return Err(ConfigError::Timeouts("clock skew must not be negative"));
+        }
+        if let Some(bad) = self
+            .trusted_origins
+            .iter()
+            .find(|o| Origin::parse(o).is_none())
+        {
+            return Err(ConfigError::InvalidOrigin {
+                origin: bad.clone(),
+            });
         }
         Ok(())
     }
@@ -466,6 +498,16 @@ mod tests {
                 name: "no source",
                 cfg: web().token_sources([]),
                 expect: "no session token source",
+            },
+            Case {
+                name: "origin with path",
+                cfg: web().trusted_origins(["https://example.com/app"]),
+                expect: "scheme://host[:port]",
+            },
+            Case {
+                name: "null origin",
+                cfg: web().trusted_origins(["null"]),
+                expect: "\"null\"",
             },
             Case {
                 name: "huge cookie",

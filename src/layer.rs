@@ -11,6 +11,7 @@ use crate::config::{CookieConfig, SessionConfig, TokenSource};
 use crate::csrf::CsrfKeys;
 use crate::error::ConfigError;
 use crate::event::{Events, Stats};
+use crate::origin::Origin;
 use crate::service::SessionService;
 use crate::store::{DynStore, MemoryStore, SessionStore};
 use crate::token::TokenCodec;
@@ -39,6 +40,8 @@ pub(crate) struct LayerState {
     pub(crate) require_existing: bool,
     pub(crate) default_transport: Transport,
     pub(crate) events: Events,
+    /// Configured CSRF origins; empty means "the request's own origin".
+    pub(crate) trusted_origins: Vec<Origin>,
 }
 
 impl LayerState {
@@ -138,6 +141,12 @@ impl SessionLayer {
             require_existing: config.require_existing,
             default_transport,
             events: config.events,
+            // `validate` has checked every origin parses.
+            trusted_origins: config
+                .trusted_origins
+                .iter()
+                .filter_map(|o| Origin::parse(o))
+                .collect(),
         };
         Ok(Self {
             state: Arc::new(state),

@@ -49,8 +49,10 @@ mod extract;
 mod future;
 mod key;
 mod layer;
+mod origin;
 mod principal;
 mod record;
+mod scope;
 mod service;
 mod session;
 pub mod store;
@@ -68,10 +70,19 @@ pub use error::{
 };
 pub use event::{EventKind, ExpiryReason, RejectReason, RotateReason, SessionEvent, Stats};
 pub use extract::OptionalSession;
+pub use extract::{
+    AnyScope, BearerRequired, MissingScope, RequireScopes, ScopeLayer, ScopeRejection,
+    ScopeService, Unauthenticated,
+};
+pub use extract::{
+    CrossSiteRequest, CsrfBodyRejection, CsrfLayer, CsrfProtected, CsrfRejection, CsrfService,
+    CsrfTokenInvalid, CsrfTokenMissing, OriginNotAllowed, CSRF_FIELD, CSRF_HEADER,
+};
 pub use future::ResponseFuture;
 pub use key::{Key, KeyRing, MIN_KEY_LEN};
 pub use layer::SessionLayer;
 pub use principal::Principal;
 pub use record::{Patch, Record, SessionInfo};
+pub use scope::{Authenticated, Scope, ScopeSet};
 pub use service::SessionService;
 pub use session::Session;

@@ -290,6 +290,11 @@ impl Session {
         self.inner.layer.require_existing
     }
 
+    /// The configuration of the layer this session belongs to, for the guards.
+    pub(crate) fn layer(&self) -> &LayerState {
+        &self.inner.layer
+    }
+
     /// Where the request's valid token came from, if it had one. Requests authenticated by
     /// a bearer or header token are not subject to CSRF checks.
     pub fn token_source(&self) -> Option<&TokenSource> {
