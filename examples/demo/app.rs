@@ -2,16 +2,21 @@
 //!
 //! Kept apart from `main.rs` so the end-to-end tests serve exactly this router.
 
-use axum::extract::Form;
+use axum::extract::{Form, Query};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_tessera::store::MemoryStore;
 use axum_tessera::token::StoreKey;
-use axum_tessera::{Key, Principal, Session, SessionConfig, SessionEvent, SessionLayer};
+use axum_tessera::{
+    scope, CsrfProtected, Key, Principal, RequireScopes, Session, SessionConfig, SessionEvent,
+    SessionLayer,
+};
 use serde::Deserialize;
 use serde_json::json;
+
+scope!(pub Admin = "admin");
 
 /// Demo users: (name, password, scopes). Real applications check hashed passwords.
 const USERS: &[(&str, &str, &[&str])] = &[("alice", "alice", &[]), ("admin", "admin", &["admin"])];
@@ -32,10 +37,10 @@ pub fn router(web: SessionConfig, api: SessionConfig, store: MemoryStore) -> Rou
         .route("/logout", post(logout))
         .route("/counter", post(counter))
         .route("/me", get(me))
-        .route("/admin", get(admin))
         .route("/sessions", get(sessions))
         .route("/sessions/logout", post(logout_one))
         .route("/sessions/logout-all", post(logout_all))
+        .merge(admin_routes())
         .layer(SessionLayer::new(web).with_store(store.clone()));
     let api_login = Router::new()
         .route("/api/login", post(api_login))
@@ -43,8 +48,17 @@ pub fn router(web: SessionConfig, api: SessionConfig, store: MemoryStore) -> Rou
     let api = Router::new()
         .route("/api/me", get(me))
         .route("/api/logout", post(api_logout))
+        .route("/api/logout-all", post(api_logout_all))
         .layer(SessionLayer::new(api).with_store(store));
     browser.merge(api_login).merge(api)
+}
+
+/// `/admin`: the route layer refuses before the handler runs (401 / 403, and browsers that
+/// are not logged in go to the sign-in page with `?next=/admin`).
+fn admin_routes() -> Router {
+    Router::new()
+        .route("/admin", get(admin))
+        .route_layer(RequireScopes::<(Admin,)>::layer().redirect_to("/"))
 }
 
 /// Development settings: a plain cookie name without `Secure`, so the demo works over http on
@@ -69,8 +83,21 @@ fn escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-async fn home(session: Session) -> Html<String> {
+/// Where to go after signing in: only a path on this site, never `//host` or `/\host`.
+fn local_path(next: Option<&str>) -> Option<&str> {
+    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\"))
+}
+
+#[derive(Deserialize)]
+struct HomeQuery {
+    next: Option<String>,
+}
+
+async fn home(session: Session, Query(query): Query<HomeQuery>) -> Html<String> {
     let csrf = escape(&session.csrf_token());
+    let next = local_path(query.next.as_deref())
+        .map(|n| format!(r#"<input type="hidden" name="next" value="{}">"#, escape(n)))
+        .unwrap_or_default();
     let flashes: String = session
         .take_flashes()
         .iter()
@@ -91,7 +118,7 @@ async fn home(session: Session) -> Html<String> {
         None => format!(
             r#"<h1>Sign in</h1>
 <form method="post" action="/login">
-<input type="hidden" name="csrf_token" value="{csrf}">
+<input type="hidden" name="csrf_token" value="{csrf}">{next}
 <label>User <input id="username" name="username" autocomplete="username"></label>
 <label>Password <input id="password" name="password" type="password" autocomplete="current-password"></label>
 <button id="login" type="submit">Log in</button>
@@ -108,14 +135,23 @@ async fn home(session: Session) -> Html<String> {
 struct Credentials {
     username: String,
     password: String,
+    #[serde(default)]
+    next: Option<String>,
 }
 
-async fn login(session: Session, Form(form): Form<Credentials>) -> Response {
+/// A form that carries nothing but its CSRF token.
+#[derive(Deserialize)]
+struct NoFields {}
+
+async fn login(
+    session: Session,
+    CsrfProtected(Form(form)): CsrfProtected<Form<Credentials>>,
+) -> Response {
     match authenticate(&form.username, &form.password) {
         Some(principal) => {
             session.login(principal);
             session.flash("Signed in.");
-            Redirect::to("/").into_response()
+            Redirect::to(local_path(form.next.as_deref()).unwrap_or("/")).into_response()
         }
         None => (
             StatusCode::UNAUTHORIZED,
@@ -125,12 +161,12 @@ async fn login(session: Session, Form(form): Form<Credentials>) -> Response {
     }
 }
 
-async fn logout(session: Session) -> Redirect {
+async fn logout(session: Session, _: CsrfProtected<Form<NoFields>>) -> Redirect {
     session.logout();
     Redirect::to("/")
 }
 
-async fn counter(session: Session) -> Redirect {
+async fn counter(session: Session, _: CsrfProtected<Form<NoFields>>) -> Redirect {
     let n: u64 = session.get("counter").unwrap_or(0);
     session
         .insert("counter", n + 1)
@@ -149,14 +185,9 @@ async fn me(session: Session) -> Json<serde_json::Value> {
     }))
 }
 
-async fn admin(session: Session) -> Response {
-    if !session.is_authenticated() {
-        (StatusCode::UNAUTHORIZED, "login required").into_response()
-    } else if !session.has_scope("admin") {
-        (StatusCode::FORBIDDEN, "admin scope required").into_response()
-    } else {
-        "welcome, administrator".into_response()
-    }
+/// The layer has already checked; the extractor hands over who passed.
+async fn admin(guard: RequireScopes<(Admin,)>) -> String {
+    format!("welcome, administrator {}", guard.principal().id())
 }
 
 async fn api_login(session: Session, Json(creds): Json<Credentials>) -> Response {
@@ -176,6 +207,14 @@ async fn api_login(session: Session, Json(creds): Json<Credentials>) -> Response
 async fn api_logout(session: Session) -> StatusCode {
     session.logout();
     StatusCode::NO_CONTENT
+}
+
+/// Ends every session of the caller's principal, browser sessions included.
+async fn api_logout_all(session: Session) -> Response {
+    match session.logout_everywhere().await {
+        Ok(ended) => Json(json!({ "ended": ended })).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "session store unavailable").into_response(),
+    }
 }
 
 fn when(t: time::OffsetDateTime) -> String {
@@ -225,7 +264,10 @@ struct EndSession {
     session: String,
 }
 
-async fn logout_one(session: Session, Form(form): Form<EndSession>) -> Response {
+async fn logout_one(
+    session: Session,
+    CsrfProtected(Form(form)): CsrfProtected<Form<EndSession>>,
+) -> Response {
     let Some(key) = StoreKey::from_hex(&form.session) else {
         return (StatusCode::BAD_REQUEST, "malformed session reference").into_response();
     };
@@ -236,7 +278,7 @@ async fn logout_one(session: Session, Form(form): Form<EndSession>) -> Response 
     }
 }
 
-async fn logout_all(session: Session) -> Response {
+async fn logout_all(session: Session, _: CsrfProtected<Form<NoFields>>) -> Response {
     match session.logout_everywhere().await {
         Ok(_) => Redirect::to("/").into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "session store unavailable").into_response(),
