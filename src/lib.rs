@@ -69,14 +69,11 @@ pub use error::{
     SessionUnavailable, StoreError, StoreErrorKind,
 };
 pub use event::{EventKind, ExpiryReason, RejectReason, RotateReason, SessionEvent, Stats};
-pub use extract::OptionalSession;
 pub use extract::{
-    AnyScope, BearerRequired, MissingScope, RequireScopes, ScopeLayer, ScopeRejection,
-    ScopeService, Unauthenticated,
-};
-pub use extract::{
-    CrossSiteRequest, CsrfBodyRejection, CsrfLayer, CsrfProtected, CsrfRejection, CsrfService,
-    CsrfTokenInvalid, CsrfTokenMissing, OriginNotAllowed, CSRF_FIELD, CSRF_HEADER,
+    AnyScope, BearerRequired, CrossSiteRequest, CsrfBodyRejection, CsrfLayer, CsrfProtected,
+    CsrfRejection, CsrfService, CsrfTokenInvalid, CsrfTokenMissing, MissingScope, OptionalSession,
+    OriginNotAllowed, RequireScopes, ScopeLayer, ScopeRejection, ScopeService, Unauthenticated,
+    CSRF_FIELD, CSRF_HEADER,
 };
 pub use future::ResponseFuture;
 pub use key::{Key, KeyRing, MIN_KEY_LEN};

@@ -58,6 +58,9 @@ pub trait ScopeSet: Send + Sync + 'static {
 
     /// The scope names, for logs.
     fn names() -> Vec<&'static str>;
+
+    /// The names of the scopes `principal` does not hold, for logs and events.
+    fn missing(principal: &Principal) -> Vec<&'static str>;
 }
 
 macro_rules! impl_scope_set {
@@ -73,6 +76,16 @@ macro_rules! impl_scope_set {
 
             fn names() -> Vec<&'static str> {
                 vec![$($s::NAME),+]
+            }
+
+            fn missing(principal: &Principal) -> Vec<&'static str> {
+                let mut missing = Vec::new();
+                $(
+                    if !$s::is_granted(principal) {
+                        missing.push($s::NAME);
+                    }
+                )+
+                missing
             }
         }
     };
@@ -189,5 +202,10 @@ mod tests {
             Admin
         )>::all_granted(&p));
         assert_eq!(<(Admin, Billing)>::names(), ["admin", "billing"]);
+        assert_eq!(
+            <(Authenticated, Admin, Billing)>::missing(&p),
+            ["billing"],
+            "Authenticated is never missing for a principal"
+        );
     }
 }

@@ -259,7 +259,6 @@ impl Session {
     }
 
     /// Emits an event from a guard (CSRF, scopes, binding), naming the current session.
-    #[allow(dead_code)] // used by the guard extractors
     pub(crate) fn report_now(&self, kind: EventKind) {
         let (key, principal) = {
             let st = lock(&self.inner.state);

@@ -1094,3 +1094,68 @@ async fn missing_session_layer_is_a_clear_500() {
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(reply.body.contains("SessionLayer"), "{}", reply.body);
 }
+
+#[tokio::test]
+async fn refusals_are_reported_as_events_and_counted() {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let hook = seen.clone();
+    let layer = SessionLayer::new(web().on_event(move |e| {
+        if let axum_tessera::EventKind::CsrfRejected(why) = e.kind() {
+            hook.lock().unwrap().push(why);
+        }
+    }));
+    let app = routes().layer(layer.clone());
+    let me = client(&app).await;
+    let other = client(&app).await;
+    struct Case {
+        name: &'static str,
+        headers: &'static [(&'static str, &'static str)],
+        expect: Option<&'static str>,
+    }
+    let cases = [
+        Case {
+            name: "missing",
+            headers: &[],
+            expect: Some("token missing"),
+        },
+        Case {
+            name: "invalid",
+            headers: &[("x-csrf-token", "{other}")],
+            expect: Some("token invalid"),
+        },
+        Case {
+            name: "cross-site",
+            headers: &[("x-csrf-token", "{tok}"), ("sec-fetch-site", "cross-site")],
+            expect: Some("cross-site (Sec-Fetch-Site)"),
+        },
+        Case {
+            name: "origin",
+            headers: &[("x-csrf-token", "{tok}"), ("origin", "http://evil.test")],
+            expect: Some("origin not allowed"),
+        },
+        Case {
+            name: "accepted",
+            headers: &[("x-csrf-token", "{tok}")],
+            expect: None,
+        },
+    ];
+    for case in &cases {
+        let mut req = Request::post("/header")
+            .header(header::HOST, HOST)
+            .header(header::COOKIE, &me.cookie);
+        for (name, value) in case.headers {
+            req = req.header(*name, fill(value, &me, &other));
+        }
+        let before = seen.lock().unwrap().len();
+        send(&app, req.body(Body::empty()).unwrap()).await;
+        let got = seen.lock().unwrap()[before..].to_vec();
+        assert_eq!(
+            got,
+            case.expect.into_iter().collect::<Vec<_>>(),
+            "{}",
+            case.name
+        );
+    }
+    assert_eq!(layer.stats().csrf_rejected, 4);
+}

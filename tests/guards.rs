@@ -600,3 +600,44 @@ async fn scope_change_takes_effect_on_the_next_request() {
         "the pre-grant ID is dead"
     );
 }
+
+#[tokio::test]
+async fn denials_are_reported_as_events_and_counted() {
+    use std::sync::{Arc, Mutex};
+    /// (missing scopes, principal) of each `ScopeDenied` event.
+    type Denials = Arc<Mutex<Vec<(String, Option<String>)>>>;
+    let seen: Denials = Arc::default();
+    let hook = seen.clone();
+    let cfg = web().on_event(move |e| {
+        if let axum_tessera::EventKind::ScopeDenied(missing) = e.kind() {
+            let principal = e.principal().map(str::to_owned);
+            hook.lock().unwrap().push((missing.clone(), principal));
+        }
+    });
+    let layer = SessionLayer::new(cfg);
+    let app = routes().layer(layer.clone());
+
+    let billing = cookie_for(&app, "billing").await;
+    for (path, cookie) in [
+        ("/x/all", Some(&billing)),
+        ("/layer/any", Some(&billing)),
+        ("/x/all", None),
+        ("/x/auth", Some(&billing)),
+    ] {
+        let mut req = Request::get(path);
+        if let Some(cookie) = cookie {
+            req = req.header(header::COOKIE, cookie);
+        }
+        send(&app, req.body(Body::empty()).unwrap()).await;
+    }
+    let alice = Some("alice".to_owned());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ("admin".to_owned(), alice.clone()),
+            ("admin|support".to_owned(), alice)
+        ],
+        "only missing scopes are denials; anonymous requests are 401s"
+    );
+    assert_eq!(layer.stats().scope_denied, 2);
+}

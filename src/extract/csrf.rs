@@ -50,6 +50,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::{composite_rejection, define_rejection, SessionRejection};
+use crate::event::EventKind;
 use crate::extract::session::loaded;
 use crate::origin::Origin;
 use crate::session::Session;
@@ -219,6 +220,19 @@ fn is_safe(method: &Method) -> bool {
     [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE].contains(method)
 }
 
+/// Counts a refusal and tells the layer's event hooks, naming the missing piece.
+fn reported(session: &Session, rejection: CsrfRejection) -> CsrfRejection {
+    let why = match &rejection {
+        CsrfRejection::TokenMissing(_) => "token missing",
+        CsrfRejection::TokenInvalid(_) => "token invalid",
+        CsrfRejection::CrossSite(_) => "cross-site (Sec-Fetch-Site)",
+        CsrfRejection::Origin(_) => "origin not allowed",
+        CsrfRejection::Session(_) => return rejection,
+    };
+    session.report_now(EventKind::CsrfRejected(why));
+    rejection
+}
+
 /// Everything but the token: whether the request needs one (`false` when exempt), or why it
 /// is refused outright.
 fn needs_token(parts: &Parts, session: &Session) -> Result<bool, CsrfRejection> {
@@ -233,7 +247,8 @@ fn needs_token(parts: &Parts, session: &Session) -> Result<bool, CsrfRejection> 
     if exempt {
         return Ok(false);
     }
-    check_origin(parts, &layer.trusted_origins, layer.cookie.is_secure())?;
+    check_origin(parts, &layer.trusted_origins, layer.cookie.is_secure())
+        .map_err(|r| reported(session, r))?;
     Ok(true)
 }
 
@@ -309,11 +324,12 @@ fn check_tokens<'a>(
             return Ok(());
         }
     }
-    Err(if seen {
+    let rejection = if seen {
         CsrfTokenInvalid::default().into()
     } else {
         CsrfTokenMissing::default().into()
-    })
+    };
+    Err(reported(session, rejection))
 }
 
 #[derive(Deserialize)]

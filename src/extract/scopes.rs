@@ -42,6 +42,7 @@ use crate::error::{
     composite_rejection, define_rejection, MissingSessionLayer, SessionRejection,
     SessionUnavailable,
 };
+use crate::event::EventKind;
 use crate::principal::Principal;
 use crate::scope::ScopeSet;
 use crate::session::Session;
@@ -84,15 +85,39 @@ composite_rejection! {
     }
 }
 
-/// Which principal a guard accepts, as a plain function so [`ScopeLayer`] is not generic.
-type Check = fn(&Principal) -> bool;
+/// What a guard checks, as plain functions so [`ScopeLayer`] is not generic.
+#[derive(Clone, Copy)]
+struct Rule {
+    /// Which principals pass.
+    check: fn(&Principal) -> bool,
+    names: fn() -> Vec<&'static str>,
+    missing: fn(&Principal) -> Vec<&'static str>,
+    /// How the names combine, for events: `,` (all) or `|` (any).
+    join: &'static str,
+}
+
+impl Rule {
+    fn all<S: ScopeSet>() -> Self {
+        Self {
+            check: S::all_granted,
+            names: S::names,
+            missing: S::missing,
+            join: ",",
+        }
+    }
+
+    fn any<S: ScopeSet>() -> Self {
+        Self {
+            check: S::any_granted,
+            names: S::names,
+            missing: S::missing,
+            join: "|",
+        }
+    }
+}
 
 /// The guard decision shared by the extractors and the layer.
-async fn guard(
-    session: Option<&Session>,
-    check: Check,
-    names: fn() -> Vec<&'static str>,
-) -> Result<Principal, ScopeRejection> {
+async fn guard(session: Option<&Session>, rule: Rule) -> Result<Principal, ScopeRejection> {
     let session = session.ok_or_else(|| {
         ScopeRejection::Session(SessionRejection::from(MissingSessionLayer::default()))
     })?;
@@ -112,8 +137,9 @@ async fn guard(
             Unauthenticated::default().into()
         });
     };
-    if !check(&principal) {
-        tracing::debug!(required = ?names(), "scope guard refused the principal");
+    if !(rule.check)(&principal) {
+        let missing = (rule.missing)(&principal).join(rule.join);
+        session.report_now(EventKind::ScopeDenied(missing));
         return Err(MissingScope::default().into());
     }
     Ok(principal)
@@ -164,7 +190,7 @@ pub struct AnyScope<S> {
 }
 
 macro_rules! guard_type {
-    ($name:ident, $check:ident, $mode:literal) => {
+    ($name:ident, $rule:ident) => {
         impl<S> $name<S> {
             /// The principal that passed the guard.
             pub fn principal(&self) -> &Principal {
@@ -183,9 +209,7 @@ macro_rules! guard_type {
             /// reach the handlers. See [`ScopeLayer`] for the redirect and status options.
             pub fn layer() -> ScopeLayer {
                 ScopeLayer {
-                    check: S::$check,
-                    names: S::names,
-                    mode: $mode,
+                    rule: Rule::$rule::<S>(),
                     redirect: None,
                     status: None,
                 }
@@ -200,7 +224,7 @@ macro_rules! guard_type {
                 _state: &St,
             ) -> Result<Self, Self::Rejection> {
                 let principal =
-                    guard(parts.extensions.get::<Session>(), S::$check, S::names).await?;
+                    guard(parts.extensions.get::<Session>(), Rule::$rule::<S>()).await?;
                 Ok(Self {
                     principal,
                     scopes: PhantomData,
@@ -227,8 +251,8 @@ macro_rules! guard_type {
     };
 }
 
-guard_type!(RequireScopes, all_granted, "all");
-guard_type!(AnyScope, any_granted, "any");
+guard_type!(RequireScopes, all);
+guard_type!(AnyScope, any);
 
 /// A scope guard as a route layer, made by [`RequireScopes::layer`] or [`AnyScope::layer`].
 ///
@@ -256,9 +280,7 @@ guard_type!(AnyScope, any_granted, "any");
 #[derive(Clone)]
 #[must_use]
 pub struct ScopeLayer {
-    check: Check,
-    names: fn() -> Vec<&'static str>,
-    mode: &'static str,
+    rule: Rule,
     redirect: Option<Arc<str>>,
     status: Option<StatusCode>,
 }
@@ -266,8 +288,7 @@ pub struct ScopeLayer {
 impl fmt::Debug for ScopeLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScopeLayer")
-            .field("scopes", &(self.names)())
-            .field("mode", &self.mode)
+            .field("scopes", &(self.rule.names)().join(self.rule.join))
             .field("redirect", &self.redirect)
             .field("status", &self.status)
             .finish()
@@ -366,7 +387,7 @@ where
         let layer = self.layer.clone();
         Box::pin(async move {
             let session = req.extensions().get::<Session>().cloned();
-            match guard(session.as_ref(), layer.check, layer.names).await {
+            match guard(session.as_ref(), layer.rule).await {
                 Ok(_) => Ok(inner.call(req).await?.map(Body::new)),
                 Err(rejection) => {
                     // Under `Router::nest` the URI is the nested one; the browser must come
