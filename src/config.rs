@@ -23,7 +23,9 @@ use time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
+use crate::event::{Events, SessionEvent};
 use crate::key::KeyRing;
+use crate::origin::Origin;
 
 /// Cookies larger than this are refused by browsers; a configuration that could produce one is
 /// an error at start-up.
@@ -228,10 +230,12 @@ pub struct SessionConfig {
     pub(crate) refresh_fraction: f64,
     pub(crate) skew: Duration,
     pub(crate) require_existing: bool,
+    pub(crate) trusted_origins: Vec<String>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) bind_user_agent: bool,
     pub(crate) bind_client_ip: bool,
     pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) events: Events,
 }
 
 impl fmt::Debug for SessionConfig {
@@ -248,6 +252,7 @@ impl fmt::Debug for SessionConfig {
             .field("bind_user_agent", &self.bind_user_agent)
             .field("bind_client_ip", &self.bind_client_ip)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("trusted_origins", &self.trusted_origins)
             .finish_non_exhaustive()
     }
 }
@@ -263,10 +268,12 @@ impl SessionConfig {
             refresh_fraction: 0.25,
             skew: Duration::seconds(60),
             require_existing: false,
+            trusted_origins: Vec::new(),
             clock: Arc::new(SystemClock),
             bind_user_agent: false,
             bind_client_ip: false,
             trusted_proxies: Vec::new(),
+            events: Events::default(),
         }
     }
 
@@ -358,6 +365,25 @@ impl SessionConfig {
         self
     }
 
+    /// The origins (`scheme://host[:port]`) that cookie-authenticated unsafe requests may come
+    /// from, checked by [`CsrfProtected`](crate::CsrfProtected) against the `Origin` header
+    /// (default: none configured, which allows only the request's own origin, derived from its
+    /// `Host` with `https` when the cookie is `Secure` and `http` otherwise).
+    ///
+    /// Once any origin is configured, only the configured ones are accepted: list the site's
+    /// own public origin too, which is also the fix when a proxy rewrites `Host`. An origin
+    /// listed here is also let through when `Sec-Fetch-Site` says `cross-site`, as Go's
+    /// `CrossOriginProtection` does for its trusted origins; the CSRF token is still required.
+    #[must_use]
+    pub fn trusted_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.trusted_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// The time source (default: system clock). Tests inject a [`ManualClock`](crate::ManualClock).
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -430,13 +456,22 @@ impl SessionConfig {
         self
     }
 
+    /// Calls `hook` for every [`SessionEvent`]; may be called several times to add hooks.
+    /// Hooks run inline on the request path, so keep them cheap (send to a channel for slow
+    /// work). A hook that panics is caught and logged; the request is unaffected.
+    #[must_use]
+    pub fn on_event(mut self, hook: impl Fn(&SessionEvent) + Send + Sync + 'static) -> Self {
+        self.events.add_hook(Arc::new(hook));
+        self
+    }
+
     /// Checks the settings together.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] naming the first problem: `__Host-` rules, `SameSite=None` without
     /// `Secure`, non-positive timeouts, idle longer than absolute, a refresh fraction outside
-    /// 0..=1, or no token source.
+    /// 0..=1, no token source, or a trusted origin that is not `scheme://host[:port]`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.sources.is_empty() {
             return Err(ConfigError::NoTokenSource);
@@ -459,6 +494,15 @@ impl SessionConfig {
         }
         if self.skew < Duration::ZERO {
             return Err(ConfigError::Timeouts("clock skew must not be negative"));
+        }
+        if let Some(bad) = self
+            .trusted_origins
+            .iter()
+            .find(|o| Origin::parse(o).is_none())
+        {
+            return Err(ConfigError::InvalidOrigin {
+                origin: bad.clone(),
+            });
         }
         Ok(())
     }
@@ -529,6 +573,16 @@ mod tests {
                 name: "no source",
                 cfg: web().token_sources([]),
                 expect: "no session token source",
+            },
+            Case {
+                name: "origin with path",
+                cfg: web().trusted_origins(["https://example.com/app"]),
+                expect: "scheme://host[:port]",
+            },
+            Case {
+                name: "null origin",
+                cfg: web().trusted_origins(["null"]),
+                expect: "\"null\"",
             },
             Case {
                 name: "huge cookie",

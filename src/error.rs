@@ -28,6 +28,11 @@ pub enum ConfigError {
     Timeouts(&'static str),
     /// No token source is configured.
     NoTokenSource,
+    /// A trusted CSRF origin is not of the form `scheme://host[:port]`.
+    InvalidOrigin {
+        /// The origin as given.
+        origin: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -44,6 +49,10 @@ impl fmt::Display for ConfigError {
             Self::Cookie(why) => write!(f, "invalid session cookie settings: {why}"),
             Self::Timeouts(why) => write!(f, "invalid session timeouts: {why}"),
             Self::NoTokenSource => f.write_str("no session token source is configured"),
+            Self::InvalidOrigin { origin } => write!(
+                f,
+                "trusted origin {origin:?} is not of the form scheme://host[:port]"
+            ),
         }
     }
 }
@@ -121,9 +130,12 @@ impl StdError for StoreError {
 
 /// Declares a rejection type in the style of axum-core's rejections: a `#[non_exhaustive]`
 /// struct with a stable status and body, `IntoResponse`, `Display`, `Error` and a tracing event.
+/// Optional `#[header = (NAME, "value")]` lines add fixed response headers (a 401's
+/// `WWW-Authenticate` challenge).
 macro_rules! define_rejection {
     (
         #[status = $status:ident]
+        $(#[header = ($header:ident, $value:literal)])*
         #[body = $body:literal]
         $(#[$meta:meta])*
         pub struct $name:ident;
@@ -160,7 +172,15 @@ macro_rules! define_rejection {
                     error = ?self.source,
                     "session rejection"
                 );
-                $crate::error::plain_response(self.status(), self.body_text())
+                #[allow(unused_mut)]
+                let mut response = $crate::error::plain_response(self.status(), self.body_text());
+                $(
+                    response.headers_mut().insert(
+                        ::http::header::$header,
+                        ::http::HeaderValue::from_static($value),
+                    );
+                )*
+                response
             }
         }
 
@@ -177,8 +197,79 @@ macro_rules! define_rejection {
         }
     };
 }
-#[allow(unused_imports)] // used by the guard modules
 pub(crate) use define_rejection;
+
+/// Declares a `#[non_exhaustive]` enum gathering rejections, in the style of axum's composite
+/// rejections: `status()`, `body_text()`, `IntoResponse`, `Display`, `Error::source` and a
+/// `From` impl per variant, all delegating to the variant.
+macro_rules! composite_rejection {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $(
+                $(#[$vmeta:meta])*
+                $variant:ident($inner:ty),
+            )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        #[non_exhaustive]
+        pub enum $name {
+            $(
+                $(#[$vmeta])*
+                $variant($inner),
+            )+
+        }
+
+        impl $name {
+            /// The HTTP status of the inner rejection.
+            pub fn status(&self) -> ::http::StatusCode {
+                match self {
+                    $(Self::$variant(r) => r.status(),)+
+                }
+            }
+
+            /// The body text of the inner rejection.
+            pub fn body_text(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(r) => r.body_text(),)+
+                }
+            }
+        }
+
+        impl ::axum::response::IntoResponse for $name {
+            fn into_response(self) -> ::axum::response::Response {
+                match self {
+                    $(Self::$variant(r) => r.into_response(),)+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.body_text())
+            }
+        }
+
+        impl ::std::error::Error for $name {
+            fn source(&self) -> Option<&(dyn ::std::error::Error + 'static)> {
+                match self {
+                    $(Self::$variant(r) => Some(r),)+
+                }
+            }
+        }
+
+        $(
+            impl From<$inner> for $name {
+                fn from(r: $inner) -> Self {
+                    Self::$variant(r)
+                }
+            }
+        )+
+    };
+}
+pub(crate) use composite_rejection;
 
 /// A short plain-text response: what every rejection of this crate answers with.
 pub(crate) fn plain_response(status: StatusCode, body: &'static str) -> Response {

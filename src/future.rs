@@ -25,6 +25,7 @@ pin_project! {
         step: Step<F>,
         session: Option<Session>,
         layer: Arc<LayerState>,
+        span: tracing::Span,
     }
 }
 
@@ -46,11 +47,17 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(future: F, session: Session, layer: Arc<LayerState>) -> Self {
+    pub(crate) fn new(
+        future: F,
+        session: Session,
+        layer: Arc<LayerState>,
+        span: tracing::Span,
+    ) -> Self {
         Self {
             step: Step::Inner { future },
             session: Some(session),
             layer,
+            span,
         }
     }
 }
@@ -65,6 +72,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let _entered = this.span.enter();
         loop {
             match this.step.as_mut().project() {
                 StepProj::Inner { future } => {

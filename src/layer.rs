@@ -11,6 +11,8 @@ use crate::clock::Clock;
 use crate::config::{CookieConfig, SessionConfig, TokenSource};
 use crate::csrf::CsrfKeys;
 use crate::error::ConfigError;
+use crate::event::{Events, Stats};
+use crate::origin::Origin;
 use crate::service::SessionService;
 use crate::store::{DynStore, MemoryStore, SessionStore};
 use crate::token::TokenCodec;
@@ -39,6 +41,9 @@ pub(crate) struct LayerState {
     pub(crate) require_existing: bool,
     pub(crate) default_transport: Transport,
     pub(crate) binding: Binding,
+    pub(crate) events: Events,
+    /// Configured CSRF origins; empty means "the request's own origin".
+    pub(crate) trusted_origins: Vec<Origin>,
 }
 
 impl LayerState {
@@ -138,10 +143,24 @@ impl SessionLayer {
             skew: config.skew.whole_seconds(),
             require_existing: config.require_existing,
             default_transport,
+            events: config.events,
+            // `validate` has checked every origin parses.
+            trusted_origins: config
+                .trusted_origins
+                .iter()
+                .filter_map(|o| Origin::parse(o))
+                .collect(),
         };
         Ok(Self {
             state: Arc::new(state),
         })
+    }
+
+    /// Counters since the layer was built: sessions created, rotated, expired, tokens
+    /// rejected by reason, store errors... Lock-free; cheap enough to scrape often. Clones of
+    /// the layer share them.
+    pub fn stats(&self) -> Stats {
+        self.state.events.snapshot(self.state.store.session_count())
     }
 
     /// Keeps sessions in `store` instead of the default [`MemoryStore`].

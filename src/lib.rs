@@ -45,12 +45,15 @@ mod clock;
 mod config;
 pub mod csrf;
 mod error;
+mod event;
 mod extract;
 mod future;
 mod key;
 mod layer;
+mod origin;
 mod principal;
 mod record;
+mod scope;
 mod service;
 mod session;
 pub mod store;
@@ -66,7 +69,13 @@ pub use error::{
     CommitFailed, ConfigError, MissingSessionLayer, SessionRejection, SessionRequired,
     SessionUnavailable, StoreError, StoreErrorKind,
 };
-pub use extract::OptionalSession;
+pub use event::{EventKind, ExpiryReason, RejectReason, RotateReason, SessionEvent, Stats};
+pub use extract::{
+    AnyScope, BearerRequired, CrossSiteRequest, CsrfBodyRejection, CsrfLayer, CsrfProtected,
+    CsrfRejection, CsrfService, CsrfTokenInvalid, CsrfTokenMissing, MissingScope, OptionalSession,
+    OriginNotAllowed, RequireScopes, ScopeLayer, ScopeRejection, ScopeService, Unauthenticated,
+    CSRF_FIELD, CSRF_HEADER,
+};
 pub use future::ResponseFuture;
 /// Networks accepted by [`SessionConfig::trusted_proxies`].
 pub use ipnet::IpNet;
@@ -74,5 +83,6 @@ pub use key::{Key, KeyRing, MIN_KEY_LEN};
 pub use layer::SessionLayer;
 pub use principal::Principal;
 pub use record::{Patch, Record, SessionInfo};
+pub use scope::{Authenticated, Scope, ScopeSet};
 pub use service::SessionService;
 pub use session::Session;

@@ -10,6 +10,7 @@ use http::header::USER_AGENT;
 use http::{Request, Response};
 use tower_service::Service;
 
+use crate::event::{EventKind, Subject};
 use crate::future::ResponseFuture;
 use crate::layer::LayerState;
 use crate::session::Session;
@@ -54,16 +55,53 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let now = self.state.clock.now();
-        let incoming = transport::read(&self.state, req.headers(), now);
+        let state = &self.state;
+        let incoming = transport::read(state, req.headers(), now, &mut |reason| {
+            state.events.emit(
+                EventKind::TokenRejected(reason),
+                Subject {
+                    method: req.method(),
+                    path: req.uri().path(),
+                    session: None,
+                    principal: None,
+                    now,
+                },
+            );
+        });
         let user_agent = req.headers().get(USER_AGENT).cloned();
         let client = self.state.binding.client(&req);
-        let session = Session::new(self.state.clone(), incoming, user_agent, client);
+        let session = Session::new(
+            self.state.clone(),
+            incoming,
+            user_agent,
+            client,
+            req.method().clone(),
+            req.uri().clone(),
+        );
         req.extensions_mut().insert(session.clone());
+
+        // Everything the handler and the commit log for this request carries the session's
+        // short hash; computing it costs a SHA-256, so only when someone listens.
+        let span = tracing::debug_span!(
+            "session",
+            method = %req.method(),
+            path = req.uri().path(),
+            session = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            if let Some(id) = session.incoming_id() {
+                span.record("session", tracing::field::display(id.store_key()));
+            }
+        }
 
         // `poll_ready` readied `self.inner`; a fresh clone might not be ready, so call the
         // ready one and keep the clone for the next request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(inner.call(req), session, self.state.clone())
+        let future = {
+            let _entered = span.enter();
+            inner.call(req)
+        };
+        ResponseFuture::new(future, session, self.state.clone(), span)
     }
 }

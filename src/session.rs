@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use http::HeaderValue;
+use http::{HeaderValue, Method, Uri};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -13,11 +13,12 @@ use tokio::sync::OnceCell;
 
 use crate::binding::Client;
 use crate::config::TokenSource;
-use crate::error::StoreError;
+use crate::error::{StoreError, StoreErrorKind};
+use crate::event::{EventKind, ExpiryReason, RejectReason, RotateReason, Subject};
 use crate::layer::{LayerState, Transport};
 use crate::principal::Principal;
 use crate::record::{Patch, Record, SessionInfo};
-use crate::store::{BoxFuture, Commit, CommitOutcome};
+use crate::store::{BoxFuture, Commit, CommitOutcome, Lookup};
 use crate::token::{SessionId, StoreKey, Verified};
 
 /// A verified token as it arrived.
@@ -65,6 +66,8 @@ struct Handle {
     user_agent: Option<HeaderValue>,
     /// What the request looks like to the optional binding (empty when binding is off).
     client: Client,
+    method: Method,
+    uri: Uri,
     loaded: OnceCell<Result<(), StoreError>>,
     state: Mutex<State>,
 }
@@ -95,6 +98,10 @@ struct Changes {
     reissue: bool,
     /// A stored record to delete (destroy / logout).
     delete: Option<StoreKey>,
+    /// The first reason the ID changed in this request.
+    rotation: Option<RotateReason>,
+    /// The record is deleted by `logout` rather than `destroy` (they report differently).
+    logout: bool,
 }
 
 impl Changes {
@@ -145,6 +152,8 @@ impl Session {
         incoming: Option<Incoming>,
         user_agent: Option<HeaderValue>,
         client: Client,
+        method: Method,
+        uri: Uri,
     ) -> Self {
         Self {
             inner: Arc::new(Handle {
@@ -152,6 +161,8 @@ impl Session {
                 incoming,
                 user_agent,
                 client,
+                method,
+                uri,
                 loaded: OnceCell::new(),
                 state: Mutex::new(State {
                     id: None,
@@ -181,20 +192,51 @@ impl Session {
         let layer = &self.inner.layer;
         let id = incoming.verified.id();
         let key = id.store_key();
-        let record = layer.store.load(&key).await.inspect_err(|err| {
-            tracing::error!(session = %key, error = %err, "session load failed");
-        })?;
+        let found = layer.store.lookup(&key).await;
         let now = layer.clock.now();
-        match record {
-            None => tracing::debug!(session = %key, "unknown session ID; starting anonymous"),
-            Some(r) if r.is_expired(now) => {
-                tracing::debug!(session = %key, "session expired; starting anonymous");
+        let found = found.inspect_err(|err| {
+            self.report(EventKind::StoreError(err.kind()), Some(key), None, now);
+        })?;
+        match found {
+            Lookup::Missing => {
+                self.report(
+                    EventKind::TokenRejected(RejectReason::UnknownId),
+                    Some(key),
+                    None,
+                    now,
+                );
             }
-            Some(record) => {
+            Lookup::Expired(r) | Lookup::Live(r) if r.is_expired(now) => {
+                let reason = if now >= r.created().saturating_add(layer.absolute) {
+                    ExpiryReason::Absolute
+                } else {
+                    ExpiryReason::Idle
+                };
+                let principal = r.principal().map(Principal::id);
+                self.report(EventKind::Expired(reason), Some(key), principal, now);
+            }
+            Lookup::Expired(_) => {
+                // The store's clock says expired but ours does not: trust the store.
+                self.report(
+                    EventKind::TokenRejected(RejectReason::UnknownId),
+                    Some(key),
+                    None,
+                    now,
+                );
+            }
+            Lookup::Live(record) => {
                 if let Some(reason) = layer.binding.mismatch(&record, &self.inner.client) {
-                    tracing::warn!(session = %key, reason, "session binding mismatch; starting anonymous");
+                    tracing::debug!(session = %key, reason, "session binding mismatch");
+                    let principal = record.principal().map(Principal::id);
+                    self.report(EventKind::BindingMismatch, Some(key), principal, now);
                     return Ok(());
                 }
+                self.report(
+                    EventKind::Loaded,
+                    Some(key),
+                    record.principal().map(Principal::id),
+                    now,
+                );
                 let mut st = lock(&self.inner.state);
                 st.changes.refresh = now.saturating_sub(record.last_seen()) >= layer.refresh_after;
                 st.changes.reissue = incoming.verified.needs_reissue();
@@ -205,6 +247,43 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Emits an event about this request's session.
+    pub(crate) fn report(
+        &self,
+        kind: EventKind,
+        session: Option<StoreKey>,
+        principal: Option<&str>,
+        now: i64,
+    ) {
+        self.inner.layer.events.emit(
+            kind,
+            Subject {
+                method: &self.inner.method,
+                path: self.inner.uri.path(),
+                session,
+                principal,
+                now,
+            },
+        );
+    }
+
+    /// Emits an event from a guard (CSRF, scopes, binding), naming the current session.
+    pub(crate) fn report_now(&self, kind: EventKind) {
+        let (key, principal) = {
+            let st = lock(&self.inner.state);
+            (
+                st.id.as_ref().map(SessionId::store_key),
+                st.record.principal().map(|p| p.id().to_owned()),
+            )
+        };
+        let now = self.inner.layer.clock.now();
+        self.report(kind, key, principal.as_deref(), now);
+    }
+
+    pub(crate) fn incoming_id(&self) -> Option<&SessionId> {
+        self.inner.incoming.as_ref().map(|i| i.verified.id())
     }
 
     /// Whether the request carried a valid token for a live stored session.
@@ -219,6 +298,11 @@ impl Session {
 
     pub(crate) fn require_existing(&self) -> bool {
         self.inner.layer.require_existing
+    }
+
+    /// The configuration of the layer this session belongs to, for the guards.
+    pub(crate) fn layer(&self) -> &LayerState {
+        &self.inner.layer
     }
 
     /// Where the request's valid token came from, if it had one. Requests authenticated by
@@ -316,13 +400,13 @@ impl Session {
         }
         st.record.set_principal(Some(principal));
         st.changes.principal = true;
-        Self::new_id(&mut st);
+        Self::new_id(&mut st, RotateReason::Login);
     }
 
     /// Logs out: the stored session is deleted at commit and the request continues with a
     /// fresh anonymous session (stored only if written to).
     pub fn logout(&self) {
-        self.destroy();
+        self.end(true);
     }
 
     /// Replaces the principal's scopes and rotates the ID. Returns `false`, changing nothing,
@@ -338,18 +422,22 @@ impl Session {
         };
         p.set_scopes(scopes.into_iter().map(Into::into).collect());
         st.changes.principal = true;
-        Self::new_id(&mut st);
+        Self::new_id(&mut st, RotateReason::ScopesChanged);
         true
     }
 
     /// Gives the session a new ID, keeping its data; the old ID stops working at commit.
     pub fn rotate(&self) {
-        Self::new_id(&mut lock(&self.inner.state));
+        Self::new_id(&mut lock(&self.inner.state), RotateReason::Explicit);
     }
 
     /// Ends the session: its record is deleted at commit and the client told to drop its token.
     /// Later changes in the same request start a new anonymous session.
     pub fn destroy(&self) {
+        self.end(false);
+    }
+
+    fn end(&self, logout: bool) {
         let mut st = lock(&self.inner.state);
         let delete = st.stored.take().or(st.changes.delete.take());
         *st = State {
@@ -359,16 +447,18 @@ impl Session {
             record: Record::new(0, 0),
             changes: Changes {
                 delete,
+                logout,
                 ..Changes::default()
             },
             issued: None,
         };
     }
 
-    fn new_id(st: &mut State) {
+    fn new_id(st: &mut State, reason: RotateReason) {
         st.id = Some(SessionId::generate());
         st.issued = None;
         st.changes.rotated = st.stored.is_some();
+        st.changes.rotation.get_or_insert(reason);
         st.changes.persist = true;
     }
 
@@ -468,6 +558,43 @@ impl Session {
         self.inner.layer.store.sessions_of(p.id()).await
     }
 
+    /// Ends one session of this session's principal, named by its store key (as listed by
+    /// [`Session::sessions_of_principal`]): "log out that device". Answers `false`, deleting
+    /// nothing, when the key is not a live session of the same principal, so a user can never
+    /// end someone else's session. Ending the current session works like [`Session::logout`].
+    ///
+    /// # Errors
+    ///
+    /// When the store fails.
+    pub async fn logout_session(&self, key: StoreKey) -> Result<bool, StoreError> {
+        let owned = self
+            .sessions_of_principal()
+            .await?
+            .iter()
+            .any(|info| info.key() == key);
+        if !owned {
+            return Ok(false);
+        }
+        if lock(&self.inner.state).stored == Some(key) {
+            self.logout();
+            return Ok(true);
+        }
+        self.inner
+            .layer
+            .store
+            .commit(Commit::Delete { key })
+            .await?;
+        let now = self.inner.layer.clock.now();
+        let principal = self.principal();
+        self.report(
+            EventKind::Destroyed,
+            Some(key),
+            principal.as_ref().map(Principal::id),
+            now,
+        );
+        Ok(true)
+    }
+
     /// Deletes every session of this session's principal, this one included ("log out
     /// everywhere"), and answers how many were deleted.
     ///
@@ -530,14 +657,47 @@ impl Session {
     }
 
     async fn commit(&self) -> Result<Emit, CommitFailure> {
+        let result = self.commit_changes().await;
+        if let Err(CommitFailure::Store(err)) = &result {
+            let kind = match err.kind() {
+                StoreErrorKind::LimitReached => EventKind::PrincipalLimit,
+                other => EventKind::StoreError(other),
+            };
+            let (key, principal) = {
+                let st = lock(&self.inner.state);
+                (
+                    st.id.as_ref().map(SessionId::store_key),
+                    st.record.principal().map(|p| p.id().to_owned()),
+                )
+            };
+            self.report(
+                kind,
+                key,
+                principal.as_deref(),
+                self.inner.layer.clock.now(),
+            );
+        }
+        result
+    }
+
+    async fn commit_changes(&self) -> Result<Emit, CommitFailure> {
         let layer = &self.inner.layer;
-        let delete = lock(&self.inner.state).changes.delete.take();
+        let (delete, logout) = {
+            let mut st = lock(&self.inner.state);
+            (st.changes.delete.take(), st.changes.logout)
+        };
         if let Some(key) = delete {
             layer
                 .store
                 .commit(Commit::Delete { key })
                 .await
                 .map_err(CommitFailure::Store)?;
+            let kind = if logout {
+                EventKind::Rotated(RotateReason::Logout)
+            } else {
+                EventKind::Destroyed
+            };
+            self.report(kind, Some(key), None, layer.clock.now());
         }
         for _ in 0..3 {
             let now = layer.clock.now();
@@ -552,8 +712,29 @@ impl Session {
             // data or a login is not, and the client must hear of it.
             let refresh_only =
                 matches!(&commit, Commit::Patch { patch, .. } if !patch.touches_data());
+            let event = match &commit {
+                Commit::Create { key, .. } => Some((EventKind::Created, *key)),
+                Commit::Move { to, .. } => {
+                    let reason = lock(&self.inner.state).changes.rotation;
+                    Some((
+                        EventKind::Rotated(reason.unwrap_or(RotateReason::Explicit)),
+                        *to,
+                    ))
+                }
+                Commit::Patch { key, .. } if refresh_only => Some((EventKind::Refreshed, *key)),
+                _ => None,
+            };
             match layer.store.commit(commit).await {
-                Ok(CommitOutcome::Applied) => return Ok(emit),
+                Ok(CommitOutcome::Applied) => {
+                    if let Some((kind, key)) = event {
+                        let principal = lock(&self.inner.state)
+                            .record
+                            .principal()
+                            .map(|p| p.id().to_owned());
+                        self.report(kind, Some(key), principal.as_deref(), now);
+                    }
+                    return Ok(emit);
+                }
                 Ok(CommitOutcome::Missing) if refresh_only => return Ok(Emit::Nothing),
                 Ok(CommitOutcome::Missing) => return Err(CommitFailure::Missing),
                 Ok(_) => {

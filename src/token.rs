@@ -96,12 +96,7 @@ pub struct StoreKey([u8; 32]);
 impl StoreKey {
     /// The 64-digit lowercase hex form, for stores that key by string.
     pub fn to_hex(&self) -> String {
-        let mut out = String::with_capacity(64);
-        for b in self.0 {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-        out
+        hex(&self.0)
     }
 
     /// Parses the 64-digit lowercase hex form.
@@ -121,9 +116,7 @@ impl StoreKey {
 
     /// The first 8 hex digits: enough to tell sessions apart in logs, useless to an attacker.
     pub fn short(&self) -> String {
-        let mut hex = self.to_hex();
-        hex.truncate(8);
-        hex
+        hex(&self.0[..4])
     }
 
     /// The raw 32 bytes.
@@ -145,6 +138,15 @@ impl fmt::Display for StoreKey {
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
 
 /// Why a token did not verify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

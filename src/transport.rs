@@ -20,6 +20,7 @@ use http::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue};
 
 use crate::config::{TokenSource, SESSION_TOKEN_HEADER};
+use crate::event::RejectReason;
 use crate::layer::{LayerState, Transport};
 use crate::session::{Emit, Incoming};
 use crate::token::{TokenError, MAX_TOKEN_LEN};
@@ -30,26 +31,32 @@ use crate::token::{TokenError, MAX_TOKEN_LEN};
 const MAX_SIGNATURE_CHECKS: usize = 8;
 
 /// Finds the first token that verifies, trying sources in order. Rejected candidates are
-/// logged (without their value) and skipped; none of them is ever an error by itself.
-pub(crate) fn read(layer: &LayerState, headers: &HeaderMap, now: i64) -> Option<Incoming> {
+/// reported to `reject` (never with their value) and skipped; none of them is ever an error
+/// by itself.
+pub(crate) fn read(
+    layer: &LayerState,
+    headers: &HeaderMap,
+    now: i64,
+    reject: &mut dyn FnMut(RejectReason),
+) -> Option<Incoming> {
     let mut checks = MAX_SIGNATURE_CHECKS;
     for source in &layer.sources {
         let found = match source {
             TokenSource::Cookie => {
                 let name = layer.cookie.cookie_name();
                 cookie_values(headers, name)
-                    .find_map(|value| verify(layer, source, value, now, &mut checks))
+                    .find_map(|value| verify(layer, source, value, now, reject, &mut checks))
             }
             TokenSource::Bearer => headers
                 .get_all(AUTHORIZATION)
                 .iter()
                 .filter_map(|v| bearer(v.as_bytes()))
-                .find_map(|value| verify(layer, source, value, now, &mut checks)),
+                .find_map(|value| verify(layer, source, value, now, reject, &mut checks)),
             TokenSource::Header(name) => headers
                 .get_all(name)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
-                .find_map(|value| verify(layer, source, value.trim(), now, &mut checks)),
+                .find_map(|value| verify(layer, source, value.trim(), now, reject, &mut checks)),
         };
         if found.is_some() {
             return found;
@@ -63,19 +70,23 @@ fn verify(
     source: &TokenSource,
     value: &str,
     now: i64,
+    reject: &mut dyn FnMut(RejectReason),
     checks: &mut usize,
 ) -> Option<Incoming> {
-    let transport = match source {
-        TokenSource::Cookie => Transport::Cookie,
-        _ => Transport::Header,
+    let (transport, other) = match source {
+        TokenSource::Cookie => (Transport::Cookie, Transport::Header),
+        _ => (Transport::Header, Transport::Cookie),
     };
     if *checks == 0 {
         tracing::debug!(source = ?source, "too many session token candidates; rest ignored");
         return None;
     }
-    let result = layer
-        .codec(transport)
-        .verify(value, now, layer.absolute, layer.skew);
+    let verify = |t: Transport| {
+        layer
+            .codec(t)
+            .verify(value, now, layer.absolute, layer.skew)
+    };
+    let result = verify(transport);
     if !matches!(result, Err(TokenError::Malformed | TokenError::Oversized)) {
         *checks -= 1;
     }
@@ -84,12 +95,14 @@ fn verify(
             verified,
             source: source.clone(),
         }),
-        Err(err @ TokenError::BadSignature) => {
-            tracing::warn!(source = ?source, reason = err.as_str(), "session token rejected");
+        // Only a failed token pays for the second check, which tells an operator that a
+        // client mixes up transports rather than forging.
+        Err(TokenError::BadSignature) if verify(other).is_ok() => {
+            reject(RejectReason::WrongPurpose);
             None
         }
         Err(err) => {
-            tracing::debug!(source = ?source, reason = err.as_str(), "session token rejected");
+            reject(err.into());
             None
         }
     }
@@ -155,7 +168,7 @@ pub(crate) fn write(layer: &LayerState, emit: Emit, headers: &mut HeaderMap) {
     };
     if let Ok(v) = HeaderValue::from_str(&value) {
         headers.append(SET_COOKIE, v);
-        add_vary(headers, COOKIE.as_str());
+        add_vary(headers, "Cookie");
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 }
@@ -166,8 +179,8 @@ pub(crate) fn write(layer: &LayerState, emit: Emit, headers: &mut HeaderMap) {
 pub(crate) fn vary_on_sources(layer: &LayerState, headers: &mut HeaderMap) {
     for source in &layer.sources {
         match source {
-            TokenSource::Cookie => add_vary(headers, COOKIE.as_str()),
-            TokenSource::Bearer => add_vary(headers, AUTHORIZATION.as_str()),
+            TokenSource::Cookie => add_vary(headers, "Cookie"),
+            TokenSource::Bearer => add_vary(headers, "Authorization"),
             TokenSource::Header(name) => add_vary(headers, name.as_str()),
         }
     }

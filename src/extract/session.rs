@@ -6,7 +6,8 @@ use http::request::Parts;
 use crate::error::{MissingSessionLayer, SessionRejection, SessionRequired, SessionUnavailable};
 use crate::session::Session;
 
-async fn loaded(parts: &Parts) -> Result<Session, SessionRejection> {
+/// The request's session, loaded; no `require_existing` check.
+pub(crate) async fn loaded(parts: &Parts) -> Result<Session, SessionRejection> {
     let session = parts
         .extensions
         .get::<Session>()

@@ -11,7 +11,7 @@ use lru::LruCache;
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::record::{Record, SessionInfo};
-use crate::store::{Commit, CommitOutcome, SessionStore};
+use crate::store::{Commit, CommitOutcome, Lookup, SessionStore};
 use crate::token::StoreKey;
 
 const DEFAULT_MAX_SESSIONS: usize = 1_000_000;
@@ -223,6 +223,20 @@ impl SessionStore for MemoryStore {
             }
             None => Ok(None),
         }
+    }
+
+    async fn lookup(&self, key: &StoreKey) -> Result<Lookup, StoreError> {
+        let now = self.inner.clock.now();
+        let mut shard = self.shard(key);
+        Ok(match shard.get(key) {
+            Some(r) if !r.is_expired(now) => Lookup::Live(r.clone()),
+            Some(_) => shard.pop(key).map_or(Lookup::Missing, Lookup::Expired),
+            None => Lookup::Missing,
+        })
+    }
+
+    fn session_count(&self) -> Option<usize> {
+        Some(self.len())
     }
 
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {

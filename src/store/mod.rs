@@ -72,6 +72,19 @@ pub enum CommitOutcome {
     Missing,
 }
 
+/// What [`SessionStore::lookup`] found.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Lookup {
+    /// A live record.
+    Live(Record),
+    /// A record the store still held but that had expired; it is not served, only reported,
+    /// so the layer can tell a timeout from an unknown ID.
+    Expired(Record),
+    /// No record.
+    Missing,
+}
+
 /// A place sessions live.
 ///
 /// # Guarantees a store must give
@@ -89,6 +102,24 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         key: &StoreKey,
     ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
+
+    /// Like [`load`](Self::load), but reports an expired record the store still holds
+    /// instead of hiding it, so the layer can report why a session ended. The layer only
+    /// calls this; the default maps `load` to `Live` / `Missing`.
+    fn lookup(&self, key: &StoreKey) -> impl Future<Output = Result<Lookup, StoreError>> + Send {
+        async move {
+            Ok(match self.load(key).await? {
+                Some(record) => Lookup::Live(record),
+                None => Lookup::Missing,
+            })
+        }
+    }
+
+    /// How many sessions the store holds, if it can tell without I/O (for
+    /// [`SessionLayer::stats`](crate::SessionLayer::stats)). Default `None`.
+    fn session_count(&self) -> Option<usize> {
+        None
+    }
 
     /// Applies one request's changes.
     fn commit(
@@ -115,7 +146,8 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Object-safe mirror of [`SessionStore`], so the layer and the extractors need no store type
 /// parameter.
 pub(crate) trait DynStore: Send + Sync + 'static {
-    fn load<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
+    fn lookup<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Lookup, StoreError>>;
+    fn session_count(&self) -> Option<usize>;
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<CommitOutcome, StoreError>>;
     fn sessions_of<'a>(
         &'a self,
@@ -128,8 +160,12 @@ pub(crate) trait DynStore: Send + Sync + 'static {
 }
 
 impl<T: SessionStore> DynStore for T {
-    fn load<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
-        Box::pin(SessionStore::load(self, key))
+    fn lookup<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Lookup, StoreError>> {
+        Box::pin(SessionStore::lookup(self, key))
+    }
+
+    fn session_count(&self) -> Option<usize> {
+        SessionStore::session_count(self)
     }
 
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<CommitOutcome, StoreError>> {

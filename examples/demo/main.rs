@@ -1,0 +1,43 @@
+//! `cargo run --example demo`: the axum-tessera demo on http://127.0.0.1:3000 (or `DEMO_ADDR`).
+//!
+//! Uses the embedded MemoryStore and development cookie settings (plain cookie name, no
+//! `Secure`) so it works over http on localhost. Set `TESSERA_SECRET` (32+ bytes, raw or
+//! base64) to keep sessions across restarts; otherwise a random key is generated.
+
+mod app;
+
+use axum_tessera::store::MemoryStore;
+use axum_tessera::Key;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,axum_tessera=debug".into()),
+        )
+        .init();
+
+    let key = match std::env::var_os("TESSERA_SECRET") {
+        Some(_) => Key::from_env("TESSERA_SECRET")?,
+        None => {
+            println!("TESSERA_SECRET not set: using a random key (sessions end with the process)");
+            Key::generate()
+        }
+    };
+    let (web, api) = app::dev_configs(key);
+    println!(
+        "development cookie settings: name `tessera`, Secure OFF (plain http on localhost only), \
+         HttpOnly, SameSite=Lax, Path=/; idle timeout 30 min, absolute 12 h"
+    );
+    println!("production keeps SessionConfig::web() defaults: `__Host-tessera`, Secure");
+    let store = MemoryStore::new();
+    let _sweeper = store.spawn_sweeper(std::time::Duration::from_secs(60));
+
+    let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("demo listening on http://{}", listener.local_addr()?);
+    println!("users: alice/alice (no scopes), admin/admin (scope `admin`)");
+    axum::serve(listener, app::router(web, api, store)).await?;
+    Ok(())
+}

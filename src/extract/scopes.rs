@@ -1,0 +1,531 @@
+//! Scope guards: the [`RequireScopes`] and [`AnyScope`] extractors, their route-layer form
+//! [`ScopeLayer`], and what they answer with ([`ScopeRejection`]).
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use axum_tessera::{scope, Authenticated, Key, RequireScopes, SessionConfig, SessionLayer};
+//!
+//! scope!(pub Admin = "admin");
+//!
+//! // As an extractor: 401 without a login, 403 without the scope.
+//! async fn admin(guard: RequireScopes<(Admin,)>) -> String {
+//!     format!("hello {}", guard.principal().id())
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/admin", get(admin))
+//!     // As a route layer: browsers that are not logged in go to /login?next=/account.
+//!     .route("/account", get(|| async { "your account" }))
+//!     .route_layer(RequireScopes::<(Authenticated,)>::layer().redirect_to("/login"))
+//!     .layer(SessionLayer::new(SessionConfig::web(Key::generate())));
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, OriginalUri};
+use axum::response::{IntoResponse, Redirect, Response};
+use http::header::ACCEPT;
+use http::request::Parts;
+use http::{HeaderMap, Request, StatusCode, Uri};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::{
+    composite_rejection, define_rejection, MissingSessionLayer, SessionRejection,
+    SessionUnavailable,
+};
+use crate::event::EventKind;
+use crate::principal::Principal;
+use crate::scope::ScopeSet;
+use crate::session::Session;
+
+define_rejection! {
+    #[status = UNAUTHORIZED]
+    #[body = "authentication required"]
+    /// A scope guard ran for a request without a logged-in principal, on a layer whose tokens
+    /// travel in cookies.
+    pub struct Unauthenticated;
+}
+
+define_rejection! {
+    #[status = UNAUTHORIZED]
+    #[header = (WWW_AUTHENTICATE, "Bearer")]
+    #[body = "authentication required"]
+    /// A scope guard ran for a request without a logged-in principal, on a layer whose first
+    /// token source is a bearer or custom header: answers with `WWW-Authenticate: Bearer`.
+    pub struct BearerRequired;
+}
+
+define_rejection! {
+    #[status = FORBIDDEN]
+    #[body = "missing required scope"]
+    /// The principal is logged in but lacks a scope the guard requires.
+    pub struct MissingScope;
+}
+
+composite_rejection! {
+    /// Why a [`RequireScopes`] or [`AnyScope`] guard refused a request.
+    pub enum ScopeRejection {
+        /// The session could not be loaded (or the layer is missing).
+        Session(SessionRejection),
+        /// See [`Unauthenticated`].
+        Unauthenticated(Unauthenticated),
+        /// See [`BearerRequired`].
+        BearerRequired(BearerRequired),
+        /// See [`MissingScope`].
+        MissingScope(MissingScope),
+    }
+}
+
+/// What a guard checks, as plain functions so [`ScopeLayer`] is not generic.
+#[derive(Clone, Copy)]
+struct Rule {
+    /// Which principals pass.
+    check: fn(&Principal) -> bool,
+    names: fn() -> Vec<&'static str>,
+    missing: fn(&Principal) -> Vec<&'static str>,
+    /// How the names combine, for events: `,` (all) or `|` (any).
+    join: &'static str,
+}
+
+impl Rule {
+    fn all<S: ScopeSet>() -> Self {
+        Self {
+            check: S::all_granted,
+            names: S::names,
+            missing: S::missing,
+            join: ",",
+        }
+    }
+
+    fn any<S: ScopeSet>() -> Self {
+        Self {
+            check: S::any_granted,
+            names: S::names,
+            missing: S::missing,
+            join: "|",
+        }
+    }
+}
+
+/// The guard decision shared by the extractors and the layer.
+async fn guard(session: Option<&Session>, rule: Rule) -> Result<Principal, ScopeRejection> {
+    let session = session.ok_or_else(|| {
+        ScopeRejection::Session(SessionRejection::from(MissingSessionLayer::default()))
+    })?;
+    session
+        .load()
+        .await
+        .map_err(|err| ScopeRejection::Session(SessionUnavailable::with_source(err).into()))?;
+    let Some(principal) = session.principal() else {
+        let bearer = session
+            .layer()
+            .sources
+            .first()
+            .is_some_and(|source| !source.is_ambient());
+        return Err(if bearer {
+            BearerRequired::default().into()
+        } else {
+            Unauthenticated::default().into()
+        });
+    };
+    if !(rule.check)(&principal) {
+        let missing = (rule.missing)(&principal).join(rule.join);
+        session.report_now(EventKind::ScopeDenied(missing));
+        return Err(MissingScope::default().into());
+    }
+    Ok(principal)
+}
+
+/// Requires a logged-in principal holding every scope of `S`, a tuple of 1 to 8
+/// [`Scope`](crate::Scope) markers: `RequireScopes<(Admin,)>`, `RequireScopes<(Admin, Billing)>`.
+///
+/// As an extractor it answers 401 without a logged-in principal (with
+/// `WWW-Authenticate: Bearer` when the layer's first token source is a bearer or custom
+/// header), 403 when a scope is missing, and hands over the [`Principal`] otherwise. For a
+/// guard on a whole set of routes, with optional login redirect, use
+/// [`layer`](RequireScopes::layer).
+///
+/// # Example
+///
+/// ```
+/// use axum_tessera::{scope, RequireScopes};
+///
+/// scope!(pub Admin = "admin"; pub Billing = "billing");
+///
+/// async fn invoices(guard: RequireScopes<(Admin, Billing)>) -> String {
+///     format!("invoices for {}", guard.principal().id())
+/// }
+/// ```
+pub struct RequireScopes<S> {
+    principal: Principal,
+    scopes: PhantomData<fn() -> S>,
+}
+
+/// Requires a logged-in principal holding at least one scope of `S`, a tuple of 1 to 8
+/// [`Scope`](crate::Scope) markers; otherwise as [`RequireScopes`].
+///
+/// # Example
+///
+/// ```
+/// use axum_tessera::{scope, AnyScope};
+///
+/// scope!(pub Admin = "admin"; pub Support = "support");
+///
+/// async fn tickets(_: AnyScope<(Admin, Support)>) -> &'static str {
+///     "all tickets"
+/// }
+/// ```
+pub struct AnyScope<S> {
+    principal: Principal,
+    scopes: PhantomData<fn() -> S>,
+}
+
+macro_rules! guard_type {
+    ($name:ident, $rule:ident) => {
+        impl<S> $name<S> {
+            /// The principal that passed the guard.
+            pub fn principal(&self) -> &Principal {
+                &self.principal
+            }
+
+            /// Takes the principal that passed the guard.
+            pub fn into_principal(self) -> Principal {
+                self.principal
+            }
+        }
+
+        impl<S: ScopeSet> $name<S> {
+            /// This guard as a route layer, for
+            /// `.route_layer(RequireScopes::<(Admin,)>::layer())`: refused requests never
+            /// reach the handlers. See [`ScopeLayer`] for the redirect and status options.
+            pub fn layer() -> ScopeLayer {
+                ScopeLayer {
+                    rule: Rule::$rule::<S>(),
+                    redirect: None,
+                    status: None,
+                }
+            }
+        }
+
+        impl<St: Send + Sync, S: ScopeSet> FromRequestParts<St> for $name<S> {
+            type Rejection = ScopeRejection;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                _state: &St,
+            ) -> Result<Self, Self::Rejection> {
+                let principal =
+                    guard(parts.extensions.get::<Session>(), Rule::$rule::<S>()).await?;
+                Ok(Self {
+                    principal,
+                    scopes: PhantomData,
+                })
+            }
+        }
+
+        impl<S> Clone for $name<S> {
+            fn clone(&self) -> Self {
+                Self {
+                    principal: self.principal.clone(),
+                    scopes: PhantomData,
+                }
+            }
+        }
+
+        impl<S> fmt::Debug for $name<S> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("principal", &self.principal.id())
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+guard_type!(RequireScopes, all);
+guard_type!(AnyScope, any);
+
+/// A scope guard as a route layer, made by [`RequireScopes::layer`] or [`AnyScope::layer`].
+///
+/// Runs after [`SessionLayer`](crate::SessionLayer) (add it with `.route_layer(..)` below the
+/// session layer's `.layer(..)`). Refusals by default: 401 without a logged-in principal (with
+/// `WWW-Authenticate: Bearer` for bearer/header layers), 403 without the scope.
+///
+/// # Example
+///
+/// ```
+/// use axum::{http::StatusCode, routing::get, Router};
+/// use axum_tessera::{scope, Key, RequireScopes, SessionConfig, SessionLayer};
+///
+/// scope!(pub Admin = "admin");
+///
+/// let app: Router = Router::new()
+///     .route("/admin", get(|| async { "admin area" }))
+///     .route_layer(
+///         RequireScopes::<(Admin,)>::layer()
+///             .redirect_to("/login")          // browsers: 303 to /login?next=/admin
+///             .status(StatusCode::NOT_FOUND), // others: do not reveal the route
+///     )
+///     .layer(SessionLayer::new(SessionConfig::web(Key::generate())));
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct ScopeLayer {
+    rule: Rule,
+    redirect: Option<Arc<str>>,
+    status: Option<StatusCode>,
+}
+
+impl fmt::Debug for ScopeLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeLayer")
+            .field("scopes", &(self.rule.names)().join(self.rule.join))
+            .field("redirect", &self.redirect)
+            .field("status", &self.status)
+            .finish()
+    }
+}
+
+impl ScopeLayer {
+    /// Sends requests without a logged-in principal that accept `text/html` to `login` with a
+    /// `303 See Other`, adding `next=<original path and query>` (percent-encoded) to its query
+    /// (default: no redirect). Other clients, and principals lacking a scope, still get the
+    /// 401 / 403.
+    ///
+    /// # Security
+    ///
+    /// `next` is the request's own path (a path starting with `//` is replaced by `/`), but
+    /// the login handler must still only redirect to local paths after login.
+    pub fn redirect_to(mut self, login: impl Into<String>) -> Self {
+        self.redirect = Some(Arc::from(login.into()));
+        self
+    }
+
+    /// Answers every refusal that is not redirected with `status` and its canonical reason as
+    /// the body, instead of 401 / 403 (default: 401 / 403). `StatusCode::NOT_FOUND` hides that
+    /// the route exists.
+    pub fn status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    fn refuse(&self, rejection: ScopeRejection, headers: &HeaderMap, uri: &Uri) -> Response {
+        let unauthenticated = matches!(
+            rejection,
+            ScopeRejection::Unauthenticated(_) | ScopeRejection::BearerRequired(_)
+        );
+        match (&self.redirect, self.status) {
+            (Some(login), _) if unauthenticated && accepts_html(headers) => {
+                Redirect::to(&login_location(login, uri)).into_response()
+            }
+            (_, Some(status)) if !matches!(rejection, ScopeRejection::Session(_)) => {
+                tracing::debug!(rejection = %rejection, status = status.as_u16(), "scope guard refusal");
+                let reason = status.canonical_reason().unwrap_or("refused");
+                (status, reason).into_response()
+            }
+            _ => rejection.into_response(),
+        }
+    }
+}
+
+impl<Svc> Layer<Svc> for ScopeLayer {
+    type Service = ScopeService<Svc>;
+
+    fn layer(&self, inner: Svc) -> Self::Service {
+        ScopeService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The middleware [`ScopeLayer`] produces.
+#[derive(Clone)]
+pub struct ScopeService<Svc> {
+    inner: Svc,
+    layer: ScopeLayer,
+}
+
+impl<Svc> fmt::Debug for ScopeService<Svc> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeService")
+            .field("layer", &self.layer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Svc, ReqBody, ResBody> Service<Request<ReqBody>> for ScopeService<Svc>
+where
+    Svc: Service<Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    Svc::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Svc::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Svc::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // `poll_ready` readied `self.inner`; a fresh clone might not be ready, so call the
+        // ready one and keep the clone for the next request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let session = req.extensions().get::<Session>().cloned();
+            match guard(session.as_ref(), layer.rule).await {
+                Ok(_) => Ok(inner.call(req).await?.map(Body::new)),
+                Err(rejection) => {
+                    // Under `Router::nest` the URI is the nested one; the browser must come
+                    // back to the full path.
+                    let uri = req
+                        .extensions()
+                        .get::<OriginalUri>()
+                        .map_or(req.uri(), |o| &o.0);
+                    Ok(layer.refuse(rejection, req.headers(), uri))
+                }
+            }
+        })
+    }
+}
+
+/// Whether `Accept` lists `text/html` with a non-zero quality.
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let mut params = range.split(';');
+            let media = params.next().unwrap_or_default().trim();
+            let refused = params.any(|p| {
+                let p = p.trim();
+                p.get(..2).is_some_and(|k| k.eq_ignore_ascii_case("q="))
+                    && p[2..].trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+            });
+            media.eq_ignore_ascii_case("text/html") && !refused
+        })
+}
+
+/// `login` with `next=<path and query of uri>` added to its query.
+fn login_location(login: &str, uri: &Uri) -> String {
+    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    // `//host/..` and `/\host` would be read as another site by a naive `next` redirect.
+    let target =
+        if target.starts_with('/') && !target.starts_with("//") && !target.starts_with("/\\") {
+            target
+        } else {
+            "/"
+        };
+    let next: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();
+    let sep = if login.contains('?') { '&' } else { '?' };
+    format!("{login}{sep}next={next}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn accepts_html_reads_media_ranges() {
+        struct Case {
+            name: &'static str,
+            accept: Option<&'static str>,
+            expect: bool,
+        }
+        let cases = [
+            Case {
+                name: "browser navigation",
+                accept: Some("text/html,application/xhtml+xml,*/*;q=0.8"),
+                expect: true,
+            },
+            Case {
+                name: "case and spaces",
+                accept: Some("application/json, Text/HTML ;level=1"),
+                expect: true,
+            },
+            Case {
+                name: "json only",
+                accept: Some("application/json"),
+                expect: false,
+            },
+            Case {
+                name: "wildcard is not html",
+                accept: Some("*/*"),
+                expect: false,
+            },
+            Case {
+                name: "explicitly refused",
+                accept: Some("text/html;q=0, application/json"),
+                expect: false,
+            },
+            Case {
+                name: "absent",
+                accept: None,
+                expect: false,
+            },
+        ];
+        for case in cases {
+            let mut h = HeaderMap::new();
+            if let Some(a) = case.accept {
+                h.insert(ACCEPT, HeaderValue::from_static(a));
+            }
+            assert_eq!(accepts_html(&h), case.expect, "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn login_location_encodes_next_and_refuses_other_hosts() {
+        struct Case {
+            name: &'static str,
+            login: &'static str,
+            uri: &'static str,
+            expect: &'static str,
+        }
+        let cases = [
+            Case {
+                name: "path and query",
+                login: "/login",
+                uri: "/admin/users?page=2&q=a%20b",
+                expect: "/login?next=%2Fadmin%2Fusers%3Fpage%3D2%26q%3Da%2520b",
+            },
+            Case {
+                name: "login with query",
+                login: "/login?lang=en",
+                uri: "/admin",
+                expect: "/login?lang=en&next=%2Fadmin",
+            },
+            Case {
+                name: "scheme-relative path",
+                login: "/login",
+                uri: "//evil.example/x",
+                expect: "/login?next=%2F",
+            },
+        ];
+        for case in cases {
+            let uri: Uri = case.uri.parse().expect(case.name);
+            assert_eq!(
+                login_location(case.login, &uri),
+                case.expect,
+                "{}",
+                case.name
+            );
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Web origins (`scheme://host[:port]`) as the CSRF defence-in-depth checks compare them.
+
+use http::uri::Authority;
+
+/// A parsed origin: lowercase scheme and host, and the port with the scheme's default filled
+/// in, so `https://Example.com:443` and `https://example.com` are the same origin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Origin {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+}
+
+impl Origin {
+    /// Parses a serialised origin as browsers send it in the `Origin` header: a scheme, `://`,
+    /// a host and an optional port, nothing else. `None` for `null`, paths, user info and
+    /// anything malformed.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let (scheme, authority) = text.split_once("://")?;
+        let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        if !scheme_ok {
+            return None;
+        }
+        Self::with_authority(scheme.to_ascii_lowercase(), authority)
+    }
+
+    /// The origin of a request addressed to `authority` (a `Host` header value) under `scheme`.
+    pub(crate) fn from_host(scheme: &str, authority: &str) -> Option<Self> {
+        Self::with_authority(scheme.to_owned(), authority)
+    }
+
+    fn with_authority(scheme: String, authority: &str) -> Option<Self> {
+        // `Authority` accepts user info; an origin never carries it, nor a path.
+        if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+            return None;
+        }
+        let authority: Authority = authority.parse().ok()?;
+        let host = authority.host().to_ascii_lowercase();
+        if host.is_empty() {
+            return None;
+        }
+        let default_port = match scheme.as_str() {
+            "http" => Some(80),
+            "https" => Some(443),
+            _ => None,
+        };
+        // `port_u16` is `None` both without a port and for one out of range.
+        let port = match (
+            &authority.as_str()[authority.host().len()..],
+            authority.port_u16(),
+        ) {
+            ("" | ":", _) => default_port,
+            (_, Some(port)) => Some(port),
+            (_, None) => return None,
+        };
+        Some(Self { scheme, host, port })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_only_plain_origins() {
+        struct Case {
+            name: &'static str,
+            input: &'static str,
+            expect: Option<(&'static str, &'static str, Option<u16>)>,
+        }
+        let cases = [
+            Case {
+                name: "https default port",
+                input: "https://example.com",
+                expect: Some(("https", "example.com", Some(443))),
+            },
+            Case {
+                name: "explicit port",
+                input: "http://127.0.0.1:8080",
+                expect: Some(("http", "127.0.0.1", Some(8080))),
+            },
+            Case {
+                name: "case folded",
+                input: "HTTPS://Example.COM:443",
+                expect: Some(("https", "example.com", Some(443))),
+            },
+            Case {
+                name: "ipv6",
+                input: "http://[::1]:3000",
+                expect: Some(("http", "[::1]", Some(3000))),
+            },
+            Case {
+                name: "null",
+                input: "null",
+                expect: None,
+            },
+            Case {
+                name: "path",
+                input: "https://example.com/",
+                expect: None,
+            },
+            Case {
+                name: "user info",
+                input: "https://user@example.com",
+                expect: None,
+            },
+            Case {
+                name: "bad port",
+                input: "https://example.com:99999",
+                expect: None,
+            },
+            Case {
+                name: "no host",
+                input: "https://",
+                expect: None,
+            },
+            Case {
+                name: "no scheme",
+                input: "example.com",
+                expect: None,
+            },
+            Case {
+                name: "bad scheme",
+                input: "1x://example.com",
+                expect: None,
+            },
+        ];
+        for case in cases {
+            let got = Origin::parse(case.input);
+            let expect = case.expect.map(|(scheme, host, port)| Origin {
+                scheme: scheme.into(),
+                host: host.into(),
+                port,
+            });
+            assert_eq!(got, expect, "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn host_header_origin_matches_browser_origin() {
+        assert_eq!(
+            Origin::from_host("http", "localhost:3000"),
+            Origin::parse("http://localhost:3000")
+        );
+        assert_ne!(
+            Origin::from_host("https", "localhost:3000"),
+            Origin::parse("http://localhost:3000")
+        );
+        assert_eq!(Origin::from_host("https", "a.example/"), None);
+    }
+}
