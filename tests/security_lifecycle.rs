@@ -274,3 +274,51 @@ async fn administrator_can_end_every_session_of_one_user() {
     }
     assert!(h.call("GET", "/whoami", Some(&bob)).await.live());
 }
+
+/// The full store key of the session behind `token`, as a user's session list names it.
+fn store_key_hex(token: &str) -> String {
+    axum_tessera::token::SessionId::parse(id_of(token))
+        .unwrap()
+        .store_key()
+        .to_hex()
+}
+
+#[tokio::test]
+async fn user_can_end_one_chosen_device_but_never_someone_elses_session() {
+    let h = Harness::web();
+    let laptop = h.logged_in("alice").await;
+    let phone = h.logged_in("alice").await;
+    let mallory = h.logged_in("mallory").await;
+
+    // Mallory learns the key of Alice's phone session (say, from a leaked log line).
+    let reply = h
+        .call(
+            "POST",
+            &format!("/logout-session/{}", store_key_hex(&phone)),
+            Some(&mallory),
+        )
+        .await;
+    assert_eq!(reply.body, "false");
+    assert!(h.call("GET", "/whoami", Some(&phone)).await.live());
+    let anonymous = h
+        .call(
+            "POST",
+            &format!("/logout-session/{}", store_key_hex(&phone)),
+            None,
+        )
+        .await;
+    assert_eq!(anonymous.body, "false");
+    assert!(h.call("GET", "/whoami", Some(&phone)).await.live());
+
+    // Alice ends her phone from the laptop.
+    let reply = h
+        .call(
+            "POST",
+            &format!("/logout-session/{}", store_key_hex(&phone)),
+            Some(&laptop),
+        )
+        .await;
+    assert_eq!(reply.body, "true");
+    assert!(!h.call("GET", "/whoami", Some(&phone)).await.live());
+    assert!(h.call("GET", "/whoami", Some(&laptop)).await.live());
+}

@@ -155,6 +155,13 @@ pub fn routes() -> Router {
             }),
         )
         .route(
+            "/logout-session/{key}",
+            post(|session: Session, Path(key): Path<String>| async move {
+                let key = StoreKey::from_hex(&key).unwrap();
+                session.logout_session(key).await.unwrap().to_string()
+            }),
+        )
+        .route(
             "/csrf",
             get(|session: Session| async move { session.csrf_token() }),
         )
