@@ -11,6 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::config::SessionConfig;
 use crate::record::Record;
+use crate::token::hex;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// More hops than any real proxy chain: past this the header is junk, not a route.
@@ -117,10 +118,6 @@ fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
     text.parse::<IpAddr>()
         .or_else(|_| text.parse::<SocketAddr>().map(|s| s.ip()))
         .ok()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
