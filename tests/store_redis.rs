@@ -284,8 +284,11 @@ async fn hung_server_gives_503_within_the_timeout() {
 /// ran inside a script, in the same round trip.
 const CLIENT_COMMANDS: [&str; 4] = ["evalsha", "eval", "hgetall", "script|load"];
 
+/// Calls per command name.
+type Calls = Vec<(String, u64)>;
+
 /// (round trips, commands run inside scripts) since the last `CONFIG RESETSTAT`.
-fn round_trips(server: &RedisServer) -> (Vec<(String, u64)>, Vec<(String, u64)>) {
+fn round_trips(server: &RedisServer) -> (Calls, Calls) {
     let (mut client, mut inner): (Vec<_>, Vec<_>) = server
         .command_calls()
         .into_iter()

@@ -1,9 +1,10 @@
 //! The store conformance suite: one set of checks every [`SessionStore`] must pass, so a
 //! store behaves the same behind the layer whatever keeps the bytes.
 //!
-//! Each check is an `async fn` taking a [`StoreFactory`]; [`store_conformance_tests!`]
-//! turns the whole list into `#[tokio::test]`s, and [`run_all`] runs it in one go (for a
-//! backend that is expensive to start, such as a Redis Cluster).
+//! Each check is an `async fn` taking a [`StoreFactory`];
+//! [`store_conformance_tests!`](crate::store_conformance_tests) turns the whole list into
+//! `#[tokio::test]`s, and [`run_all`] runs it in one go (for a backend that is expensive to
+//! start, such as a Redis Cluster).
 //!
 //! The checks drive time with a [`ManualClock`]: a store must read "now" from the clock the
 //! [`Setup`] hands it, for expiry decisions it makes itself (server-side TTLs may run on real
@@ -107,10 +108,17 @@ where
 /// Generates one `#[tokio::test]` per conformance check, each with a store from `$factory`
 /// (an expression evaluating to a [`StoreFactory`], evaluated once per test).
 ///
-/// ```ignore
+/// ```no_run
+/// use axum_tessera::store::{conformance::Setup, MemoryStore};
+///
 /// axum_tessera::store_conformance_tests!(|setup: Setup| async move {
-///     MemoryStore::new().with_clock(setup.clock())
+///     let store = MemoryStore::new().with_clock(setup.clock());
+///     match setup.limit() {
+///         Some((max, policy)) => store.max_sessions_per_principal(max, policy),
+///         None => store,
+///     }
 /// });
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! store_conformance_tests {

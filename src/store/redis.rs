@@ -347,6 +347,15 @@ impl RedisStore {
     }
 }
 
+/// `HMGET c l e pi u` of one indexed session.
+type IndexRow = (
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
 fn outcome(answer: &str) -> Result<CommitOutcome, StoreError> {
     match answer {
         "applied" => Ok(CommitOutcome::Applied),
@@ -534,13 +543,7 @@ impl RedisStore {
         let now = self.clock.now();
         let mut out = Vec::new();
         for hex in members {
-            let row: (
-                Option<i64>,
-                Option<i64>,
-                Option<i64>,
-                Option<String>,
-                Option<String>,
-            ) = self
+            let row: IndexRow = self
                 .query(
                     redis::cmd("HMGET")
                         .arg(format!("{}{hex}", self.session_prefix()))
