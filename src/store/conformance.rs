@@ -45,7 +45,7 @@ use crate::clock::{Clock, ManualClock};
 use crate::error::StoreErrorKind;
 use crate::principal::Principal;
 use crate::record::{Patch, Record};
-use crate::store::{Commit, CommitOutcome, LimitPolicy, SessionStore};
+use crate::store::{Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore};
 use crate::token::{SessionId, StoreKey};
 
 /// Where every check's clock starts (Unix seconds).
@@ -275,10 +275,14 @@ impl<S: SessionStore> Ctx<S> {
     }
 }
 
-/// `load` of a key never written answers `None`.
+/// `load` of a key never written answers `None`, `lookup` answers `Missing`.
 pub async fn load_missing(factory: &impl StoreFactory) {
     let c = ctx(factory, "load_missing", None).await;
     assert_eq!(c.load(&new_key()).await, None);
+    assert_eq!(
+        c.store.lookup(&new_key()).await.expect("lookup"),
+        Lookup::Missing
+    );
 }
 
 /// A created record loads back equal, field by field.
@@ -297,7 +301,12 @@ pub async fn create_then_load(factory: &impl StoreFactory) {
     );
     r.flash_mut().push("saved".into());
     assert_eq!(c.create(key, r.clone()).await, CommitOutcome::Applied);
-    assert_eq!(c.load(&key).await, Some(r), "round trip");
+    assert_eq!(c.load(&key).await, Some(r.clone()), "round trip");
+    assert_eq!(
+        c.store.lookup(&key).await.expect("lookup"),
+        Lookup::Live(r),
+        "lookup agrees with load"
+    );
 }
 
 /// A create on a live key changes nothing and answers `Collision`.
@@ -521,6 +530,11 @@ pub async fn expired_records_are_never_returned(factory: &impl StoreFactory) {
     assert!(c.load(&key).await.is_some(), "alive one second before");
     c.clock.advance(time::Duration::seconds(1));
     assert_eq!(c.load(&key).await, None, "dead at expires_at");
+    let lookup = c.store.lookup(&moved_from).await.expect("lookup");
+    assert!(
+        matches!(lookup, Lookup::Expired(_) | Lookup::Missing),
+        "lookup reports, never serves, an expired record: {lookup:?}"
+    );
     assert_eq!(
         c.patch(key, set(c.now(), "k", json!(1))).await,
         CommitOutcome::Missing

@@ -114,8 +114,8 @@ pub enum LimitPolicy {
 ///
 /// * **Expiry.** `load` and `sessions_of` never return a record at or past its
 ///   [`Record::expires_at`], judged by the store's own clock, even before any sweeper or
-///   server-side TTL has removed it. A patch or move of such a record answers
-///   [`CommitOutcome::Missing`].
+///   server-side TTL has removed it; `lookup` may report it as [`Lookup::Expired`] but never
+///   as live. A patch or move of such a record answers [`CommitOutcome::Missing`].
 /// * **Create-only.** [`Commit::Create`] and the target of [`Commit::Move`] never overwrite a
 ///   live record: they answer [`CommitOutcome::Collision`] and change nothing.
 /// * **Patches, not overwrites.** [`Commit::Patch`] changes only the data keys the

@@ -15,7 +15,7 @@ use serde_json::{Map, Value as Json};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::record::{Patch, Record, SessionInfo};
-use crate::store::{Commit, CommitOutcome, LimitPolicy, SessionStore};
+use crate::store::{Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore};
 use crate::token::StoreKey;
 
 const DEFAULT_PREFIX: &str = "tessera:";
@@ -296,15 +296,21 @@ impl RedisStore {
             .map_err(from_redis)
     }
 
-    async fn load_record(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+    /// One `HGETALL`; a record the server still holds past its expiry (its TTL runs on the
+    /// server's clock) is reported as expired, never served.
+    async fn lookup_record(&self, key: &StoreKey) -> Result<Lookup, StoreError> {
         let fields: HashMap<String, String> = self
             .query(redis::cmd("HGETALL").arg(self.session_key(key)))
             .await?;
         if fields.is_empty() {
-            return Ok(None);
+            return Ok(Lookup::Missing);
         }
         let record = decode(fields)?;
-        Ok((!record.is_expired(self.clock.now())).then_some(record))
+        Ok(if record.is_expired(self.clock.now()) {
+            Lookup::Expired(record)
+        } else {
+            Lookup::Live(record)
+        })
     }
 
     async fn commit_standalone(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
@@ -586,7 +592,14 @@ impl RedisStore {
 
 impl SessionStore for RedisStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        self.bounded(self.load_record(key)).await
+        match self.bounded(self.lookup_record(key)).await? {
+            Lookup::Live(record) => Ok(Some(record)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn lookup(&self, key: &StoreKey) -> Result<Lookup, StoreError> {
+        self.bounded(self.lookup_record(key)).await
     }
 
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
