@@ -250,6 +250,26 @@ impl MemoryStore {
         }
     }
 
+    /// Reads `key` as a use (LRU order); an expired record is removed and reported.
+    fn touch(&self, key: &StoreKey) -> Lookup {
+        let now = self.now();
+        let expired = {
+            let mut shard = self.shard(key);
+            match shard.get(key) {
+                Some(r) if !r.is_expired(now) => return Lookup::Live(r.clone()),
+                Some(_) => shard.pop(key),
+                None => None,
+            }
+        };
+        match expired {
+            Some(record) => {
+                self.unindex(*key, &record);
+                Lookup::Expired(record)
+            }
+            None => Lookup::Missing,
+        }
+    }
+
     fn is_live(&self, key: &StoreKey, now: i64) -> bool {
         self.shard(key)
             .peek(key)
@@ -466,26 +486,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl SessionStore for MemoryStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        let now = self.now();
-        let mut shard = self.shard(key);
-        match shard.get(key) {
-            Some(r) if !r.is_expired(now) => Ok(Some(r.clone())),
-            Some(_) => {
-                shard.pop(key);
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+        Ok(match self.touch(key) {
+            Lookup::Live(record) => Some(record),
+            _ => None,
+        })
     }
 
     async fn lookup(&self, key: &StoreKey) -> Result<Lookup, StoreError> {
-        let now = self.now();
-        let mut shard = self.shard(key);
-        Ok(match shard.get(key) {
-            Some(r) if !r.is_expired(now) => Lookup::Live(r.clone()),
-            Some(_) => shard.pop(key).map_or(Lookup::Missing, Lookup::Expired),
-            None => Lookup::Missing,
-        })
+        Ok(self.touch(key))
     }
 
     fn session_count(&self) -> Option<usize> {

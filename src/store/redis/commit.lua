@@ -1,4 +1,6 @@
--- One commit against a standalone server, atomically, in one round trip.
+-- One commit against a standalone server, atomically, in one round trip. It reaches keys
+-- not listed in KEYS (the principal's index, sessions it evicts), which Redis allows outside
+-- cluster mode; in a cluster the store runs cluster.lua's single-slot steps instead.
 -- KEYS[1]: the session (for a move: the source), KEYS[2]: the move target.
 -- ARGV: op, now, key prefix, limit (0: none), policy, hex of KEYS[1], hex of KEYS[2] or '',
 -- then per op: create: principal ID or '', expires_at, field count, pairs;
