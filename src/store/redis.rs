@@ -540,15 +540,31 @@ impl RedisStore {
         Ok(CommitOutcome::Applied)
     }
 
+    /// The index members of `principal` with their join times.
+    async fn members(&self, principal: &str) -> Result<Vec<(String, f64)>, StoreError> {
+        self.query(
+            redis::cmd("ZRANGE")
+                .arg(self.index_key(principal))
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES"),
+        )
+        .await
+    }
+
+    /// Whether an index member without a record may be a login still in flight (admitted,
+    /// record not yet written): such a member must be neither pruned nor forgotten.
+    fn in_flight(&self, joined: f64, now: i64) -> bool {
+        let grace = i64::try_from(self.timeout.as_secs()).unwrap_or(i64::MAX / 2) + 1;
+        joined > now.saturating_sub(grace) as f64
+    }
+
     /// The live sessions of `principal`, pruning index entries that are not.
     async fn sessions_in_cluster(&self, principal: &str) -> Result<Vec<SessionInfo>, StoreError> {
         let index = self.index_key(principal);
-        let members: Vec<String> = self
-            .query(redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1))
-            .await?;
         let now = self.clock.now();
         let mut out = Vec::new();
-        for hex in members {
+        for (hex, joined) in self.members(principal).await? {
             let row: IndexRow = self
                 .query(
                     redis::cmd("HMGET")
@@ -562,6 +578,7 @@ impl RedisStore {
                 {
                     out.push(info(key, c, l, e, principal, ua)?);
                 }
+                ((_, _, None, _, _), Some(_)) if self.in_flight(joined, now) => {}
                 _ => {
                     self.query::<i64>(redis::cmd("ZREM").arg(&index).arg(&hex))
                         .await?;
@@ -573,15 +590,16 @@ impl RedisStore {
 
     async fn delete_in_cluster(&self, principal: &str) -> Result<u64, StoreError> {
         let index = self.index_key(principal);
-        let members: Vec<String> = self
-            .query(redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1))
-            .await?;
+        let now = self.clock.now();
         let mut deleted = 0;
-        for hex in members {
+        for (hex, joined) in self.members(principal).await? {
             let key = format!("{}{hex}", self.session_prefix());
-            let (_, live): (String, i64) =
+            let (owner, live): (String, i64) =
                 self.step(key, "delete", vec![principal.to_owned()]).await?;
             deleted += u64::from(live == 1);
+            if owner.is_empty() && self.in_flight(joined, now) {
+                continue;
+            }
             // Member by member, not the whole index: a login meanwhile stays indexed.
             self.query::<i64>(redis::cmd("ZREM").arg(&index).arg(&hex))
                 .await?;
