@@ -74,8 +74,11 @@ static CLUSTER: LazyLock<Script> = script!("cluster.lua");
 /// The steps are ordered so an interruption (a node failing mid-commit) never leaves the
 /// old ID of a move working, nor a live session missing from its principal's index; it can
 /// lose the session being moved (the client gets a 503 and logs in again) and leave stale
-/// index entries, which readers skip and prune. In a cluster, indexes carry no TTL (a patch
-/// cannot reach them); each is pruned whenever it is read.
+/// index entries, which readers skip and prune. An index entry whose record does not exist
+/// yet counts as a login in flight for one command timeout before it is pruned. In a
+/// cluster, indexes carry no TTL (a patch cannot reach them); each is pruned whenever it is
+/// read. Use [`RedisStore::connect`] only for a standalone server: its commit script reaches
+/// keys of several slots, which a cluster refuses.
 ///
 /// # Failures
 ///
