@@ -310,6 +310,15 @@ define_rejection! {
     pub struct CommitFailed;
 }
 
+define_rejection! {
+    #[status = CONFLICT]
+    #[body = "session limit reached: log out of another session first"]
+    /// A login would give the principal more sessions than the store's per-principal limit
+    /// allows ([`LimitPolicy::Reject`](crate::store::LimitPolicy)); nothing was saved and the
+    /// handler's response is replaced.
+    pub struct SessionLimitReached;
+}
+
 /// Why a [`Session`](crate::Session) could not be extracted.
 #[derive(Debug)]
 #[non_exhaustive]

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::error::{CommitFailed, StoreError, StoreErrorKind};
+use crate::error::{CommitFailed, SessionLimitReached, StoreError, StoreErrorKind};
 use crate::layer::LayerState;
 use crate::session::{CommitFailure, Emit, Finish, Session};
 use crate::store::BoxFuture;
@@ -102,6 +102,12 @@ where
                         .expect("ResponseFuture polled after completion");
                     match outcome {
                         Ok(emit) => transport::write(this.layer, emit, response.headers_mut()),
+                        Err(CommitFailure::Store(err))
+                            if err.kind() == StoreErrorKind::LimitReached =>
+                        {
+                            tracing::info!("login refused: per-principal session limit reached");
+                            response = SessionLimitReached::with_source(err).into_response();
+                        }
                         Err(failure) => {
                             let source = match failure {
                                 CommitFailure::Store(err) => {

@@ -66,8 +66,8 @@ pub use config::{
 };
 pub use cookie::SameSite;
 pub use error::{
-    CommitFailed, ConfigError, MissingSessionLayer, SessionRejection, SessionRequired,
-    SessionUnavailable, StoreError, StoreErrorKind,
+    CommitFailed, ConfigError, MissingSessionLayer, SessionLimitReached, SessionRejection,
+    SessionRequired, SessionUnavailable, StoreError, StoreErrorKind,
 };
 pub use event::{EventKind, ExpiryReason, RejectReason, RotateReason, SessionEvent, Stats};
 pub use extract::{

@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: the embedded default store, sharded and bounded with LRU eviction.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -9,9 +9,9 @@ use std::time::Duration;
 use lru::LruCache;
 
 use crate::clock::{Clock, SystemClock};
-use crate::error::StoreError;
+use crate::error::{StoreError, StoreErrorKind};
 use crate::record::{Record, SessionInfo};
-use crate::store::{Commit, CommitOutcome, Lookup, SessionStore};
+use crate::store::{Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore};
 use crate::token::StoreKey;
 
 const DEFAULT_MAX_SESSIONS: usize = 1_000_000;
@@ -54,10 +54,12 @@ type Shard = LruCache<StoreKey, Record, BuildHasherDefault<KeyHasher>>;
 /// # Example
 ///
 /// ```
-/// use axum_tessera::store::MemoryStore;
+/// use axum_tessera::store::{LimitPolicy, MemoryStore};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let store = MemoryStore::new().max_sessions(10_000);
+/// let store = MemoryStore::new()
+///     .max_sessions(10_000)
+///     .max_sessions_per_principal(5, LimitPolicy::EvictOldest);
 /// let _sweeper = store.spawn_sweeper(std::time::Duration::from_secs(60));
 /// assert_eq!(store.len(), 0);
 /// # }
@@ -67,14 +69,27 @@ pub struct MemoryStore {
     inner: Arc<Inner>,
 }
 
+/// Principal ID -> (key -> when the key joined the principal, for "evict oldest").
+type Index = HashMap<String, HashMap<StoreKey, i64>>;
+
 struct Inner {
     shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
+    options: Options,
+    /// May hold stale keys (evicted, expired, moved, re-owned); readers re-check each record,
+    /// so the index never needs to be exact, only complete.
+    index: Mutex<Index>,
+    /// Serialises the commits that add a session to a principal while a limit is set, so
+    /// two concurrent logins cannot both take the last place. Lock order: gate, then one
+    /// shard, then the index; never the index while taking a shard.
+    gate: Mutex<()>,
+}
+
+#[derive(Clone)]
+struct Options {
     max_sessions: usize,
     clock: Arc<dyn Clock>,
-    /// Principal ID -> keys. May hold stale keys (evicted or expired); readers re-check each
-    /// record, so the index never needs to be exact, only complete.
-    index: Mutex<HashMap<String, HashSet<StoreKey>>>,
+    limit: Option<(usize, LimitPolicy)>,
 }
 
 impl Default for MemoryStore {
@@ -87,19 +102,25 @@ impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
             .field("len", &self.len())
-            .field("max_sessions", &self.inner.max_sessions)
+            .field("max_sessions", &self.inner.options.max_sessions)
+            .field("per_principal", &self.inner.options.limit)
             .finish_non_exhaustive()
     }
 }
 
 impl MemoryStore {
-    /// An empty store holding at most 1,000,000 sessions, on the system clock.
+    /// An empty store holding at most 1,000,000 sessions, on the system clock, with no
+    /// per-principal limit.
     pub fn new() -> Self {
-        Self::build(DEFAULT_MAX_SESSIONS, Arc::new(SystemClock))
+        Self::build(Options {
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            clock: Arc::new(SystemClock),
+            limit: None,
+        })
     }
 
-    fn build(max_sessions: usize, clock: Arc<dyn Clock>) -> Self {
-        let max_sessions = max_sessions.max(1);
+    fn build(options: Options) -> Self {
+        let max_sessions = options.max_sessions.max(1);
         let shards = if max_sessions < SHARDING_THRESHOLD {
             1
         } else {
@@ -111,9 +132,12 @@ impl MemoryStore {
                     .map(|_| Mutex::new(LruCache::unbounded_with_hasher(Default::default())))
                     .collect(),
                 per_shard: max_sessions.div_ceil(shards),
-                max_sessions,
-                clock,
+                options: Options {
+                    max_sessions,
+                    ..options
+                },
                 index: Mutex::new(HashMap::new()),
+                gate: Mutex::new(()),
             }),
         }
     }
@@ -123,14 +147,30 @@ impl MemoryStore {
     /// above). Call before sharing the store: it starts a new, empty store.
     #[must_use]
     pub fn max_sessions(self, max: usize) -> Self {
-        Self::build(max, self.inner.clock.clone())
+        Self::build(Options {
+            max_sessions: max,
+            ..self.inner.options.clone()
+        })
     }
 
     /// Reads time from `clock` (default: the system clock). Give it the same clock as the
     /// layer's [`SessionConfig::clock`](crate::SessionConfig::clock). Starts a new, empty store.
     #[must_use]
     pub fn with_clock(self, clock: impl Clock) -> Self {
-        Self::build(self.inner.max_sessions, Arc::new(clock))
+        Self::build(Options {
+            clock: Arc::new(clock),
+            ..self.inner.options.clone()
+        })
+    }
+
+    /// Allows each principal at most `max` live sessions (at least 1; default: no limit); a
+    /// login beyond it follows `policy`. Starts a new, empty store.
+    #[must_use]
+    pub fn max_sessions_per_principal(self, max: usize, policy: LimitPolicy) -> Self {
+        Self::build(Options {
+            limit: Some((max.max(1), policy)),
+            ..self.inner.options.clone()
+        })
     }
 
     /// Number of records held, including expired ones not yet swept.
@@ -145,8 +185,8 @@ impl MemoryStore {
 
     /// Removes every expired record now and answers how many went.
     pub fn sweep(&self) -> usize {
-        let now = self.inner.clock.now();
-        let mut removed = 0;
+        let now = self.now();
+        let mut removed = Vec::new();
         for shard in self.inner.shards.iter() {
             let mut shard = lock(shard);
             let dead: Vec<StoreKey> = shard
@@ -155,11 +195,15 @@ impl MemoryStore {
                 .map(|(k, _)| *k)
                 .collect();
             for key in dead {
-                shard.pop(&key);
-                removed += 1;
+                if let Some(record) = shard.pop(&key) {
+                    removed.push((key, record));
+                }
             }
         }
-        removed
+        for (key, record) in &removed {
+            self.unindex(*key, record);
+        }
+        removed.len()
     }
 
     /// Runs [`MemoryStore::sweep`] every `period` on the current Tokio runtime until the
@@ -182,6 +226,10 @@ impl MemoryStore {
         })
     }
 
+    fn now(&self) -> i64 {
+        self.inner.options.clock.now()
+    }
+
     fn shard(&self, key: &StoreKey) -> MutexGuard<'_, Shard> {
         let n = self.inner.shards.len();
         let word = u64::from_le_bytes(key.as_bytes()[8..16].try_into().expect("8 bytes"));
@@ -189,19 +237,244 @@ impl MemoryStore {
         lock(&self.inner.shards[i])
     }
 
-    fn insert(&self, shard: &mut Shard, key: StoreKey, record: Record) {
+    /// A clone of the live record under `key`; drops it if it expired.
+    fn peek_live(&self, key: &StoreKey, now: i64) -> Option<Record> {
+        let mut shard = self.shard(key);
+        match shard.peek(key) {
+            Some(r) if !r.is_expired(now) => Some(r.clone()),
+            Some(_) => {
+                shard.pop(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Reads `key` as a use (LRU order); an expired record is removed and reported.
+    fn touch(&self, key: &StoreKey) -> Lookup {
+        let now = self.now();
+        let expired = {
+            let mut shard = self.shard(key);
+            match shard.get(key) {
+                Some(r) if !r.is_expired(now) => return Lookup::Live(r.clone()),
+                Some(_) => shard.pop(key),
+                None => None,
+            }
+        };
+        match expired {
+            Some(record) => {
+                self.unindex(*key, &record);
+                Lookup::Expired(record)
+            }
+            None => Lookup::Missing,
+        }
+    }
+
+    fn is_live(&self, key: &StoreKey, now: i64) -> bool {
+        self.shard(key)
+            .peek(key)
+            .is_some_and(|r| !r.is_expired(now))
+    }
+
+    /// Files `record` under `key` (the caller holds that key's shard) and indexes it under
+    /// its principal as having joined at `joined`.
+    fn insert(&self, shard: &mut Shard, key: StoreKey, record: Record, joined: i64) {
+        let mut evicted = Vec::new();
         if let Some(p) = record.principal() {
             lock(&self.inner.index)
                 .entry(p.id().to_owned())
                 .or_default()
-                .insert(key);
+                .insert(key, joined);
         }
         shard.push(key, record);
         while shard.len() > self.inner.per_shard {
-            if shard.pop_lru().is_none() {
-                break;
+            match shard.pop_lru() {
+                Some(old) => evicted.push(old),
+                None => break,
             }
         }
+        for (key, record) in &evicted {
+            self.unindex(*key, record);
+        }
+    }
+
+    fn unindex(&self, key: StoreKey, record: &Record) {
+        let Some(p) = record.principal() else { return };
+        let mut index = lock(&self.inner.index);
+        if let Some(keys) = index.get_mut(p.id()) {
+            keys.remove(&key);
+            if keys.is_empty() {
+                index.remove(p.id());
+            }
+        }
+    }
+
+    fn joined(&self, principal: &str, key: &StoreKey) -> Option<i64> {
+        lock(&self.inner.index)
+            .get(principal)
+            .and_then(|keys| keys.get(key).copied())
+    }
+
+    /// Holds the gate when a limit is set: see [`Inner::gate`].
+    fn gate(&self) -> Option<MutexGuard<'_, ()>> {
+        self.inner.options.limit.map(|_| lock(&self.inner.gate))
+    }
+
+    /// The live sessions of `principal` with the time each joined, oldest first; drops stale
+    /// index entries on the way.
+    fn live_sessions(&self, principal: &str, now: i64) -> Vec<(i64, StoreKey, Record)> {
+        let keys: Vec<(StoreKey, i64)> = lock(&self.inner.index)
+            .get(principal)
+            .map(|keys| keys.iter().map(|(k, j)| (*k, *j)).collect())
+            .unwrap_or_default();
+        let mut live = Vec::new();
+        let mut stale = Vec::new();
+        for (key, joined) in keys {
+            match self.peek_live(&key, now) {
+                Some(r) if r.principal().is_some_and(|p| p.id() == principal) => {
+                    live.push((joined, key, r));
+                }
+                _ => stale.push(key),
+            }
+        }
+        if !stale.is_empty() {
+            let mut index = lock(&self.inner.index);
+            if let Some(keys) = index.get_mut(principal) {
+                for key in &stale {
+                    keys.remove(key);
+                }
+                if keys.is_empty() {
+                    index.remove(principal);
+                }
+            }
+        }
+        live.sort_by_key(|(joined, key, _)| (*joined, *key));
+        live
+    }
+
+    /// Makes room for one more session of `principal` under the configured limit. The
+    /// caller holds the gate.
+    fn make_room(&self, principal: &str, now: i64) -> Result<(), StoreError> {
+        let Some((max, policy)) = self.inner.options.limit else {
+            return Ok(());
+        };
+        let live = self.live_sessions(principal, now);
+        let excess = (live.len() + 1).saturating_sub(max);
+        if excess == 0 {
+            return Ok(());
+        }
+        match policy {
+            LimitPolicy::Reject => Err(StoreError::from_kind(StoreErrorKind::LimitReached)),
+            LimitPolicy::EvictOldest => {
+                for (_, key, record) in live.into_iter().take(excess) {
+                    tracing::debug!(session = %key, "session limit: evicting oldest");
+                    self.shard(&key).pop(&key);
+                    self.unindex(key, &record);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn create(&self, key: StoreKey, record: Record, now: i64) -> Result<CommitOutcome, StoreError> {
+        let _gate = record.principal().and_then(|_| self.gate());
+        if self.is_live(&key, now) {
+            return Ok(CommitOutcome::Collision);
+        }
+        if let Some(p) = record.principal() {
+            self.make_room(p.id(), now)?;
+        }
+        let mut shard = self.shard(&key);
+        if shard.peek(&key).is_some_and(|r| !r.is_expired(now)) {
+            return Ok(CommitOutcome::Collision);
+        }
+        self.insert(&mut shard, key, record, now);
+        Ok(CommitOutcome::Applied)
+    }
+
+    fn patch(
+        &self,
+        key: StoreKey,
+        patch: &crate::record::Patch,
+        now: i64,
+    ) -> Result<CommitOutcome, StoreError> {
+        let new_owner = patch.principal().flatten().map(|p| p.id().to_owned());
+        let _gate = new_owner.as_ref().and_then(|_| self.gate());
+        if let Some(owner) = &new_owner {
+            let Some(current) = self.peek_live(&key, now) else {
+                return Ok(CommitOutcome::Missing);
+            };
+            if current.principal().map(|p| p.id()) != Some(owner.as_str()) {
+                self.make_room(owner, now)?;
+            }
+        }
+        let mut shard = self.shard(&key);
+        let Some(record) = shard.get_mut(&key).filter(|r| !r.is_expired(now)) else {
+            shard.pop(&key);
+            return Ok(CommitOutcome::Missing);
+        };
+        let before = record.principal().map(|p| p.id().to_owned());
+        patch.apply(record);
+        if let Some(owner) = new_owner.filter(|o| before.as_ref() != Some(o)) {
+            lock(&self.inner.index)
+                .entry(owner)
+                .or_default()
+                .insert(key, now);
+        }
+        Ok(CommitOutcome::Applied)
+    }
+
+    fn move_to(
+        &self,
+        from: StoreKey,
+        to: StoreKey,
+        patch: &crate::record::Patch,
+        now: i64,
+    ) -> Result<CommitOutcome, StoreError> {
+        let _gate = self.gate();
+        let Some(current) = self.peek_live(&from, now) else {
+            return Ok(CommitOutcome::Missing);
+        };
+        if self.is_live(&to, now) {
+            return Ok(CommitOutcome::Collision);
+        }
+        let old_owner = current.principal().map(|p| p.id().to_owned());
+        let mut preview = current;
+        patch.apply(&mut preview);
+        let new_owner = preview.principal().map(|p| p.id().to_owned());
+        if let Some(owner) = new_owner
+            .as_ref()
+            .filter(|o| old_owner.as_ref() != Some(*o))
+        {
+            // Checked before anything moves, so a rejected login leaves the old session as
+            // it was.
+            self.make_room(owner, now)?;
+        }
+
+        // Re-read under the lock: a concurrent patch since the preview must not be lost.
+        let Some(original) = self.shard(&from).pop(&from) else {
+            return Ok(CommitOutcome::Missing);
+        };
+        if original.is_expired(now) {
+            return Ok(CommitOutcome::Missing);
+        }
+        let mut record = original.clone();
+        patch.apply(&mut record);
+        let joined = match (&old_owner, record.principal()) {
+            (Some(old), Some(p)) if old == p.id() => self.joined(old, &from).unwrap_or(now),
+            _ => now,
+        };
+        let mut shard = self.shard(&to);
+        if shard.peek(&to).is_some_and(|r| !r.is_expired(now)) {
+            drop(shard);
+            // A collision must change nothing: put the original back untouched.
+            self.shard(&from).push(from, original);
+            return Ok(CommitOutcome::Collision);
+        }
+        self.insert(&mut shard, to, record, joined);
+        drop(shard);
+        self.unindex(from, &original);
+        Ok(CommitOutcome::Applied)
     }
 }
 
@@ -213,26 +486,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl SessionStore for MemoryStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        let now = self.inner.clock.now();
-        let mut shard = self.shard(key);
-        match shard.get(key) {
-            Some(r) if !r.is_expired(now) => Ok(Some(r.clone())),
-            Some(_) => {
-                shard.pop(key);
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+        Ok(match self.touch(key) {
+            Lookup::Live(record) => Some(record),
+            _ => None,
+        })
     }
 
     async fn lookup(&self, key: &StoreKey) -> Result<Lookup, StoreError> {
-        let now = self.inner.clock.now();
-        let mut shard = self.shard(key);
-        Ok(match shard.get(key) {
-            Some(r) if !r.is_expired(now) => Lookup::Live(r.clone()),
-            Some(_) => shard.pop(key).map_or(Lookup::Missing, Lookup::Expired),
-            None => Lookup::Missing,
-        })
+        Ok(self.touch(key))
     }
 
     fn session_count(&self) -> Option<usize> {
@@ -240,96 +501,39 @@ impl SessionStore for MemoryStore {
     }
 
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
-        let now = self.inner.clock.now();
+        let now = self.now();
         match commit {
-            Commit::Create { key, record } => {
-                let mut shard = self.shard(&key);
-                if shard.peek(&key).is_some_and(|r| !r.is_expired(now)) {
-                    return Ok(CommitOutcome::Collision);
-                }
-                self.insert(&mut shard, key, record);
-                Ok(CommitOutcome::Applied)
-            }
-            Commit::Patch { key, patch } => {
-                let mut shard = self.shard(&key);
-                let Some(record) = shard.get_mut(&key).filter(|r| !r.is_expired(now)) else {
-                    shard.pop(&key);
-                    return Ok(CommitOutcome::Missing);
-                };
-                patch.apply(record);
-                if let Some(Some(p)) = patch.principal() {
-                    lock(&self.inner.index)
-                        .entry(p.id().to_owned())
-                        .or_default()
-                        .insert(key);
-                }
-                Ok(CommitOutcome::Applied)
-            }
-            Commit::Move { from, to, patch } => {
-                let Some(mut record) = self.shard(&from).pop(&from).filter(|r| !r.is_expired(now))
-                else {
-                    return Ok(CommitOutcome::Missing);
-                };
-                patch.apply(&mut record);
-                let mut shard = self.shard(&to);
-                if shard.peek(&to).is_some_and(|r| !r.is_expired(now)) {
-                    drop(shard);
-                    // Put the original back untouched: a collision must change nothing.
-                    let mut original = self.shard(&from);
-                    original.push(from, record);
-                    return Ok(CommitOutcome::Collision);
-                }
-                self.insert(&mut shard, to, record);
-                Ok(CommitOutcome::Applied)
-            }
+            Commit::Create { key, record } => self.create(key, record, now),
+            Commit::Patch { key, patch } => self.patch(key, &patch, now),
+            Commit::Move { from, to, patch } => self.move_to(from, to, &patch, now),
             Commit::Delete { key } => {
-                self.shard(&key).pop(&key);
+                let removed = self.shard(&key).pop(&key);
+                if let Some(record) = removed {
+                    self.unindex(key, &record);
+                }
                 Ok(CommitOutcome::Applied)
             }
         }
     }
 
     async fn sessions_of(&self, principal: &str) -> Result<Vec<SessionInfo>, StoreError> {
-        let now = self.inner.clock.now();
-        let keys: Vec<StoreKey> = lock(&self.inner.index)
-            .get(principal)
-            .map(|set| set.iter().copied().collect())
-            .unwrap_or_default();
-        let mut out = Vec::new();
-        let mut stale = Vec::new();
-        for key in keys {
-            let shard = self.shard(&key);
-            match shard.peek(&key) {
-                Some(r)
-                    if !r.is_expired(now) && r.principal().is_some_and(|p| p.id() == principal) =>
-                {
-                    out.push(r.info(key));
-                }
-                _ => stale.push(key),
-            }
-        }
-        if !stale.is_empty() {
-            let mut index = lock(&self.inner.index);
-            if let Some(set) = index.get_mut(principal) {
-                for key in &stale {
-                    set.remove(key);
-                }
-                if set.is_empty() {
-                    index.remove(principal);
-                }
-            }
-        }
+        let now = self.now();
+        let mut out: Vec<SessionInfo> = self
+            .live_sessions(principal, now)
+            .into_iter()
+            .map(|(_, key, record)| record.info(key))
+            .collect();
         out.sort_by_key(|info| std::cmp::Reverse(info.last_seen()));
         Ok(out)
     }
 
     async fn delete_sessions_of(&self, principal: &str) -> Result<u64, StoreError> {
-        let now = self.inner.clock.now();
+        let now = self.now();
         let keys = lock(&self.inner.index)
             .remove(principal)
             .unwrap_or_default();
         let mut deleted = 0;
-        for key in keys {
+        for key in keys.into_keys() {
             let mut shard = self.shard(&key);
             let owned = shard
                 .peek(&key)

@@ -11,12 +11,18 @@
 //! # let _ = layer;
 //! ```
 
+#[cfg(feature = "test-util")]
+pub mod conformance;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
 
 use crate::error::StoreError;
 use crate::record::{Patch, Record, SessionInfo};
@@ -85,17 +91,53 @@ pub enum Lookup {
     Missing,
 }
 
+/// What a store does when a commit would give a principal more sessions than its limit.
+///
+/// Set with [`MemoryStore::max_sessions_per_principal`] (and the same method on
+/// `RedisStore`). Only commits that add a session to a principal count: a login (a
+/// [`Commit::Create`] or [`Commit::Move`] whose record ends up with a principal it did not
+/// have). Rotating the ID of a session that already belongs to the principal does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LimitPolicy {
+    /// Delete the principal's oldest sessions (earliest login) to make room.
+    EvictOldest,
+    /// Refuse: the commit fails with [`StoreErrorKind::LimitReached`](crate::StoreErrorKind)
+    /// and changes nothing; the layer answers the request with
+    /// [`SessionLimitReached`](crate::SessionLimitReached) (409).
+    Reject,
+}
+
 /// A place sessions live.
 ///
 /// # Guarantees a store must give
 ///
-/// * `load` never returns a record at or past its [`Record::expires_at`].
-/// * Commits are patches: concurrent commits that change different data keys of one session
-///   both survive; for the same key the last writer wins.
-/// * Creates are create-only and patches never resurrect a deleted record (see [`Commit`]).
-/// * `sessions_of` / `delete_sessions_of` see every live session whose principal has that ID.
+/// * **Expiry.** `load` and `sessions_of` never return a record at or past its
+///   [`Record::expires_at`], judged by the store's own clock, even before any sweeper or
+///   server-side TTL has removed it; `lookup` may report it as [`Lookup::Expired`] but never
+///   as live. A patch or move of such a record answers [`CommitOutcome::Missing`].
+/// * **Create-only.** [`Commit::Create`] and the target of [`Commit::Move`] never overwrite a
+///   live record: they answer [`CommitOutcome::Collision`] and change nothing.
+/// * **Patches, not overwrites.** [`Commit::Patch`] changes only the data keys the
+///   [`Patch`] names (plus the times, and the principal and flash when they are present), so
+///   concurrent commits that change different keys of one session all survive. For the same
+///   key the commit applied last wins.
+/// * **No resurrection.** A patch or move of a record that is gone (deleted, moved away,
+///   expired) answers [`CommitOutcome::Missing`] and writes nothing.
+/// * **Move is all-or-nothing for the client.** After an `Applied` move the old key loads
+///   nothing and the new key loads the patched record; after `Missing` or `Collision` the old
+///   record is as it was.
+/// * **Index.** `sessions_of` lists every live session whose principal has that ID (newest
+///   `last_seen` first), and `delete_sessions_of` deletes all of them.
+/// * **Limit.** With a per-principal limit configured, a commit that adds a session to a
+///   principal at the limit either evicts the oldest sessions ([`LimitPolicy::EvictOldest`])
+///   or fails with [`StoreErrorKind::LimitReached`](crate::StoreErrorKind) and writes nothing
+///   ([`LimitPolicy::Reject`]).
+/// * **Failure.** Any other failure is a [`StoreError`] (`Unavailable`, `Timeout`, `Corrupt`),
+///   returned within the store's timeout, never a panic or a hang.
 ///
-/// The conformance suite in `store::conformance` (feature `test-util`) checks all of these.
+/// The conformance suite in `store::conformance` (feature `test-util`) checks all of these;
+/// run it against any store you write.
 pub trait SessionStore: Send + Sync + 'static {
     /// Loads the live record filed under `key`.
     fn load(

@@ -1,0 +1,83 @@
+-- One commit against a standalone server, atomically, in one round trip. It reaches keys
+-- not listed in KEYS (the principal's index, sessions it evicts), which Redis allows outside
+-- cluster mode; in a cluster the store runs cluster.lua's single-slot steps instead.
+-- KEYS[1]: the session (for a move: the source), KEYS[2]: the move target.
+-- ARGV: op, now, key prefix, limit (0: none), policy, hex of KEYS[1], hex of KEYS[2] or '',
+-- then per op: create: principal ID or '', expires_at, field count, pairs;
+-- patch / move: the patch (see apply); delete: nothing.
+local op, now, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local limit, policy, hex, hex2 = tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
+local sprefix = prefix .. 's:'
+local function index(pid)
+  return prefix .. 'p:' .. pid
+end
+
+if op == 'create' then
+  if live(KEYS[1], now) then
+    return 'collision'
+  end
+  local pid = ARGV[8]
+  if pid ~= '' and not admit(index(pid), pid, hex, '', now, limit, policy, sprefix, now) then
+    return 'limit'
+  end
+  local ttl = put(KEYS[1], 9, now)
+  if pid ~= '' then
+    bump(index(pid), ttl)
+  end
+  return 'applied'
+elseif op == 'patch' then
+  if not live(KEYS[1], now) then
+    return 'missing'
+  end
+  local old = redis.call('HGET', KEYS[1], 'pi') or ''
+  local new = owner_after(8, old)
+  if new ~= '' and new ~= old
+      and not admit(index(new), new, hex, '', now, limit, policy, sprefix, now) then
+    return 'limit'
+  end
+  local ttl = apply(KEYS[1], 8, now)
+  if old ~= '' and old ~= new then
+    redis.call('ZREM', index(old), hex)
+  end
+  if new ~= '' then
+    bump(index(new), ttl)
+  end
+  return 'applied'
+elseif op == 'move' then
+  if not live(KEYS[1], now) then
+    return 'missing'
+  end
+  if live(KEYS[2], now) then
+    return 'collision'
+  end
+  local old = redis.call('HGET', KEYS[1], 'pi') or ''
+  local new = owner_after(8, old)
+  if new ~= '' then
+    local rotating = ''
+    if new == old then
+      rotating = hex
+    end
+    if not admit(index(new), new, hex2, rotating, now, limit, policy, sprefix, now) then
+      return 'limit'
+    end
+  end
+  local ttl = apply(KEYS[1], 8, now)
+  if ttl > 0 then
+    redis.call('RENAME', KEYS[1], KEYS[2])
+  end
+  if old ~= '' then
+    redis.call('ZREM', index(old), hex)
+  end
+  if new ~= '' then
+    bump(index(new), ttl)
+  end
+  return 'applied'
+elseif op == 'delete' then
+  local pid = redis.call('HGET', KEYS[1], 'pi')
+  redis.call('DEL', KEYS[1])
+  if pid then
+    redis.call('ZREM', index(pid), hex)
+  end
+  return 'applied'
+end
+return redis.error_reply('unknown op')

@@ -1,0 +1,15 @@
+-- Deletes every session of a principal on a standalone server; answers how many were live.
+-- KEYS[1]: the index. ARGV: now, session key prefix, principal ID.
+local now, sprefix, pid = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local n = 0
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local row = redis.call('HMGET', sprefix .. m, 'e', 'pi')
+  if row[2] == pid then
+    if row[1] and tonumber(row[1]) > now then
+      n = n + 1
+    end
+    redis.call('DEL', sprefix .. m)
+  end
+end
+redis.call('DEL', KEYS[1])
+return n
