@@ -47,14 +47,16 @@ impl Origin {
             "https" => Some(443),
             _ => None,
         };
-        // `port_u16` is `None` both without a port and for one out of range.
-        let port = match (
-            &authority.as_str()[authority.host().len()..],
-            authority.port_u16(),
-        ) {
-            ("" | ":", _) => default_port,
-            (_, Some(port)) => Some(port),
-            (_, None) => return None,
+        let rest = &authority.as_str()[authority.host().len()..];
+        let port = match rest.strip_prefix(':') {
+            None if rest.is_empty() => default_port,
+            Some("") => default_port,
+            // Digits only: `u16::from_str` alone (and so `Authority::port_u16`) takes `+443`.
+            // Out of range is `None`.
+            Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(digits.parse().ok()?)
+            }
+            _ => return None,
         };
         Some(Self { scheme, host, port })
     }
@@ -110,6 +112,11 @@ mod tests {
             Case {
                 name: "bad port",
                 input: "https://example.com:99999",
+                expect: None,
+            },
+            Case {
+                name: "signed port",
+                input: "https://example.com:+443",
                 expect: None,
             },
             Case {
