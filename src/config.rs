@@ -479,8 +479,11 @@ impl SessionConfig {
         if self.sources.contains(&TokenSource::Cookie) {
             self.cookie.validate()?;
         }
-        if self.idle <= Duration::ZERO || self.absolute <= Duration::ZERO {
-            return Err(ConfigError::Timeouts("timeouts must be positive"));
+        // Expiry is kept in whole seconds: a sub-second timeout would end every session at birth.
+        if self.idle < Duration::SECOND || self.absolute < Duration::SECOND {
+            return Err(ConfigError::Timeouts(
+                "timeouts must be at least one second",
+            ));
         }
         if self.idle > self.absolute {
             return Err(ConfigError::Timeouts(
@@ -562,7 +565,12 @@ mod tests {
             Case {
                 name: "zero idle",
                 cfg: web().idle_timeout(Duration::ZERO),
-                expect: "positive",
+                expect: "at least one second",
+            },
+            Case {
+                name: "sub-second idle",
+                cfg: web().idle_timeout(Duration::milliseconds(500)),
+                expect: "at least one second",
             },
             Case {
                 name: "fraction",

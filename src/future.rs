@@ -111,7 +111,7 @@ where
                         Err(failure) => {
                             let source = match failure {
                                 CommitFailure::Store(err) => {
-                                    tracing::error!(error = %err, "session commit failed");
+                                    tracing::error!(error = ?err, "session commit failed");
                                     err
                                 }
                                 CommitFailure::Missing => {

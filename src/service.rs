@@ -13,7 +13,7 @@ use tower_service::Service;
 use crate::event::{EventKind, Subject};
 use crate::future::ResponseFuture;
 use crate::layer::LayerState;
-use crate::session::Session;
+use crate::session::{Session, SessionHandle};
 use crate::transport;
 
 /// The middleware [`SessionLayer`](crate::SessionLayer) produces.
@@ -78,7 +78,7 @@ where
             req.method().clone(),
             req.uri().clone(),
         );
-        req.extensions_mut().insert(session.clone());
+        req.extensions_mut().insert(SessionHandle(session.clone()));
 
         // Everything the handler and the commit log for this request carries the session's
         // short hash; computing it costs a SHA-256, so only when someone listens.

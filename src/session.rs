@@ -28,6 +28,12 @@ pub(crate) struct Incoming {
     pub(crate) source: TokenSource,
 }
 
+/// What the layer puts into request extensions. Private, so the only way to a [`Session`] is
+/// through the extractors, which load it first: a handle reached before loading would read
+/// as empty and drop its writes.
+#[derive(Clone)]
+pub(crate) struct SessionHandle(pub(crate) Session);
+
 /// The session of the current request.
 ///
 /// Cheap to clone (clones share state). Extract it in a handler; reads and writes are
@@ -82,6 +88,8 @@ struct State {
     changes: Changes,
     /// The token for the current ID, once minted, so `token()` and the emitted token agree.
     issued: Option<String>,
+    /// `id` is a verified ID the store did not know, kept only to check CSRF tokens.
+    adopted: bool,
 }
 
 #[derive(Default)]
@@ -90,7 +98,13 @@ struct Changes {
     data: BTreeMap<String, Option<Value>>,
     principal: bool,
     flash: bool,
-    /// Store the session even if nothing else changed (its token or CSRF token went out).
+    /// A new ID was assigned that the client does not hold yet: send its token even if
+    /// nothing is stored (an anonymous session's ID backs its CSRF tokens without a record).
+    announce: bool,
+    /// `destroy` / `logout` ran: tell a client that sent a token to drop it.
+    ended: bool,
+    /// A credential for this session was handed to the handler (`token()`): store the
+    /// session so the token names a real one.
     persist: bool,
     /// The ID changed after loading a stored record.
     rotated: bool,
@@ -171,6 +185,7 @@ impl Session {
                     record: Record::new(0, 0),
                     changes: Changes::default(),
                     issued: None,
+                    adopted: false,
                 }),
             }),
         }
@@ -205,6 +220,7 @@ impl Session {
                     None,
                     now,
                 );
+                self.adopt(id);
             }
             Lookup::Expired(r) | Lookup::Live(r) if r.is_expired(now) => {
                 let reason = if now >= r.created().saturating_add(layer.absolute) {
@@ -214,6 +230,7 @@ impl Session {
                 };
                 let principal = r.principal().map(Principal::id);
                 self.report(EventKind::Expired(reason), Some(key), principal, now);
+                self.adopt(id);
             }
             Lookup::Expired(_) => {
                 // The store's clock says expired but ours does not: trust the store.
@@ -223,6 +240,7 @@ impl Session {
                     None,
                     now,
                 );
+                self.adopt(id);
             }
             Lookup::Live(record) => {
                 if let Some(reason) = layer.binding.mismatch(&record, &self.inner.client) {
@@ -247,6 +265,30 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Keeps a verified ID that has no live record as this anonymous session's ID.
+    ///
+    /// The MAC proves this layer minted it, so it is no one else's; keeping it lets the
+    /// CSRF tokens of an unsaved anonymous session (a login form) verify on the next request
+    /// without storing a record per visitor. Login and every other privilege change still
+    /// move to a fresh ID, so adopting never fixates a session.
+    fn adopt(&self, id: &SessionId) {
+        let mut st = lock(&self.inner.state);
+        st.id = Some(id.clone());
+        st.adopted = true;
+    }
+
+    /// Replaces an adopted ID before anything is stored under it or handed out as a
+    /// credential: a client-presented ID that the store did not know may have been planted
+    /// by someone else, who must not see what this client writes.
+    fn own_id(st: &mut State) {
+        if st.adopted {
+            st.adopted = false;
+            st.id = Some(SessionId::generate());
+            st.issued = None;
+            st.changes.announce = true;
+        }
     }
 
     /// Emits an event about this request's session.
@@ -448,24 +490,27 @@ impl Session {
             changes: Changes {
                 delete,
                 logout,
+                ended: true,
                 ..Changes::default()
             },
             issued: None,
+            adopted: false,
         };
     }
 
     fn new_id(st: &mut State, reason: RotateReason) {
+        st.adopted = false;
         st.id = Some(SessionId::generate());
         st.issued = None;
         st.changes.rotated = st.stored.is_some();
         st.changes.rotation.get_or_insert(reason);
-        st.changes.persist = true;
+        st.changes.announce = true;
     }
 
     fn ensure_id(st: &mut State) -> SessionId {
         if st.id.is_none() {
             st.id = Some(SessionId::generate());
-            st.changes.persist = true;
+            st.changes.announce = true;
         }
         st.id.clone().expect("just set")
     }
@@ -489,8 +534,8 @@ impl Session {
     }
 
     /// The signed token for this session, as the layer will send it. For API clients that
-    /// return it in a body (`{"token": ...}`). Gives an anonymous session an ID and marks it
-    /// to be stored.
+    /// return it in a body (`{"token": ...}`). An anonymous session is stored so the token
+    /// names a real session.
     ///
     /// # Security
     ///
@@ -498,6 +543,8 @@ impl Session {
     pub fn token(&self) -> String {
         let now = self.inner.layer.clock.now();
         let mut st = lock(&self.inner.state);
+        Self::own_id(&mut st);
+        st.changes.persist = true;
         self.mint(&mut st, now)
     }
 
@@ -508,7 +555,9 @@ impl Session {
 
     /// A fresh masked CSRF token for this session, for a hidden `csrf_token` form field or an
     /// `X-CSRF-Token` header. Each call returns different bytes (BREACH); all of them verify
-    /// until the session's ID changes. Marks an anonymous session to be stored.
+    /// until the session's ID changes. An anonymous session gets an ID that is sent to the
+    /// client, but no store record: the secret is derived from the ID, so crawlers rendering
+    /// a login form cost no store space.
     pub fn csrf_token(&self) -> String {
         let mut st = lock(&self.inner.state);
         let id = Self::ensure_id(&mut st);
@@ -635,7 +684,7 @@ impl Session {
             let emit = if st.changes.reissue && st.stored.is_some() {
                 self.emit_token(&mut st, now)
             } else {
-                Emit::Nothing
+                self.unsaved_emit(&mut st, now)
             };
             return Finish::Done(emit);
         }
@@ -643,12 +692,28 @@ impl Session {
         Finish::Store(Box::pin(async move { session.commit().await }))
     }
 
+    /// What to send for a session that is not written this time: its new token, or the
+    /// clearing of a token it ended, or nothing.
+    fn unsaved_emit(&self, st: &mut State, now: i64) -> Emit {
+        if st.changes.announce && st.id.is_some() {
+            self.emit_token(st, now)
+        } else if st.changes.ended && self.inner.incoming.is_some() {
+            Emit::Clear {
+                transport: self.transport(),
+            }
+        } else {
+            Emit::Nothing
+        }
+    }
+
     fn emit_token(&self, st: &mut State, now: i64) -> Emit {
         let token = self.mint(st, now);
-        let deadline = st
-            .record
-            .created()
-            .saturating_add(self.inner.layer.absolute);
+        // An unsaved anonymous session has no creation time yet: its token window starts now.
+        let created = match st.record.created() {
+            0 => now,
+            created => created,
+        };
+        let deadline = created.saturating_add(self.inner.layer.absolute);
         Emit::Token {
             token,
             transport: self.transport(),
@@ -703,7 +768,7 @@ impl Session {
             let now = layer.clock.now();
             let (commit, emit) = {
                 let mut st = lock(&self.inner.state);
-                self.plan(&mut st, now, delete.is_some())
+                self.plan(&mut st, now)
             };
             let Some(commit) = commit else {
                 return Ok(emit);
@@ -750,19 +815,13 @@ impl Session {
         Err(CommitFailure::Collisions)
     }
 
-    fn plan(&self, st: &mut State, now: i64, deleted: bool) -> (Option<Commit>, Emit) {
+    fn plan(&self, st: &mut State, now: i64) -> (Option<Commit>, Emit) {
         let layer = &self.inner.layer;
         let Some(from) = st.stored else {
             if !(st.changes.dirty() || st.changes.persist) {
-                let emit = if deleted {
-                    Emit::Clear {
-                        transport: self.transport(),
-                    }
-                } else {
-                    Emit::Nothing
-                };
-                return (None, emit);
+                return (None, self.unsaved_emit(st, now));
             }
+            Self::own_id(st);
             let id = Self::ensure_id(st);
             let mut record = st.record.clone();
             record.set_created(now, layer.expires_at(now, now));

@@ -574,3 +574,74 @@ async fn api_preset_issues_tokens_in_a_header_and_reads_bearer() {
         "cookies are not a source for the api preset"
     );
 }
+
+#[tokio::test]
+async fn anonymous_csrf_tokens_cost_no_store_space_and_still_verify() {
+    async fn form(session: Session) -> String {
+        session.csrf_token()
+    }
+    async fn submit(session: Session, body: String) -> String {
+        session.verify_csrf_token(&body).to_string()
+    }
+    let clock = ManualClock::new(T0);
+    let store = MemoryStore::new()
+        .max_sessions(10)
+        .with_clock(clock.clone());
+    let app = routes()
+        .route("/form", routing::get(form))
+        .route("/submit", routing::post(submit))
+        .layer(SessionLayer::new(config(&clock)).with_store(store.clone()));
+    let reply = send(&app, post("/login", None)).await;
+    let user = format!("id={}", reply.cookie("id").unwrap());
+
+    // A crawler storm of form renders: each gets a token and a cookie, none a record, so
+    // nothing can evict the logged-in user from a bounded store.
+    for _ in 0..50 {
+        let reply = send(&app, get("/form", None)).await;
+        assert!(
+            reply.cookie("id").is_some(),
+            "the form's ID is sent to the client"
+        );
+    }
+    assert_eq!(store.len(), 1);
+    assert_eq!(send(&app, get("/whoami", Some(&user))).await.body, "u1");
+
+    // The unsaved ID comes back with the form post and its token verifies.
+    let reply = send(&app, get("/form", None)).await;
+    let cookie = format!("id={}", reply.cookie("id").unwrap());
+    let req = http::Request::post("/submit")
+        .header("cookie", &cookie)
+        .body(axum::body::Body::from(reply.body))
+        .unwrap();
+    assert_eq!(send(&app, req).await.body, "true");
+    assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn the_unloaded_handle_is_not_reachable_through_extensions() {
+    async fn sneaky(session: Option<axum::Extension<Session>>) -> &'static str {
+        if session.is_some() {
+            "reachable"
+        } else {
+            "hidden"
+        }
+    }
+    let f = fixture();
+    let app = f.app.clone().route("/sneaky", routing::get(sneaky));
+    let app = app.layer(SessionLayer::new(config(&f.clock)));
+    assert_eq!(send(&app, get("/sneaky", None)).await.body, "hidden");
+}
+
+#[tokio::test]
+async fn logout_of_an_already_expired_session_still_clears_the_cookie() {
+    let f = fixture_with(|c| c.idle_timeout(Duration::minutes(10)));
+    let reply = send(&f.app, post("/login", None)).await;
+    let cookie = format!("id={}", reply.cookie("id").unwrap());
+    f.clock.advance(Duration::minutes(11));
+    let reply = send(&f.app, post("/logout", Some(&cookie))).await;
+    let line = reply.set_cookie_line().expect("the dead cookie is cleared");
+    assert!(
+        line.starts_with("id=;") && line.contains("Max-Age=0"),
+        "{line}"
+    );
+}

@@ -45,7 +45,7 @@ use crate::error::{
 use crate::event::EventKind;
 use crate::principal::Principal;
 use crate::scope::ScopeSet;
-use crate::session::Session;
+use crate::session::{Session, SessionHandle};
 
 define_rejection! {
     #[status = UNAUTHORIZED]
@@ -223,8 +223,11 @@ macro_rules! guard_type {
                 parts: &mut Parts,
                 _state: &St,
             ) -> Result<Self, Self::Rejection> {
-                let principal =
-                    guard(parts.extensions.get::<Session>(), Rule::$rule::<S>()).await?;
+                let principal = guard(
+                    parts.extensions.get::<SessionHandle>().map(|h| &h.0),
+                    Rule::$rule::<S>(),
+                )
+                .await?;
                 Ok(Self {
                     principal,
                     scopes: PhantomData,
@@ -386,7 +389,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
         Box::pin(async move {
-            let session = req.extensions().get::<Session>().cloned();
+            let session = req.extensions().get::<SessionHandle>().map(|h| h.0.clone());
             match guard(session.as_ref(), layer.rule).await {
                 Ok(_) => Ok(inner.call(req).await?.map(Body::new)),
                 Err(rejection) => {

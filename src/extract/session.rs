@@ -4,14 +4,14 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
 use crate::error::{MissingSessionLayer, SessionRejection, SessionRequired, SessionUnavailable};
-use crate::session::Session;
+use crate::session::{Session, SessionHandle};
 
 /// The request's session, loaded; no `require_existing` check.
 pub(crate) async fn loaded(parts: &Parts) -> Result<Session, SessionRejection> {
     let session = parts
         .extensions
-        .get::<Session>()
-        .cloned()
+        .get::<SessionHandle>()
+        .map(|handle| handle.0.clone())
         .ok_or_else(MissingSessionLayer::default)?;
     session
         .load()
