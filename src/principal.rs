@@ -67,9 +67,23 @@ impl Principal {
         &self.kind
     }
 
-    /// The ID; the per-principal index of a store is keyed by it.
+    /// The ID, unique within its kind.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The key a store's per-principal index files this principal under: kind and ID,
+    /// length-prefixed so that no two principals share it (user `42` and service `42` are
+    /// different principals, and `a:b` / `c` never collides with `a` / `b:c`).
+    ///
+    /// ```
+    /// use axum_tessera::Principal;
+    ///
+    /// assert_eq!(Principal::user("42").index_key(), "4:user:42");
+    /// assert_ne!(Principal::user("42").index_key(), Principal::new("service", "42").index_key());
+    /// ```
+    pub fn index_key(&self) -> String {
+        format!("{}:{}:{}", self.kind.len(), self.kind, self.id)
     }
 
     /// One attribute, if set.

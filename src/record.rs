@@ -265,6 +265,26 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
+    /// A summary assembled by a store that keeps sessions field by field. Times are Unix
+    /// seconds; `principal` is the principal's ID (not its index key).
+    pub fn new(
+        key: StoreKey,
+        created: i64,
+        last_seen: i64,
+        expires_at: i64,
+        principal: Option<String>,
+        user_agent: Option<String>,
+    ) -> Self {
+        Self {
+            key,
+            created,
+            last_seen,
+            expires_at,
+            principal,
+            user_agent,
+        }
+    }
+
     /// The store key; [`StoreKey::short`] is the label to show.
     pub fn key(&self) -> StoreKey {
         self.key

@@ -604,7 +604,7 @@ impl Session {
         let Some(p) = self.principal() else {
             return Ok(Vec::new());
         };
-        self.inner.layer.store.sessions_of(p.id()).await
+        self.inner.layer.store.sessions_of(&p.index_key()).await
     }
 
     /// Ends one session of this session's principal, named by its store key (as listed by
@@ -654,7 +654,12 @@ impl Session {
         let Some(p) = self.principal() else {
             return Ok(0);
         };
-        let n = self.inner.layer.store.delete_sessions_of(p.id()).await?;
+        let n = self
+            .inner
+            .layer
+            .store
+            .delete_sessions_of(&p.index_key())
+            .await?;
         self.destroy();
         Ok(n)
     }

@@ -268,7 +268,14 @@ async fn administrator_can_end_every_session_of_one_user() {
     let a1 = h.logged_in("alice").await;
     let a2 = h.logged_in("alice").await;
     let bob = h.logged_in("bob").await;
-    assert_eq!(h.store.inner.delete_sessions_of("alice").await.unwrap(), 2);
+    assert_eq!(
+        h.store
+            .inner
+            .delete_sessions_of(&axum_tessera::Principal::user("alice").index_key())
+            .await
+            .unwrap(),
+        2
+    );
     for token in [&a1, &a2] {
         assert!(!h.call("GET", "/whoami", Some(token)).await.live());
     }

@@ -645,3 +645,70 @@ async fn logout_of_an_already_expired_session_still_clears_the_cookie() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn principals_of_different_kinds_with_one_id_are_different_principals() {
+    async fn login_as(session: Session, kind: String) -> &'static str {
+        session.login(Principal::new(kind, "42"));
+        "in"
+    }
+    async fn everywhere(session: Session) -> String {
+        session.logout_everywhere().await.unwrap().to_string()
+    }
+    async fn count(session: Session) -> String {
+        session
+            .sessions_of_principal()
+            .await
+            .unwrap()
+            .len()
+            .to_string()
+    }
+    let f = fixture();
+    let app = Router::new()
+        .route(
+            "/as/{kind}",
+            routing::post(
+                |s: Session, axum::extract::Path(k): axum::extract::Path<String>| login_as(s, k),
+            ),
+        )
+        .route("/everywhere", routing::post(everywhere))
+        .route("/count", routing::get(count))
+        .route(
+            "/whoami",
+            routing::get(|s: Session| async move {
+                s.principal()
+                    .map(|p| format!("{}:{}", p.kind(), p.id()))
+                    .unwrap_or_default()
+            }),
+        )
+        .layer(SessionLayer::new(config(&f.clock)).with_store(f.store.clone()));
+    let user = format!(
+        "id={}",
+        send(&app, post("/as/user", None))
+            .await
+            .cookie("id")
+            .unwrap()
+    );
+    let service = format!(
+        "id={}",
+        send(&app, post("/as/service", None))
+            .await
+            .cookie("id")
+            .unwrap()
+    );
+    assert_eq!(
+        send(&app, get("/count", Some(&service))).await.body,
+        "1",
+        "only its own session"
+    );
+    assert_eq!(
+        send(&app, post("/everywhere", Some(&service))).await.body,
+        "1"
+    );
+    assert_eq!(
+        send(&app, get("/whoami", Some(&user))).await.body,
+        "user:42",
+        "the user is untouched"
+    );
+    assert_eq!(send(&app, get("/whoami", Some(&service))).await.body, "");
+}

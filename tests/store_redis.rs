@@ -179,7 +179,10 @@ async fn keys_live_under_the_prefix_with_the_session_ttl() {
         .find(|l| l.starts_with("ttl-check:s:"))
         .unwrap_or_else(|| panic!("no session key in {keys:?}"))
         .to_owned();
-    assert!(keys.contains("ttl-check:p:alice"), "index key: {keys:?}");
+    assert!(
+        keys.contains("ttl-check:p:4:user:alice"),
+        "index key: {keys:?}"
+    );
     assert!(
         keys.lines()
             .filter(|l| !l.starts_with('*') && !l.starts_with('$'))

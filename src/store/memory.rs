@@ -282,7 +282,7 @@ impl MemoryStore {
         let mut evicted = Vec::new();
         if let Some(p) = record.principal() {
             lock(&self.inner.index)
-                .entry(p.id().to_owned())
+                .entry(p.index_key().to_owned())
                 .or_default()
                 .insert(key, joined);
         }
@@ -301,10 +301,10 @@ impl MemoryStore {
     fn unindex(&self, key: StoreKey, record: &Record) {
         let Some(p) = record.principal() else { return };
         let mut index = lock(&self.inner.index);
-        if let Some(keys) = index.get_mut(p.id()) {
+        if let Some(keys) = index.get_mut(&p.index_key()) {
             keys.remove(&key);
             if keys.is_empty() {
-                index.remove(p.id());
+                index.remove(&p.index_key());
             }
         }
     }
@@ -331,7 +331,7 @@ impl MemoryStore {
         let mut stale = Vec::new();
         for (key, joined) in keys {
             match self.peek_live(&key, now) {
-                Some(r) if r.principal().is_some_and(|p| p.id() == principal) => {
+                Some(r) if r.principal().is_some_and(|p| p.index_key() == principal) => {
                     live.push((joined, key, r));
                 }
                 _ => stale.push(key),
@@ -382,7 +382,7 @@ impl MemoryStore {
             return Ok(CommitOutcome::Collision);
         }
         if let Some(p) = record.principal() {
-            self.make_room(p.id(), now)?;
+            self.make_room(&p.index_key(), now)?;
         }
         let mut shard = self.shard(&key);
         if shard.peek(&key).is_some_and(|r| !r.is_expired(now)) {
@@ -398,13 +398,16 @@ impl MemoryStore {
         patch: &crate::record::Patch,
         now: i64,
     ) -> Result<CommitOutcome, StoreError> {
-        let new_owner = patch.principal().flatten().map(|p| p.id().to_owned());
+        let new_owner = patch
+            .principal()
+            .flatten()
+            .map(|p| p.index_key().to_owned());
         let _gate = new_owner.as_ref().and_then(|_| self.gate());
         if let Some(owner) = &new_owner {
             let Some(current) = self.peek_live(&key, now) else {
                 return Ok(CommitOutcome::Missing);
             };
-            if current.principal().map(|p| p.id()) != Some(owner.as_str()) {
+            if current.principal().map(|p| p.index_key()).as_deref() != Some(owner.as_str()) {
                 self.make_room(owner, now)?;
             }
         }
@@ -413,7 +416,7 @@ impl MemoryStore {
             shard.pop(&key);
             return Ok(CommitOutcome::Missing);
         };
-        let before = record.principal().map(|p| p.id().to_owned());
+        let before = record.principal().map(|p| p.index_key().to_owned());
         patch.apply(record);
         if let Some(owner) = new_owner.filter(|o| before.as_ref() != Some(o)) {
             lock(&self.inner.index)
@@ -438,10 +441,10 @@ impl MemoryStore {
         if self.is_live(&to, now) {
             return Ok(CommitOutcome::Collision);
         }
-        let old_owner = current.principal().map(|p| p.id().to_owned());
+        let old_owner = current.principal().map(|p| p.index_key().to_owned());
         let mut preview = current;
         patch.apply(&mut preview);
-        let new_owner = preview.principal().map(|p| p.id().to_owned());
+        let new_owner = preview.principal().map(|p| p.index_key().to_owned());
         if let Some(owner) = new_owner
             .as_ref()
             .filter(|o| old_owner.as_ref() != Some(*o))
@@ -461,7 +464,7 @@ impl MemoryStore {
         let mut record = original.clone();
         patch.apply(&mut record);
         let joined = match (&old_owner, record.principal()) {
-            (Some(old), Some(p)) if old == p.id() => self.joined(old, &from).unwrap_or(now),
+            (Some(old), Some(p)) if *old == p.index_key() => self.joined(old, &from).unwrap_or(now),
             _ => now,
         };
         let mut shard = self.shard(&to);
@@ -537,7 +540,7 @@ impl SessionStore for MemoryStore {
             let mut shard = self.shard(&key);
             let owned = shard
                 .peek(&key)
-                .is_some_and(|r| r.principal().is_some_and(|p| p.id() == principal));
+                .is_some_and(|r| r.principal().is_some_and(|p| p.index_key() == principal));
             if owned && shard.pop(&key).is_some_and(|r| !r.is_expired(now)) {
                 deleted += 1;
             }

@@ -169,13 +169,15 @@ pub trait SessionStore: Send + Sync + 'static {
         commit: Commit,
     ) -> impl Future<Output = Result<CommitOutcome, StoreError>> + Send;
 
-    /// Lists the live sessions of the principal with ID `principal`.
+    /// Lists the live sessions of the principal whose
+    /// [`Principal::index_key`](crate::Principal::index_key) is `principal`.
     fn sessions_of(
         &self,
         principal: &str,
     ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send;
 
-    /// Deletes every session of the principal with ID `principal` ("log out everywhere") and
+    /// Deletes every session of the principal whose
+    /// [`Principal::index_key`](crate::Principal::index_key) is `principal` ("log out everywhere") and
     /// answers how many there were.
     fn delete_sessions_of(
         &self,

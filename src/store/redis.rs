@@ -335,7 +335,10 @@ impl RedisStore {
         match &commit {
             Commit::Create { key, record } => {
                 head("create", &[key]);
-                let pid = record.principal().map(|p| p.id()).unwrap_or_default();
+                let pid = record
+                    .principal()
+                    .map(|p| p.index_key())
+                    .unwrap_or_default();
                 inv.arg(pid).arg(put_args(record)?);
             }
             Commit::Patch { key, patch } => {
@@ -460,7 +463,7 @@ impl RedisStore {
     async fn commit_cluster(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
         match commit {
             Commit::Create { key, record } => {
-                let Some(pid) = record.principal().map(|p| p.id().to_owned()) else {
+                let Some(pid) = record.principal().map(|p| p.index_key().to_owned()) else {
                     return self.put(&key, put_args(&record)?).await;
                 };
                 let evicted = self.admit(&pid, &key, None, true).await?;
@@ -472,7 +475,10 @@ impl RedisStore {
                 Ok(outcome)
             }
             Commit::Patch { key, patch } => {
-                let new_owner = patch.principal().flatten().map(|p| p.id().to_owned());
+                let new_owner = patch
+                    .principal()
+                    .flatten()
+                    .map(|p| p.index_key().to_owned());
                 let mut evicted = Vec::new();
                 if let Some(owner) = &new_owner {
                     evicted = self.admit(owner, &key, Some(&key), true).await?;
@@ -482,7 +488,7 @@ impl RedisStore {
                     .await?;
                 let outcome = outcome(&answer)?;
                 let now_owner = match patch.principal() {
-                    Some(p) => p.map(|p| p.id().to_owned()).unwrap_or_default(),
+                    Some(p) => p.map(|p| p.index_key().to_owned()).unwrap_or_default(),
                     None => old.clone(),
                 };
                 if outcome == CommitOutcome::Applied && old != now_owner {
@@ -510,7 +516,10 @@ impl RedisStore {
     ) -> Result<CommitOutcome, StoreError> {
         // A login names its principal: admit the new key first, so a refused login changes
         // nothing and a live session is never missing from its index.
-        let login = patch.principal().flatten().map(|p| p.id().to_owned());
+        let login = patch
+            .principal()
+            .flatten()
+            .map(|p| p.index_key().to_owned());
         let mut evicted = Vec::new();
         if let Some(owner) = &login {
             evicted = self.admit(owner, &to, Some(&from), true).await?;
@@ -713,7 +722,7 @@ fn put_args(record: &Record) -> Result<Vec<String>, StoreError> {
     fields.insert("e".to_owned(), record.expires_at().to_string());
     if let Some(p) = record.principal() {
         fields.insert("p".to_owned(), json(p)?);
-        fields.insert("pi".to_owned(), p.id().to_owned());
+        fields.insert("pi".to_owned(), p.index_key().to_owned());
     }
     if !record.flash().is_empty() {
         fields.insert("f".to_owned(), json(&record.flash())?);
@@ -753,7 +762,7 @@ fn patch_args(patch: &Patch) -> Result<Vec<String>, StoreError> {
     match patch.principal() {
         None => args.extend([String::new(), String::new(), String::new()]),
         Some(None) => args.extend(["clear".to_owned(), String::new(), String::new()]),
-        Some(Some(p)) => args.extend(["set".to_owned(), json(p)?, p.id().to_owned()]),
+        Some(Some(p)) => args.extend(["set".to_owned(), json(p)?, p.index_key().to_owned()]),
     }
     match patch.flash() {
         None => args.extend([String::new(), String::new()]),
@@ -821,15 +830,22 @@ fn info(
     principal: &str,
     user_agent: Option<String>,
 ) -> Result<SessionInfo, StoreError> {
-    let record: Record = serde_json::from_value(serde_json::json!({
-        "created": created,
-        "last_seen": last_seen,
-        "expires_at": expires_at,
-        "principal": { "kind": "user", "id": principal },
-        "user_agent": user_agent,
-    }))
-    .map_err(corrupt)?;
-    Ok(record.info(key))
+    Ok(SessionInfo::new(
+        key,
+        created,
+        last_seen,
+        expires_at,
+        Some(id_of_index_key(principal).to_owned()),
+        user_agent,
+    ))
+}
+
+/// The principal ID inside a [`crate::Principal::index_key`] (`<kind length>:<kind>:<id>`).
+fn id_of_index_key(index_key: &str) -> &str {
+    index_key
+        .split_once(':')
+        .and_then(|(len, rest)| rest.get(len.parse::<usize>().ok()? + 1..))
+        .unwrap_or(index_key)
 }
 
 #[cfg(test)]
