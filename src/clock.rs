@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::{Duration, OffsetDateTime};
 
@@ -20,7 +21,12 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
-        OffsetDateTime::now_utc().unix_timestamp()
+        // Read on every request: `SystemTime` skips the calendar arithmetic that
+        // `OffsetDateTime::now_utc().unix_timestamp()` does only to undo it.
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+        }
     }
 }
 
@@ -79,4 +85,17 @@ pub(crate) fn to_datetime(unix_seconds: i64) -> OffsetDateTime {
     } else {
         OffsetDateTime::from_unix_timestamp(253_402_300_799).expect("year 9999 is in range")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_clock_reads_unix_seconds() {
+        let before = OffsetDateTime::now_utc().unix_timestamp();
+        let now = SystemClock.now();
+        let after = OffsetDateTime::now_utc().unix_timestamp();
+        assert!((before..=after).contains(&now), "{before} <= {now} <= {after}");
+    }
 }
