@@ -96,6 +96,9 @@ mod tests {
         let before = OffsetDateTime::now_utc().unix_timestamp();
         let now = SystemClock.now();
         let after = OffsetDateTime::now_utc().unix_timestamp();
-        assert!((before..=after).contains(&now), "{before} <= {now} <= {after}");
+        assert!(
+            (before..=after).contains(&now),
+            "{before} <= {now} <= {after}"
+        );
     }
 }

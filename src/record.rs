@@ -21,23 +21,23 @@ pub(crate) const MAX_USER_AGENT: usize = 256;
 /// [`Record::principal`] (for the per-principal index); it serialises with serde.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    created: i64,
-    last_seen: i64,
-    expires_at: i64,
+    pub(crate) created: i64,
+    pub(crate) last_seen: i64,
+    pub(crate) expires_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    principal: Option<Principal>,
+    pub(crate) principal: Option<Principal>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    data: BTreeMap<String, Value>,
+    pub(crate) data: BTreeMap<String, Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    flash: Vec<String>,
+    pub(crate) flash: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    user_agent: Option<String>,
+    pub(crate) user_agent: Option<String>,
     /// Hex SHA-256 of the creating request's `User-Agent`, when user-agent binding is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    bound_user_agent: Option<String>,
+    pub(crate) bound_user_agent: Option<String>,
     /// The creating request's client IP, when IP binding is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    bound_ip: Option<IpAddr>,
+    pub(crate) bound_ip: Option<IpAddr>,
 }
 
 impl Record {

@@ -1,16 +1,20 @@
 //! [`MemoryStore`]: the embedded default store, sharded and bounded with LRU eviction.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use lru::LruCache;
+use serde_json::Value;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{StoreError, StoreErrorKind};
-use crate::record::{Record, SessionInfo};
+use crate::principal::Principal;
+use crate::record::{Patch, Record, SessionInfo};
 use crate::store::{Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore};
 use crate::token::StoreKey;
 
@@ -42,7 +46,205 @@ impl Hasher for KeyHasher {
     }
 }
 
-type Shard = LruCache<StoreKey, Record, BuildHasherDefault<KeyHasher>>;
+/// A [`Record`] as this store keeps it: the same content in about a third of the bytes.
+///
+/// A `Record` carries a `BTreeMap`, whose first node alone is some 600 bytes however few
+/// keys it holds; here data is a sorted boxed slice and the rarely used fields are boxed, so
+/// a session with one small key costs a few hundred bytes in all.
+#[derive(Clone, Debug)]
+struct Entry {
+    created: i64,
+    last_seen: i64,
+    expires_at: i64,
+    /// The deadline this record is filed under in its shard's expiry queue; never later
+    /// than `expires_at`.
+    queued: i64,
+    principal: Option<Box<Principal>>,
+    /// Sorted by key.
+    data: Box<[(Box<str>, Value)]>,
+    flash: Box<[String]>,
+    user_agent: Option<Box<str>>,
+    /// `(bound_user_agent, bound_ip)`, boxed: binding is off by default.
+    binding: Option<Box<(Option<Box<str>>, Option<IpAddr>)>>,
+}
+
+impl Entry {
+    fn new(record: Record) -> Self {
+        Self {
+            created: record.created,
+            last_seen: record.last_seen,
+            expires_at: record.expires_at,
+            queued: record.expires_at,
+            principal: record.principal.map(Box::new),
+            // BTreeMap iterates in key order, so the slice is born sorted.
+            data: record
+                .data
+                .into_iter()
+                .map(|(k, v)| (k.into_boxed_str(), v))
+                .collect(),
+            flash: record.flash.into_boxed_slice(),
+            user_agent: record.user_agent.map(String::into_boxed_str),
+            binding: match (record.bound_user_agent, record.bound_ip) {
+                (None, None) => None,
+                (ua, ip) => Some(Box::new((ua.map(String::into_boxed_str), ip))),
+            },
+        }
+    }
+
+    fn to_record(&self) -> Record {
+        let mut data = BTreeMap::new();
+        for (k, v) in self.data.iter() {
+            data.insert(String::from(&**k), v.clone());
+        }
+        Record {
+            created: self.created,
+            last_seen: self.last_seen,
+            expires_at: self.expires_at,
+            principal: self.principal.as_deref().cloned(),
+            data,
+            flash: self.flash.to_vec(),
+            user_agent: self.user_agent.as_deref().map(str::to_owned),
+            bound_user_agent: self
+                .binding
+                .as_ref()
+                .and_then(|b| b.0.as_deref().map(str::to_owned)),
+            bound_ip: self.binding.as_ref().and_then(|b| b.1),
+        }
+    }
+
+    fn is_expired(&self, now: i64) -> bool {
+        now >= self.expires_at
+    }
+
+    fn principal(&self) -> Option<&Principal> {
+        self.principal.as_deref()
+    }
+
+    /// [`Patch::apply`] for this form.
+    fn apply(&mut self, patch: &Patch) {
+        if !patch.removes().is_empty() || !patch.sets().is_empty() {
+            let mut data = std::mem::take(&mut self.data).into_vec();
+            for key in patch.removes() {
+                if let Ok(i) = data.binary_search_by(|(k, _)| (**k).cmp(key.as_str())) {
+                    data.remove(i);
+                }
+            }
+            for (key, value) in patch.sets() {
+                match data.binary_search_by(|(k, _)| (**k).cmp(key.as_str())) {
+                    Ok(i) => data[i].1.clone_from(value),
+                    Err(i) => data.insert(i, (key.as_str().into(), value.clone())),
+                }
+            }
+            // Shrinks only when a key came or went; a changed value reallocates nothing.
+            self.data = data.into_boxed_slice();
+        }
+        if let Some(principal) = patch.principal() {
+            self.principal = principal.cloned().map(Box::new);
+        }
+        if let Some(flash) = patch.flash() {
+            self.flash = flash.into();
+        }
+        self.last_seen = patch.last_seen();
+        self.expires_at = patch.expires_at();
+    }
+}
+
+/// One lock's worth of sessions.
+struct Shard {
+    lru: LruCache<StoreKey, Entry, BuildHasherDefault<KeyHasher>>,
+    /// Min-queue of (deadline, key). A record has exactly one live item, at its `queued`
+    /// time; items of removed records, or older items of a record whose deadline moved
+    /// earlier, are stale and dropped when they come up. A deadline that moves later leaves
+    /// the item where it is: the sweep re-files it when its old time comes. So a sweep pops
+    /// only what is due, and its cost follows the expired records, not all records.
+    expiry: BinaryHeap<Reverse<(i64, StoreKey)>>,
+}
+
+impl Shard {
+    fn new() -> Self {
+        Self {
+            lru: LruCache::unbounded_with_hasher(Default::default()),
+            expiry: BinaryHeap::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.lru.len()
+    }
+
+    fn peek(&self, key: &StoreKey) -> Option<&Entry> {
+        self.lru.peek(key)
+    }
+
+    /// Reads `key` as a use (LRU order).
+    fn get(&mut self, key: &StoreKey) -> Option<&Entry> {
+        self.lru.get(key)
+    }
+
+    fn pop(&mut self, key: &StoreKey) -> Option<Entry> {
+        self.lru.pop(key)
+    }
+
+    fn pop_lru(&mut self) -> Option<(StoreKey, Entry)> {
+        self.lru.pop_lru()
+    }
+
+    /// Files `entry` under `key` (callers checked it is free or dead) and queues its deadline.
+    fn push(&mut self, key: StoreKey, mut entry: Entry) {
+        entry.queued = entry.expires_at;
+        self.expiry.push(Reverse((entry.expires_at, key)));
+        self.lru.push(key, entry);
+        // Evicted and deleted records leave stale items behind; rebuild before they
+        // outnumber the living, so the queue stays bounded by the store's size.
+        if self.expiry.len() > 2 * self.lru.len() + 64 {
+            self.expiry = self
+                .lru
+                .iter()
+                .map(|(k, e)| Reverse((e.queued, *k)))
+                .collect();
+        }
+    }
+
+    /// Applies `patch` to the record under `key` (a use, in LRU order).
+    fn patch(&mut self, key: StoreKey, patch: &Patch) {
+        let Some(entry) = self.lru.get_mut(&key) else {
+            return;
+        };
+        entry.apply(patch);
+        // A later deadline waits for the sweep to re-file it; an earlier one must be
+        // queued now or the sweep would come too late.
+        if entry.expires_at < entry.queued {
+            entry.queued = entry.expires_at;
+            self.expiry.push(Reverse((entry.expires_at, key)));
+        }
+    }
+
+    /// Removes and returns every record dead at `now`.
+    fn sweep(&mut self, now: i64) -> Vec<(StoreKey, Entry)> {
+        let mut removed = Vec::new();
+        while let Some(&Reverse((at, key))) = self.expiry.peek() {
+            if at > now {
+                break;
+            }
+            self.expiry.pop();
+            let Some(entry) = self.lru.peek_mut(&key) else {
+                continue;
+            };
+            if entry.queued != at {
+                continue;
+            }
+            if entry.is_expired(now) {
+                if let Some(entry) = self.lru.pop(&key) {
+                    removed.push((key, entry));
+                }
+            } else {
+                entry.queued = entry.expires_at;
+                self.expiry.push(Reverse((entry.expires_at, key)));
+            }
+        }
+        removed
+    }
+}
 
 /// An in-process session store: the default, with nothing to set up.
 ///
@@ -128,9 +330,7 @@ impl MemoryStore {
         };
         Self {
             inner: Arc::new(Inner {
-                shards: (0..shards)
-                    .map(|_| Mutex::new(LruCache::unbounded_with_hasher(Default::default())))
-                    .collect(),
+                shards: (0..shards).map(|_| Mutex::new(Shard::new())).collect(),
                 per_shard: max_sessions.div_ceil(shards),
                 options: Options {
                     max_sessions,
@@ -184,24 +384,17 @@ impl MemoryStore {
     }
 
     /// Removes every expired record now and answers how many went.
+    ///
+    /// Records are queued by deadline, so the cost follows the number of records that came
+    /// due since the last sweep, not the size of the store.
     pub fn sweep(&self) -> usize {
         let now = self.now();
         let mut removed = Vec::new();
         for shard in self.inner.shards.iter() {
-            let mut shard = lock(shard);
-            let dead: Vec<StoreKey> = shard
-                .iter()
-                .filter(|(_, r)| r.is_expired(now))
-                .map(|(k, _)| *k)
-                .collect();
-            for key in dead {
-                if let Some(record) = shard.pop(&key) {
-                    removed.push((key, record));
-                }
-            }
+            removed.extend(lock(shard).sweep(now));
         }
-        for (key, record) in &removed {
-            self.unindex(*key, record);
+        for (key, entry) in &removed {
+            self.unindex(*key, entry.principal());
         }
         removed.len()
     }
@@ -241,7 +434,7 @@ impl MemoryStore {
     fn peek_live(&self, key: &StoreKey, now: i64) -> Option<Record> {
         let mut shard = self.shard(key);
         match shard.peek(key) {
-            Some(r) if !r.is_expired(now) => Some(r.clone()),
+            Some(e) if !e.is_expired(now) => Some(e.to_record()),
             Some(_) => {
                 shard.pop(key);
                 None
@@ -256,15 +449,15 @@ impl MemoryStore {
         let expired = {
             let mut shard = self.shard(key);
             match shard.get(key) {
-                Some(r) if !r.is_expired(now) => return Lookup::Live(r.clone()),
+                Some(e) if !e.is_expired(now) => return Lookup::Live(e.to_record()),
                 Some(_) => shard.pop(key),
                 None => None,
             }
         };
         match expired {
-            Some(record) => {
-                self.unindex(*key, &record);
-                Lookup::Expired(record)
+            Some(entry) => {
+                self.unindex(*key, entry.principal());
+                Lookup::Expired(entry.to_record())
             }
             None => Lookup::Missing,
         }
@@ -278,7 +471,7 @@ impl MemoryStore {
 
     /// Files `record` under `key` (the caller holds that key's shard) and indexes it under
     /// its principal as having joined at `joined`.
-    fn insert(&self, shard: &mut Shard, key: StoreKey, record: Record, joined: i64) {
+    fn insert(&self, shard: &mut Shard, key: StoreKey, record: Entry, joined: i64) {
         let mut evicted = Vec::new();
         if let Some(p) = record.principal() {
             lock(&self.inner.index)
@@ -293,13 +486,13 @@ impl MemoryStore {
                 None => break,
             }
         }
-        for (key, record) in &evicted {
-            self.unindex(*key, record);
+        for (key, entry) in &evicted {
+            self.unindex(*key, entry.principal());
         }
     }
 
-    fn unindex(&self, key: StoreKey, record: &Record) {
-        let Some(p) = record.principal() else { return };
+    fn unindex(&self, key: StoreKey, principal: Option<&Principal>) {
+        let Some(p) = principal else { return };
         let mut index = lock(&self.inner.index);
         if let Some(keys) = index.get_mut(&p.index_key()) {
             keys.remove(&key);
@@ -369,7 +562,7 @@ impl MemoryStore {
                 for (_, key, record) in live.into_iter().take(excess) {
                     tracing::debug!(session = %key, "session limit: evicting oldest");
                     self.shard(&key).pop(&key);
-                    self.unindex(key, &record);
+                    self.unindex(key, record.principal());
                 }
                 Ok(())
             }
@@ -388,7 +581,7 @@ impl MemoryStore {
         if shard.peek(&key).is_some_and(|r| !r.is_expired(now)) {
             return Ok(CommitOutcome::Collision);
         }
-        self.insert(&mut shard, key, record, now);
+        self.insert(&mut shard, key, Entry::new(record), now);
         Ok(CommitOutcome::Applied)
     }
 
@@ -412,12 +605,14 @@ impl MemoryStore {
             }
         }
         let mut shard = self.shard(&key);
-        let Some(record) = shard.get_mut(&key).filter(|r| !r.is_expired(now)) else {
-            shard.pop(&key);
-            return Ok(CommitOutcome::Missing);
+        let before = match shard.peek(&key) {
+            Some(e) if !e.is_expired(now) => e.principal().map(|p| p.index_key().to_owned()),
+            _ => {
+                shard.pop(&key);
+                return Ok(CommitOutcome::Missing);
+            }
         };
-        let before = record.principal().map(|p| p.index_key().to_owned());
-        patch.apply(record);
+        shard.patch(key, patch);
         if let Some(owner) = new_owner.filter(|o| before.as_ref() != Some(o)) {
             lock(&self.inner.index)
                 .entry(owner)
@@ -462,7 +657,7 @@ impl MemoryStore {
             return Ok(CommitOutcome::Missing);
         }
         let mut record = original.clone();
-        patch.apply(&mut record);
+        record.apply(patch);
         let joined = match (&old_owner, record.principal()) {
             (Some(old), Some(p)) if *old == p.index_key() => self.joined(old, &from).unwrap_or(now),
             _ => now,
@@ -476,7 +671,7 @@ impl MemoryStore {
         }
         self.insert(&mut shard, to, record, joined);
         drop(shard);
-        self.unindex(from, &original);
+        self.unindex(from, original.principal());
         Ok(CommitOutcome::Applied)
     }
 }
@@ -511,8 +706,8 @@ impl SessionStore for MemoryStore {
             Commit::Move { from, to, patch } => self.move_to(from, to, &patch, now),
             Commit::Delete { key } => {
                 let removed = self.shard(&key).pop(&key);
-                if let Some(record) = removed {
-                    self.unindex(key, &record);
+                if let Some(entry) = removed {
+                    self.unindex(key, entry.principal());
                 }
                 Ok(CommitOutcome::Applied)
             }
@@ -546,5 +741,201 @@ impl SessionStore for MemoryStore {
             }
         }
         Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::token::SessionId;
+    use serde_json::json;
+
+    const T0: i64 = 1_000_000;
+
+    fn store(clock: &ManualClock) -> MemoryStore {
+        MemoryStore::new().with_clock(clock.clone())
+    }
+
+    async fn create(store: &MemoryStore, expires_at: i64) -> StoreKey {
+        let key = SessionId::generate().store_key();
+        let outcome = store
+            .commit(Commit::Create {
+                key,
+                record: Record::new(T0, expires_at),
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome, CommitOutcome::Applied);
+        key
+    }
+
+    fn patch(last_seen: i64, expires_at: i64) -> Patch {
+        Patch::new(last_seen, expires_at)
+    }
+
+    #[test]
+    fn entry_keeps_every_field_of_a_record() {
+        let mut record = Record::new(T0, T0 + 50);
+        record.data.insert("b".into(), json!([1, 2]));
+        record.data.insert("a".into(), json!("x"));
+        record.set_principal(Some(Principal::user("u").with_scopes(["s"])));
+        record.flash.push("hi".into());
+        record.set_user_agent(Some("agent"));
+        assert_eq!(Entry::new(record.clone()).to_record(), record);
+        record.bound_user_agent = Some("0f".repeat(32));
+        record.bound_ip = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(
+            Entry::new(record.clone()).to_record(),
+            record,
+            "with binding"
+        );
+    }
+
+    #[test]
+    fn entry_applies_patches_like_a_record() {
+        let mut record = Record::new(T0, T0 + 50);
+        record.data.insert("keep".into(), json!(1));
+        record.data.insert("drop".into(), json!(2));
+        record.data.insert("change".into(), json!(3));
+        let mut entry = Entry::new(record.clone());
+        let mut p = patch(T0 + 5, T0 + 60);
+        p.set("change".into(), json!("new"));
+        p.set("add".into(), json!({"k": true}));
+        p.remove("drop".into());
+        p.remove("absent".into());
+        p.replace_principal(Some(Principal::user("v")));
+        p.replace_flash(vec!["f".into()]);
+        p.apply(&mut record);
+        entry.apply(&p);
+        assert_eq!(entry.to_record(), record);
+    }
+
+    #[tokio::test]
+    async fn sweep_removes_exactly_the_expired_records() {
+        struct Case {
+            name: &'static str,
+            /// Deadline at creation, and the patch deadline applied after (if any).
+            created: i64,
+            patched: Option<i64>,
+            sweep_at: i64,
+            expect_removed: bool,
+        }
+        let cases = [
+            Case {
+                name: "due",
+                created: T0 + 10,
+                patched: None,
+                sweep_at: T0 + 10,
+                expect_removed: true,
+            },
+            Case {
+                name: "not yet due",
+                created: T0 + 10,
+                patched: None,
+                sweep_at: T0 + 9,
+                expect_removed: false,
+            },
+            Case {
+                name: "extended past its queued time",
+                created: T0 + 10,
+                patched: Some(T0 + 100),
+                sweep_at: T0 + 50,
+                expect_removed: false,
+            },
+            Case {
+                name: "extended, then due at the new time",
+                created: T0 + 10,
+                patched: Some(T0 + 100),
+                sweep_at: T0 + 100,
+                expect_removed: true,
+            },
+            Case {
+                name: "shortened below its queued time",
+                created: T0 + 100,
+                patched: Some(T0 + 10),
+                sweep_at: T0 + 20,
+                expect_removed: true,
+            },
+        ];
+        for case in cases {
+            let clock = ManualClock::new(T0);
+            let store = store(&clock);
+            let key = create(&store, case.created).await;
+            if let Some(at) = case.patched {
+                let outcome = store
+                    .commit(Commit::Patch {
+                        key,
+                        patch: patch(T0, at),
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(outcome, CommitOutcome::Applied, "{}", case.name);
+            }
+            if case.patched.is_some() {
+                // A sweep at the first deadline re-files an extended record; it must not
+                // lose it.
+                clock.set(T0 + 10);
+                store.sweep();
+            }
+            clock.set(case.sweep_at);
+            store.sweep();
+            assert_eq!(store.is_empty(), case.expect_removed, "{}", case.name);
+        }
+    }
+
+    #[tokio::test]
+    async fn sweep_pops_only_what_came_due() {
+        let clock = ManualClock::new(T0);
+        let store = store(&clock);
+        for i in 0..100 {
+            create(&store, T0 + 10 + i).await;
+        }
+        clock.set(T0 + 10 + 9);
+        assert_eq!(store.sweep(), 10);
+        let queued: usize = store
+            .inner
+            .shards
+            .iter()
+            .map(|s| lock(s).expiry.len())
+            .sum();
+        assert_eq!(queued, 90, "the records not due stay queued, untouched");
+        assert_eq!(store.len(), 90);
+    }
+
+    #[tokio::test]
+    async fn expiry_queue_stays_bounded_under_eviction() {
+        let clock = ManualClock::new(T0);
+        let store = MemoryStore::new()
+            .max_sessions(100)
+            .with_clock(clock.clone());
+        for _ in 0..10_000 {
+            create(&store, T0 + 1_000).await;
+        }
+        assert_eq!(store.len(), 100);
+        let queued = lock(&store.inner.shards[0]).expiry.len();
+        assert!(
+            queued <= 2 * 100 + 64,
+            "{queued} queued items for 100 records"
+        );
+        clock.set(T0 + 1_000);
+        assert_eq!(store.sweep(), 100);
+    }
+
+    #[tokio::test]
+    async fn a_move_that_collides_leaves_the_original_untouched() {
+        let clock = ManualClock::new(T0);
+        let store = store(&clock);
+        let from = create(&store, T0 + 100).await;
+        let to = create(&store, T0 + 100).await;
+        let mut p = patch(T0 + 1, T0 + 200);
+        p.set("k".into(), json!(1));
+        let outcome = store
+            .commit(Commit::Move { from, to, patch: p })
+            .await
+            .unwrap();
+        assert_eq!(outcome, CommitOutcome::Collision);
+        let original = store.load(&from).await.unwrap().unwrap();
+        assert_eq!(original, Record::new(T0, T0 + 100));
     }
 }
