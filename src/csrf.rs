@@ -10,7 +10,7 @@ use base64::Engine as _;
 use hmac::Mac as _;
 use subtle::ConstantTimeEq as _;
 
-use crate::key::{fill_random, HmacSha256, KeyRing};
+use crate::key::{random_32, HmacSha256, KeyRing};
 use crate::token::SessionId;
 
 /// Length of a masked CSRF token: 64 bytes in unpadded base64url.
@@ -55,7 +55,7 @@ impl CsrfKeys {
 /// Masks `secret` with a fresh random pad.
 pub fn mask(secret: &[u8; 32]) -> String {
     let mut buf = [0u8; 64];
-    fill_random(&mut buf[..32]);
+    buf[..32].copy_from_slice(&random_32());
     for i in 0..32 {
         buf[32 + i] = secret[i] ^ buf[i];
     }

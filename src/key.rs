@@ -183,9 +183,43 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
         .expect("the operating system's random source failed");
 }
 
+/// 32 bytes from the OS CSPRNG, for session IDs and CSRF masks.
+///
+/// A `getrandom` call costs about as much as the rest of creating a session, so each thread
+/// draws 16 values' worth at once and hands them out in order, wiping each as it goes: bytes
+/// already handed out never stay in memory here. Like any user-space randomness (`ThreadRng`
+/// included) a process that `fork`s without `exec` would share the unused rest with its
+/// child; servers on an async runtime do not fork.
+pub(crate) fn random_32() -> [u8; 32] {
+    const VALUES: usize = 16;
+    thread_local! {
+        static POOL: std::cell::RefCell<([u8; 32 * VALUES], usize)> =
+            const { std::cell::RefCell::new(([0; 32 * VALUES], 32 * VALUES)) };
+    }
+    POOL.with_borrow_mut(|(bytes, used)| {
+        if *used == bytes.len() {
+            fill_random(bytes);
+            *used = 0;
+        }
+        let chunk = &mut bytes[*used..*used + 32];
+        let mut out = [0u8; 32];
+        out.copy_from_slice(chunk);
+        chunk.fill(0);
+        *used += 32;
+        out
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pooled_random_values_are_distinct_across_refills() {
+        let values: std::collections::HashSet<[u8; 32]> = (0..100).map(|_| random_32()).collect();
+        assert_eq!(values.len(), 100);
+        assert!(!values.contains(&[0u8; 32]), "a wiped chunk was handed out");
+    }
 
     #[test]
     fn short_keys_are_rejected_with_their_length() {

@@ -23,7 +23,7 @@ use base64::Engine as _;
 use hmac::Mac as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::key::{fill_random, HmacSha256, KeyRing};
+use crate::key::{random_32, HmacSha256, KeyRing};
 
 /// Length of an encoded session ID: 32 bytes in unpadded base64url.
 pub const ID_LEN: usize = 43;
@@ -46,9 +46,7 @@ impl SessionId {
     ///
     /// When the operating system's random source fails.
     pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        fill_random(&mut bytes);
-        Self(bytes)
+        Self(random_32())
     }
 
     /// Parses the 43-character base64url form. Non-canonical encodings are rejected.
