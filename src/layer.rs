@@ -16,6 +16,7 @@ use crate::origin::Origin;
 use crate::service::SessionService;
 use crate::store::{DynStore, MemoryStore, SessionStore};
 use crate::token::TokenCodec;
+use crate::transport;
 
 /// How new tokens leave the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +32,8 @@ pub(crate) struct LayerState {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) sources: Vec<TokenSource>,
     pub(crate) cookie: CookieConfig,
+    /// `cookie`'s attributes rendered once (`transport::cookie_attributes`).
+    pub(crate) cookie_attributes: String,
     pub(crate) cookie_codec: TokenCodec,
     pub(crate) header_codec: TokenCodec,
     pub(crate) csrf: CsrfKeys,
@@ -136,6 +139,7 @@ impl SessionLayer {
             header_codec: TokenCodec::new(&config.keys, "header"),
             csrf: CsrfKeys::new(&config.keys),
             sources: config.sources,
+            cookie_attributes: transport::cookie_attributes(&config.cookie),
             cookie: config.cookie,
             idle: config.idle.whole_seconds(),
             absolute: config.absolute.whole_seconds(),
@@ -161,6 +165,11 @@ impl SessionLayer {
     /// the layer share them.
     pub fn stats(&self) -> Stats {
         self.state.events.snapshot(self.state.store.session_count())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> &LayerState {
+        &self.state
     }
 
     /// Keeps sessions in `store` instead of the default [`MemoryStore`].

@@ -16,10 +16,12 @@
 //! assert_eq!(cookie_values(&headers, "sid").collect::<Vec<_>>(), ["first", "second"]);
 //! ```
 
+use std::fmt::Write as _;
+
 use http::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue};
 
-use crate::config::{TokenSource, SESSION_TOKEN_HEADER};
+use crate::config::{CookieConfig, TokenSource, SESSION_TOKEN_HEADER};
 use crate::event::RejectReason;
 use crate::layer::{LayerState, Transport};
 use crate::session::{Emit, Incoming};
@@ -201,10 +203,11 @@ fn add_vary(headers: &mut HeaderMap, name: &str) {
     }
 }
 
-/// `max_age`: `Some(seconds)` for a live token, `None` to clear the cookie.
-fn set_cookie(layer: &LayerState, value: &str, max_age: Option<i64>) -> String {
-    let cfg = &layer.cookie;
-    let mut builder = cookie::Cookie::build((cfg.cookie_name(), value))
+/// The attributes every session cookie carries (`; HttpOnly; SameSite=Lax; Path=/`...),
+/// rendered once by the `cookie` crate when the layer is built: only the value and
+/// `Max-Age` change per response.
+pub(crate) fn cookie_attributes(cfg: &CookieConfig) -> String {
+    let mut builder = cookie::Cookie::build((cfg.cookie_name(), ""))
         .path(cfg.path_value())
         .secure(cfg.is_secure())
         .http_only(cfg.is_http_only())
@@ -212,14 +215,29 @@ fn set_cookie(layer: &LayerState, value: &str, max_age: Option<i64>) -> String {
     if let Some(domain) = cfg.domain_value() {
         builder = builder.domain(domain);
     }
+    let rendered = builder.build().to_string();
+    // `name=` comes first; the cookie crate writes `Max-Age` after every attribute set here.
+    rendered[cfg.cookie_name().len() + 1..].to_owned()
+}
+
+/// `max_age`: `Some(seconds)` for a live token, `None` to clear the cookie.
+fn set_cookie(layer: &LayerState, value: &str, max_age: Option<i64>) -> String {
+    let name = layer.cookie.cookie_name();
+    let attributes = &layer.cookie_attributes;
+    let mut out = String::with_capacity(name.len() + value.len() + attributes.len() + 32);
+    out.push_str(name);
+    out.push('=');
+    out.push_str(value);
+    out.push_str(attributes);
     match max_age {
-        None => builder = builder.max_age(time::Duration::ZERO),
-        Some(secs) if cfg.is_persistent() => {
-            builder = builder.max_age(time::Duration::seconds(secs));
+        None => out.push_str("; Max-Age=0"),
+        Some(secs) if layer.cookie.is_persistent() => {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "; Max-Age={secs}");
         }
         Some(_) => {}
     }
-    builder.build().to_string()
+    out
 }
 
 #[cfg(test)]
@@ -233,6 +251,68 @@ mod tests {
         h.append(COOKIE, HeaderValue::from_static("sid=second"));
         let got: Vec<_> = cookie_values(&h, "sid").collect();
         assert_eq!(got, ["first", "second"]);
+    }
+
+    /// What `set_cookie` wrote before the attributes were pre-rendered: the cookie crate's
+    /// own output, which the fast path must reproduce byte for byte.
+    fn via_cookie_crate(cfg: &CookieConfig, value: &str, max_age: Option<i64>) -> String {
+        let mut builder = cookie::Cookie::build((cfg.cookie_name(), value))
+            .path(cfg.path_value())
+            .secure(cfg.is_secure())
+            .http_only(cfg.is_http_only())
+            .same_site(cfg.same_site_value());
+        if let Some(domain) = cfg.domain_value() {
+            builder = builder.domain(domain);
+        }
+        match max_age {
+            None => builder = builder.max_age(time::Duration::ZERO),
+            Some(secs) if cfg.is_persistent() => {
+                builder = builder.max_age(time::Duration::seconds(secs));
+            }
+            Some(_) => {}
+        }
+        builder.build().to_string()
+    }
+
+    #[test]
+    fn set_cookie_matches_the_cookie_crate() {
+        use crate::{Key, SessionConfig, SessionLayer};
+        struct Case {
+            name: &'static str,
+            cookie: CookieConfig,
+        }
+        let cases = [
+            Case {
+                name: "defaults",
+                cookie: CookieConfig::default(),
+            },
+            Case {
+                name: "plain http, strict, domain",
+                cookie: CookieConfig::new("sid")
+                    .secure(false)
+                    .same_site(cookie::SameSite::Strict)
+                    .domain("example.test")
+                    .path("/app"),
+            },
+            Case {
+                name: "browser session, not http-only",
+                cookie: CookieConfig::new("s").http_only(false).persistent(false),
+            },
+        ];
+        for case in cases {
+            let layer = SessionLayer::new(
+                SessionConfig::web(Key::from_bytes(&[1; 32]).unwrap()).cookie(case.cookie.clone()),
+            );
+            let state = layer.state();
+            for (value, max_age) in [("v1.abc", Some(43_200)), ("", None), ("x", Some(0))] {
+                assert_eq!(
+                    set_cookie(state, value, max_age),
+                    via_cookie_crate(&case.cookie, value, max_age),
+                    "{}",
+                    case.name
+                );
+            }
+        }
     }
 
     #[test]
