@@ -14,7 +14,7 @@ use crate::error::ConfigError;
 use crate::event::{Events, Stats};
 use crate::origin::Origin;
 use crate::service::SessionService;
-use crate::store::{DynStore, MemoryStore, SessionStore};
+use crate::store::{LayerStore, MemoryStore, SessionStore};
 use crate::token::TokenCodec;
 use crate::transport;
 
@@ -28,7 +28,7 @@ pub(crate) enum Transport {
 /// Everything derived from a [`SessionConfig`] at start-up and shared by all requests.
 #[derive(Clone)]
 pub(crate) struct LayerState {
-    pub(crate) store: Arc<dyn DynStore>,
+    pub(crate) store: LayerStore,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) sources: Vec<TokenSource>,
     pub(crate) cookie: CookieConfig,
@@ -130,7 +130,7 @@ impl SessionLayer {
         };
         let state = LayerState {
             binding: Binding::new(&config),
-            store: Arc::new(store),
+            store: LayerStore::Memory(store),
             clock: config.clock.clone(),
             cookie_codec: TokenCodec::new(
                 &config.keys,
@@ -175,7 +175,7 @@ impl SessionLayer {
     /// Keeps sessions in `store` instead of the default [`MemoryStore`].
     pub fn with_store(self, store: impl SessionStore) -> Self {
         let mut state = (*self.state).clone();
-        state.store = Arc::new(store);
+        state.store = LayerStore::new(store);
         Self {
             state: Arc::new(state),
         }

@@ -682,6 +682,31 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+impl MemoryStore {
+    /// [`SessionStore::lookup`] without the future: the layer calls the default store
+    /// directly.
+    pub(crate) fn lookup_now(&self, key: &StoreKey) -> Lookup {
+        self.touch(key)
+    }
+
+    /// [`SessionStore::commit`] without the future.
+    pub(crate) fn commit_now(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
+        let now = self.now();
+        match commit {
+            Commit::Create { key, record } => self.create(key, record, now),
+            Commit::Patch { key, patch } => self.patch(key, &patch, now),
+            Commit::Move { from, to, patch } => self.move_to(from, to, &patch, now),
+            Commit::Delete { key } => {
+                let removed = self.shard(&key).pop(&key);
+                if let Some(entry) = removed {
+                    self.unindex(key, entry.principal());
+                }
+                Ok(CommitOutcome::Applied)
+            }
+        }
+    }
+}
+
 impl SessionStore for MemoryStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         Ok(match self.touch(key) {
@@ -699,19 +724,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
-        let now = self.now();
-        match commit {
-            Commit::Create { key, record } => self.create(key, record, now),
-            Commit::Patch { key, patch } => self.patch(key, &patch, now),
-            Commit::Move { from, to, patch } => self.move_to(from, to, &patch, now),
-            Commit::Delete { key } => {
-                let removed = self.shard(&key).pop(&key);
-                if let Some(entry) = removed {
-                    self.unindex(key, entry.principal());
-                }
-                Ok(CommitOutcome::Applied)
-            }
-        }
+        self.commit_now(commit)
     }
 
     async fn sessions_of(&self, principal: &str) -> Result<Vec<SessionInfo>, StoreError> {

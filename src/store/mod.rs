@@ -17,8 +17,10 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
@@ -186,6 +188,62 @@ pub trait SessionStore: Send + Sync + 'static {
 }
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The layer's store. The default [`MemoryStore`] is called directly (its work is
+/// synchronous, so there is no future to box or to carry); any other store goes through
+/// [`DynStore`], one boxed future per call.
+#[derive(Clone)]
+pub(crate) enum LayerStore {
+    Memory(MemoryStore),
+    Dyn(Arc<dyn DynStore>),
+}
+
+impl LayerStore {
+    pub(crate) fn new<S: SessionStore>(store: S) -> Self {
+        match (&store as &dyn Any).downcast_ref::<MemoryStore>() {
+            Some(memory) => Self::Memory(memory.clone()),
+            None => Self::Dyn(Arc::new(store)),
+        }
+    }
+
+    pub(crate) async fn lookup(&self, key: &StoreKey) -> Result<Lookup, StoreError> {
+        match self {
+            Self::Memory(store) => Ok(store.lookup_now(key)),
+            Self::Dyn(store) => store.lookup(key).await,
+        }
+    }
+
+    pub(crate) fn session_count(&self) -> Option<usize> {
+        match self {
+            Self::Memory(store) => Some(store.len()),
+            Self::Dyn(store) => store.session_count(),
+        }
+    }
+
+    pub(crate) async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
+        match self {
+            Self::Memory(store) => store.commit_now(commit),
+            Self::Dyn(store) => store.commit(commit).await,
+        }
+    }
+
+    pub(crate) async fn sessions_of(
+        &self,
+        principal: &str,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        match self {
+            Self::Memory(store) => SessionStore::sessions_of(store, principal).await,
+            Self::Dyn(store) => store.sessions_of(principal).await,
+        }
+    }
+
+    pub(crate) async fn delete_sessions_of(&self, principal: &str) -> Result<u64, StoreError> {
+        match self {
+            Self::Memory(store) => SessionStore::delete_sessions_of(store, principal).await,
+            Self::Dyn(store) => store.delete_sessions_of(principal).await,
+        }
+    }
+}
 
 /// Object-safe mirror of [`SessionStore`], so the layer and the extractors need no store type
 /// parameter.
