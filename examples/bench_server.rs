@@ -1,0 +1,37 @@
+//! The benchmark router as a real server on 127.0.0.1, for `scripts/load.sh`.
+//!
+//! `cargo run --release --example bench_server -- <axum|tessera|tower-sessions>` binds an
+//! ephemeral loopback port, creates one session through its own router, then prints
+//! `cookie <name=value>` (empty for bare axum) and `listening <addr>` and serves until killed.
+
+#[path = "../benches/support/apps.rs"]
+mod apps;
+
+use std::io::Write as _;
+
+use apps::Variant;
+
+#[tokio::main]
+async fn main() {
+    let Some(variant) = std::env::args().nth(1).and_then(|a| Variant::parse(&a)) else {
+        eprintln!("usage: bench_server <axum|tessera|tower-sessions>");
+        std::process::exit(2);
+    };
+    let app = apps::router(variant);
+    let cookie = match variant {
+        // Same header size as the session variants.
+        Variant::Axum => apps::session_cookie(&apps::router(Variant::Tessera)).await,
+        _ => apps::session_cookie(&app).await,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1");
+    let addr = listener.local_addr().expect("local address");
+    let cookie = cookie.map(|c| c.to_str().unwrap_or_default().to_owned());
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "cookie {}", cookie.unwrap_or_default()).expect("stdout");
+    writeln!(out, "listening {addr}").expect("stdout");
+    out.flush().expect("stdout");
+    drop(out);
+    axum::serve(listener, app).await.expect("serve");
+}
