@@ -94,8 +94,11 @@ struct State {
 
 #[derive(Default)]
 struct Changes {
-    /// Data keys touched: `Some` set, `None` removed.
+    /// Data keys touched: `Some` set, `None` removed. Kept only for a stored session,
+    /// whose commit is a patch; a new session is created whole.
     data: BTreeMap<String, Option<Value>>,
+    /// Data of a session not in the store changed.
+    unsaved_data: bool,
     principal: bool,
     flash: bool,
     /// A new ID was assigned that the client does not hold yet: send its token even if
@@ -120,7 +123,7 @@ struct Changes {
 
 impl Changes {
     fn dirty(&self) -> bool {
-        !self.data.is_empty() || self.principal || self.flash
+        !self.data.is_empty() || self.unsaved_data || self.principal || self.flash
     }
 }
 
@@ -374,8 +377,13 @@ impl Session {
     pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), serde_json::Error> {
         let value = serde_json::to_value(value)?;
         let mut st = lock(&self.inner.state);
-        st.record.data_mut().insert(key.to_owned(), value.clone());
-        st.changes.data.insert(key.to_owned(), Some(value));
+        if st.stored.is_some() {
+            st.record.data_mut().insert(key.to_owned(), value.clone());
+            st.changes.data.insert(key.to_owned(), Some(value));
+        } else {
+            st.record.data_mut().insert(key.to_owned(), value);
+            st.changes.unsaved_data = true;
+        }
         Ok(())
     }
 
@@ -383,7 +391,11 @@ impl Session {
     pub fn remove(&self, key: &str) -> Option<Value> {
         let mut st = lock(&self.inner.state);
         let old = st.record.data_mut().remove(key)?;
-        st.changes.data.insert(key.to_owned(), None);
+        if st.stored.is_some() {
+            st.changes.data.insert(key.to_owned(), None);
+        } else {
+            st.changes.unsaved_data = true;
+        }
         Some(old)
     }
 

@@ -18,6 +18,7 @@
 
 use std::fmt::Write as _;
 
+use bytes::Bytes;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue};
 
@@ -156,7 +157,7 @@ pub(crate) fn write(layer: &LayerState, emit: Emit, headers: &mut HeaderMap) {
             transport: Transport::Header,
             ..
         } => {
-            if let Ok(v) = HeaderValue::from_str(&token) {
+            if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(token)) {
                 headers.insert(SESSION_TOKEN_HEADER, v);
             }
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -168,7 +169,8 @@ pub(crate) fn write(layer: &LayerState, emit: Emit, headers: &mut HeaderMap) {
         Emit::Token { token, max_age, .. } => set_cookie(layer, &token, Some(max_age)),
         Emit::Clear { .. } => set_cookie(layer, "", None),
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    // Hands the string's buffer to the header as is: no copy.
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
         headers.append(SET_COOKIE, v);
         add_vary(headers, "Cookie");
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
