@@ -4,6 +4,10 @@
 //!
 //! `cargo bench --bench session` (about two minutes); `cargo bench --bench session -- read`
 //! runs one workload.
+//!
+//! Times are the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`): the runtime runs
+//! every request on that thread, and on a shared machine wall time also counts the time
+//! slices other processes took. `BENCH_CLOCK=wall` measures wall time instead.
 
 #[path = "support/apps.rs"]
 mod apps;
@@ -12,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use apps::{Variant, Workload};
+use cpu_time::ThreadTime;
 use criterion::{BenchmarkId, Criterion};
 use tokio::runtime::Runtime;
 use tower::ServiceExt as _;
@@ -28,7 +33,7 @@ fn runtime() -> Runtime {
 /// The router is built per sample, outside the timing: `new` adds a session per request
 /// and tower-sessions' store is unbounded, so a shared store would grow through the whole
 /// run and the last samples would time a bigger map than the first.
-fn run(rt: &Runtime, variant: Variant, workload: Workload, iters: u64) -> Duration {
+fn run(rt: &Runtime, variant: Variant, workload: Workload, iters: u64, wall: bool) -> Duration {
     rt.block_on(async {
         let app = apps::router(variant);
         let cookie = match (variant, workload) {
@@ -37,6 +42,7 @@ fn run(rt: &Runtime, variant: Variant, workload: Workload, iters: u64) -> Durati
             (Variant::Axum, _) => apps::session_cookie(&apps::router(Variant::Tessera)).await,
             _ => apps::session_cookie(&app).await,
         };
+        let cpu = ThreadTime::now();
         let start = Instant::now();
         for _ in 0..iters {
             let res = app
@@ -47,17 +53,22 @@ fn run(rt: &Runtime, variant: Variant, workload: Workload, iters: u64) -> Durati
             debug_assert!(res.status().is_success());
             std::hint::black_box(res);
         }
-        start.elapsed()
+        if wall {
+            start.elapsed()
+        } else {
+            cpu.elapsed()
+        }
     })
 }
 
 fn benches(c: &mut Criterion) {
     let rt = runtime();
+    let wall = std::env::var("BENCH_CLOCK").is_ok_and(|c| c == "wall");
     for workload in Workload::ALL {
         let mut group = c.benchmark_group(workload.name());
         for variant in Variant::ALL {
             group.bench_function(BenchmarkId::from_parameter(variant.name()), |b| {
-                b.iter_custom(|iters| run(&rt, variant, workload, iters));
+                b.iter_custom(|iters| run(&rt, variant, workload, iters, wall));
             });
         }
         group.finish();

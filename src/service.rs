@@ -72,6 +72,7 @@ where
         let client = self.state.binding.client(&req);
         let session = Session::new(
             self.state.clone(),
+            now,
             incoming,
             user_agent,
             client,

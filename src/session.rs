@@ -3,7 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
 use http::{HeaderValue, Method, Uri};
 use serde::de::DeserializeOwned;
@@ -18,7 +21,7 @@ use crate::event::{EventKind, ExpiryReason, RejectReason, RotateReason, Subject}
 use crate::layer::{LayerState, Transport};
 use crate::principal::Principal;
 use crate::record::{Patch, Record, SessionInfo};
-use crate::store::{BoxFuture, Commit, CommitOutcome, Lookup};
+use crate::store::{BoxFuture, Commit, CommitOutcome, LayerStore, Lookup};
 use crate::token::{SessionId, StoreKey, Verified};
 
 /// A verified token as it arrived.
@@ -68,6 +71,8 @@ pub struct Session {
 
 struct Handle {
     layer: Arc<LayerState>,
+    /// When the request arrived (Unix seconds).
+    now: i64,
     incoming: Option<Incoming>,
     user_agent: Option<HeaderValue>,
     /// What the request looks like to the optional binding (empty when binding is off).
@@ -152,6 +157,25 @@ pub(crate) enum CommitFailure {
     Collisions,
 }
 
+/// The future [`Session::load`] returns: ready at once, or the store's load.
+pub(crate) enum Load<'a> {
+    Ready(Option<Result<(), StoreError>>),
+    Pending(BoxFuture<'a, Result<(), StoreError>>),
+}
+
+impl Future for Load<'_> {
+    type Output = Result<(), StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Load::Ready(result) => {
+                Poll::Ready(result.take().expect("Load polled after completion"))
+            }
+            Load::Pending(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
 pub(crate) enum Finish {
     Done(Emit),
     Store(BoxFuture<'static, Result<Emit, CommitFailure>>),
@@ -166,6 +190,7 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 impl Session {
     pub(crate) fn new(
         layer: Arc<LayerState>,
+        now: i64,
         incoming: Option<Incoming>,
         user_agent: Option<HeaderValue>,
         client: Client,
@@ -175,6 +200,7 @@ impl Session {
         Self {
             inner: Arc::new(Handle {
                 layer,
+                now,
                 incoming,
                 user_agent,
                 client,
@@ -195,23 +221,69 @@ impl Session {
     }
 
     /// Loads the record on first use; later calls reuse the result, errors included.
-    pub(crate) async fn load(&self) -> Result<(), StoreError> {
-        self.inner
-            .loaded
-            .get_or_init(|| self.load_from_store())
-            .await
-            .clone()
+    ///
+    /// The default [`MemoryStore`](crate::store::MemoryStore) answers synchronously, so its
+    /// load runs right here and the returned future is ready at once: no nested state machine
+    /// to build and move on every request. Other stores load through the `OnceCell`.
+    pub(crate) fn load(&self) -> Load<'_> {
+        if let Some(result) = self.inner.loaded.get() {
+            return Load::Ready(Some(result.clone()));
+        }
+        let ready = match (&self.inner.layer.store, &self.inner.incoming) {
+            (_, None) => Some(Ok(())),
+            (LayerStore::Memory(store), Some(incoming)) => {
+                // Under the state lock, so two first loads on different threads cannot both
+                // apply a record (the second could overwrite what a handler wrote between).
+                let mut st = lock(&self.inner.state);
+                if let Some(result) = self.inner.loaded.get() {
+                    return Load::Ready(Some(result.clone()));
+                }
+                let key = incoming.verified.id().store_key();
+                let result = self.take_in(&mut st, key, Ok(store.lookup_now(&key)));
+                if self.inner.loaded.set(result.clone()).is_ok() {
+                    return Load::Ready(Some(result));
+                }
+                None
+            }
+            (LayerStore::Dyn(_), Some(_)) => None,
+        };
+        if let Some(result) = ready {
+            if self.inner.loaded.set(result.clone()).is_ok() {
+                return Load::Ready(Some(result));
+            }
+        }
+        Load::Pending(Box::pin(async move {
+            self.inner
+                .loaded
+                .get_or_init(|| self.load_from_store())
+                .await
+                .clone()
+        }))
     }
 
     async fn load_from_store(&self) -> Result<(), StoreError> {
         let Some(incoming) = &self.inner.incoming else {
             return Ok(());
         };
+        let key = incoming.verified.id().store_key();
+        let found = self.inner.layer.store.lookup(&key).await;
+        self.take_in(&mut lock(&self.inner.state), key, found)
+    }
+
+    /// Takes in what the store answered for `key`.
+    fn take_in(
+        &self,
+        st: &mut State,
+        key: StoreKey,
+        found: Result<Lookup, StoreError>,
+    ) -> Result<(), StoreError> {
+        let Some(incoming) = &self.inner.incoming else {
+            return Ok(());
+        };
         let layer = &self.inner.layer;
         let id = incoming.verified.id();
-        let key = id.store_key();
-        let found = layer.store.lookup(&key).await;
-        let now = layer.clock.now();
+        // The request's own time: a second clock read here would cost more than it tells.
+        let now = self.inner.now;
         let found = found.inspect_err(|err| {
             self.report(EventKind::StoreError(err.kind()), Some(key), None, now);
         })?;
@@ -223,7 +295,7 @@ impl Session {
                     None,
                     now,
                 );
-                self.adopt(id);
+                Self::adopt(st, id);
             }
             Lookup::Expired(r) | Lookup::Live(r) if r.is_expired(now) => {
                 let reason = if now >= r.created().saturating_add(layer.absolute) {
@@ -233,7 +305,7 @@ impl Session {
                 };
                 let principal = r.principal().map(Principal::id);
                 self.report(EventKind::Expired(reason), Some(key), principal, now);
-                self.adopt(id);
+                Self::adopt(st, id);
             }
             Lookup::Expired(_) => {
                 // The store's clock says expired but ours does not: trust the store.
@@ -243,7 +315,7 @@ impl Session {
                     None,
                     now,
                 );
-                self.adopt(id);
+                Self::adopt(st, id);
             }
             Lookup::Live(record) => {
                 if let Some(reason) = layer.binding.mismatch(&record, &self.inner.client) {
@@ -258,7 +330,6 @@ impl Session {
                     record.principal().map(Principal::id),
                     now,
                 );
-                let mut st = lock(&self.inner.state);
                 st.changes.refresh = now.saturating_sub(record.last_seen()) >= layer.refresh_after;
                 st.changes.reissue = incoming.verified.needs_reissue();
                 st.id = Some(id.clone());
@@ -276,8 +347,7 @@ impl Session {
     /// CSRF tokens of an unsaved anonymous session (a login form) verify on the next request
     /// without storing a record per visitor. Login and every other privilege change still
     /// move to a fresh ID, so adopting never fixates a session.
-    fn adopt(&self, id: &SessionId) {
-        let mut st = lock(&self.inner.state);
+    fn adopt(st: &mut State, id: &SessionId) {
         st.id = Some(id.clone());
         st.adopted = true;
     }
