@@ -29,6 +29,9 @@ pub(crate) enum Transport {
 #[derive(Clone)]
 pub(crate) struct LayerState {
     pub(crate) store: LayerStore,
+    /// The store is the default MemoryStore, built on this layer's clock: it may be handed
+    /// the request's time instead of reading the clock again.
+    pub(crate) store_on_layer_clock: bool,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) sources: Vec<TokenSource>,
     pub(crate) cookie: CookieConfig,
@@ -131,6 +134,7 @@ impl SessionLayer {
         let state = LayerState {
             binding: Binding::new(&config),
             store: LayerStore::Memory(store),
+            store_on_layer_clock: true,
             clock: config.clock.clone(),
             cookie_codec: TokenCodec::new(
                 &config.keys,
@@ -176,6 +180,7 @@ impl SessionLayer {
     pub fn with_store(self, store: impl SessionStore) -> Self {
         let mut state = (*self.state).clone();
         state.store = LayerStore::new(store);
+        state.store_on_layer_clock = false;
         Self {
             state: Arc::new(state),
         }

@@ -239,7 +239,12 @@ impl Session {
                     return Load::Ready(Some(result.clone()));
                 }
                 let key = incoming.verified.id().store_key();
-                let result = self.take_in(&mut st, key, Ok(store.lookup_now(&key)));
+                let found = if self.inner.layer.store_on_layer_clock {
+                    store.lookup_at(&key, self.inner.now)
+                } else {
+                    store.lookup_now(&key)
+                };
+                let result = self.take_in(&mut st, key, Ok(found));
                 if self.inner.loaded.set(result.clone()).is_ok() {
                     return Load::Ready(Some(result));
                 }

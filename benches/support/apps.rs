@@ -73,14 +73,14 @@ const SECRET: [u8; 64] = [7u8; 64];
 pub fn router(variant: Variant) -> Router {
     match variant {
         Variant::Axum => bare::router(),
-        Variant::Tessera => tessera::router(axum_tessera::store::MemoryStore::new()),
+        Variant::Tessera => tessera::router(None),
         Variant::TowerSessions => towers::router(),
     }
 }
 
 /// A router on a given tessera store (for the scaling and memory figures).
 pub fn tessera_router(store: axum_tessera::store::MemoryStore) -> Router {
-    tessera::router(store)
+    tessera::router(Some(store))
 }
 
 /// A tower-sessions router on a given store.
@@ -118,15 +118,20 @@ mod tessera {
         0u64.to_string()
     }
 
-    pub(super) fn router(store: axum_tessera::store::MemoryStore) -> Router {
+    /// `None`: the layer's default MemoryStore, as most applications use it.
+    pub(super) fn router(store: Option<axum_tessera::store::MemoryStore>) -> Router {
         let key = Key::from_bytes(&SECRET).expect("64 bytes");
         // A plain `id` cookie like tower-sessions' default, so both send the same shape.
         let cfg = SessionConfig::web(key).cookie(CookieConfig::new("id").secure(false));
+        let layer = match store {
+            Some(store) => SessionLayer::new(cfg).with_store(store),
+            None => SessionLayer::new(cfg),
+        };
         Router::new()
             .route("/read", get(read))
             .route("/write", get(write))
             .route("/new", get(new))
-            .layer(SessionLayer::new(cfg).with_store(store))
+            .layer(layer)
     }
 }
 

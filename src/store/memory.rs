@@ -444,8 +444,7 @@ impl MemoryStore {
     }
 
     /// Reads `key` as a use (LRU order); an expired record is removed and reported.
-    fn touch(&self, key: &StoreKey) -> Lookup {
-        let now = self.now();
+    fn touch(&self, key: &StoreKey, now: i64) -> Lookup {
         let expired = {
             let mut shard = self.shard(key);
             match shard.get(key) {
@@ -686,7 +685,13 @@ impl MemoryStore {
     /// [`SessionStore::lookup`] without the future: the layer calls the default store
     /// directly.
     pub(crate) fn lookup_now(&self, key: &StoreKey) -> Lookup {
-        self.touch(key)
+        self.touch(key, self.now())
+    }
+
+    /// [`MemoryStore::lookup_now`] at `now`, for a caller that already read this store's
+    /// clock.
+    pub(crate) fn lookup_at(&self, key: &StoreKey, now: i64) -> Lookup {
+        self.touch(key, now)
     }
 
     /// [`SessionStore::commit`] without the future.
@@ -709,14 +714,14 @@ impl MemoryStore {
 
 impl SessionStore for MemoryStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        Ok(match self.touch(key) {
+        Ok(match self.touch(key, self.now()) {
             Lookup::Live(record) => Some(record),
             _ => None,
         })
     }
 
     async fn lookup(&self, key: &StoreKey) -> Result<Lookup, StoreError> {
-        Ok(self.touch(key))
+        Ok(self.touch(key, self.now()))
     }
 
     fn session_count(&self) -> Option<usize> {
