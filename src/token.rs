@@ -318,16 +318,23 @@ impl TokenCodec {
     }
 }
 
+/// Cuts `v1.<id>.<issued>.<mac>` at the fixed positions the lengths of the ID and the MAC
+/// give, without scanning for dots. A stray `.` can only land inside a segment, where the
+/// base64 or base62 decoding that follows rejects it.
 fn split(token: &str) -> Option<(&str, &str, &str)> {
     let rest = token.strip_prefix("v1.")?;
-    let mut parts = rest.split('.');
-    let id = parts.next()?;
-    let issued = parts.next()?;
-    let tag = parts.next()?;
-    if parts.next().is_some() || id.len() != ID_LEN || tag.len() != MAC_LEN {
+    let bytes = rest.as_bytes();
+    let tag_start = bytes.len().checked_sub(MAC_LEN)?;
+    // At least one issued digit between the two dots.
+    if tag_start < ID_LEN + 3 || bytes[ID_LEN] != b'.' || bytes[tag_start - 1] != b'.' {
         return None;
     }
-    Some((id, issued, tag))
+    // `get` rather than indexing: non-ASCII input may not split on a char boundary.
+    Some((
+        rest.get(..ID_LEN)?,
+        rest.get(ID_LEN + 1..tag_start - 1)?,
+        rest.get(tag_start..)?,
+    ))
 }
 
 /// Decodes exactly 32 bytes of canonical unpadded base64url (the engine rejects padding and
@@ -400,6 +407,12 @@ mod tests {
         assert_eq!(parse_base62("a-"), None);
     }
 
+    fn issued_1000() -> String {
+        let mut s = String::new();
+        push_base62(&mut s, 1000);
+        s
+    }
+
     #[test]
     fn table_of_rejections() {
         struct Case {
@@ -434,6 +447,25 @@ mod tests {
             Case {
                 name: "trailing pad",
                 token: format!("{good}="),
+                expect: TokenError::Malformed,
+            },
+            Case {
+                name: "empty issued time",
+                token: format!(
+                    "v1.{}..{}",
+                    &good[3..3 + ID_LEN],
+                    &good[good.len() - MAC_LEN..]
+                ),
+                expect: TokenError::Malformed,
+            },
+            Case {
+                name: "dot inside the issued time",
+                token: good.replacen(&format!(".{}.", issued_1000()), ".G.8.", 1),
+                expect: TokenError::Malformed,
+            },
+            Case {
+                name: "non-ASCII where a dot belongs",
+                token: format!("v1.{}é{}", &good[3..3 + ID_LEN], &good[3 + ID_LEN + 1..]),
                 expect: TokenError::Malformed,
             },
             Case {
