@@ -71,21 +71,29 @@ const SECRET: [u8; 64] = [7u8; 64];
 
 /// The router for `variant`; tessera and tower-sessions each get a fresh MemoryStore.
 pub fn router(variant: Variant) -> Router {
-    match variant {
+    let router = match variant {
         Variant::Axum => bare::router(),
         Variant::Tessera => tessera::router(None),
         Variant::TowerSessions => towers::router(),
-    }
+    };
+    serving(router)
 }
 
 /// A router on a given tessera store (for the scaling and memory figures).
 pub fn tessera_router(store: axum_tessera::store::MemoryStore) -> Router {
-    tessera::router(Some(store))
+    serving(tessera::router(Some(store)))
 }
 
 /// A tower-sessions router on a given store.
 pub fn tower_sessions_router(store: tower_sessions::MemoryStore) -> Router {
-    towers::router_on(store)
+    serving(towers::router_on(store))
+}
+
+/// What `axum::serve` does before the first request: `with_state(())` turns every handler
+/// into a route once. Without it a Router driven by `oneshot` rebuilds (and re-layers) the
+/// matched route on every request, a cost no server pays.
+fn serving(router: Router) -> Router {
+    router.with_state(())
 }
 
 mod bare {
