@@ -718,7 +718,7 @@ impl Session {
         self.inner
             .layer
             .store
-            .commit(Commit::Delete { key })
+            .commit(Commit::Delete { key }, None)
             .await?;
         let now = self.inner.layer.clock.now();
         let principal = self.principal();
@@ -771,7 +771,7 @@ impl Session {
                 || c.persist && st.stored.is_none()
         };
         if !needs_store {
-            let now = self.inner.layer.clock.now();
+            let now = self.inner.now;
             let mut st = lock(&self.inner.state);
             let emit = if st.changes.reissue && st.stored.is_some() {
                 self.emit_token(&mut st, now)
@@ -839,6 +839,10 @@ impl Session {
 
     async fn commit_changes(&self) -> Result<Emit, CommitFailure> {
         let layer = &self.inner.layer;
+        // Stamped with the time the request arrived, like the load: one clock read per
+        // request (clock_gettime is not free on every machine).
+        let now = self.inner.now;
+        let store_now = layer.store_on_layer_clock.then_some(now);
         let (delete, logout) = {
             let mut st = lock(&self.inner.state);
             (st.changes.delete.take(), st.changes.logout)
@@ -846,7 +850,7 @@ impl Session {
         if let Some(key) = delete {
             layer
                 .store
-                .commit(Commit::Delete { key })
+                .commit(Commit::Delete { key }, store_now)
                 .await
                 .map_err(CommitFailure::Store)?;
             let kind = if logout {
@@ -854,10 +858,9 @@ impl Session {
             } else {
                 EventKind::Destroyed
             };
-            self.report(kind, Some(key), None, layer.clock.now());
+            self.report(kind, Some(key), None, now);
         }
         for _ in 0..3 {
-            let now = layer.clock.now();
             let (commit, emit) = {
                 let mut st = lock(&self.inner.state);
                 self.plan(&mut st, now)
@@ -881,7 +884,7 @@ impl Session {
                 Commit::Patch { key, .. } if refresh_only => Some((EventKind::Refreshed, *key)),
                 _ => None,
             };
-            match layer.store.commit(commit).await {
+            match layer.store.commit(commit, store_now).await {
                 Ok(CommitOutcome::Applied) => {
                     if let Some((kind, key)) = event {
                         let principal = lock(&self.inner.state)

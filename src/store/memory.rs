@@ -696,7 +696,11 @@ impl MemoryStore {
 
     /// [`SessionStore::commit`] without the future.
     pub(crate) fn commit_now(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
-        let now = self.now();
+        self.commit_at(commit, self.now())
+    }
+
+    /// [`MemoryStore::commit_now`] at `now`, for a caller that already read this store's clock.
+    pub(crate) fn commit_at(&self, commit: Commit, now: i64) -> Result<CommitOutcome, StoreError> {
         match commit {
             Commit::Create { key, record } => self.create(key, record, now),
             Commit::Patch { key, patch } => self.patch(key, &patch, now),

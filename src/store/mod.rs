@@ -220,10 +220,16 @@ impl LayerStore {
         }
     }
 
-    pub(crate) async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
-        match self {
-            Self::Memory(store) => store.commit_now(commit),
-            Self::Dyn(store) => store.commit(commit).await,
+    /// `now`: the time on the store's own clock when the caller has just read it.
+    pub(crate) async fn commit(
+        &self,
+        commit: Commit,
+        now: Option<i64>,
+    ) -> Result<CommitOutcome, StoreError> {
+        match (self, now) {
+            (Self::Memory(store), Some(now)) => store.commit_at(commit, now),
+            (Self::Memory(store), None) => store.commit_now(commit),
+            (Self::Dyn(store), _) => store.commit(commit).await,
         }
     }
 
