@@ -181,6 +181,16 @@ pub(crate) enum Finish {
     Store(BoxFuture<'static, Result<Emit, CommitFailure>>),
 }
 
+/// `map[key] = value`, allocating the key only when it is new.
+fn set<V>(map: &mut BTreeMap<String, V>, key: &str, value: V) {
+    match map.get_mut(key) {
+        Some(slot) => *slot = value,
+        None => {
+            map.insert(key.to_owned(), value);
+        }
+    }
+}
+
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     // A handler that panicked mid-change leaves plain data; the response is a 5xx anyway, and
     // 5xx responses are never committed.
@@ -452,11 +462,12 @@ impl Session {
     pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), serde_json::Error> {
         let value = serde_json::to_value(value)?;
         let mut st = lock(&self.inner.state);
+        let st = &mut *st;
         if st.stored.is_some() {
-            st.record.data_mut().insert(key.to_owned(), value.clone());
-            st.changes.data.insert(key.to_owned(), Some(value));
+            set(st.record.data_mut(), key, value.clone());
+            set(&mut st.changes.data, key, Some(value));
         } else {
-            st.record.data_mut().insert(key.to_owned(), value);
+            set(st.record.data_mut(), key, value);
             st.changes.unsaved_data = true;
         }
         Ok(())
@@ -884,6 +895,7 @@ impl Session {
                 Commit::Patch { key, .. } if refresh_only => Some((EventKind::Refreshed, *key)),
                 _ => None,
             };
+            let is_patch = matches!(&commit, Commit::Patch { .. });
             match layer.store.commit(commit, store_now).await {
                 Ok(CommitOutcome::Applied) => {
                     if let Some((kind, key)) = event {
@@ -897,6 +909,9 @@ impl Session {
                 }
                 Ok(CommitOutcome::Missing) if refresh_only => return Ok(Emit::Nothing),
                 Ok(CommitOutcome::Missing) => return Err(CommitFailure::Missing),
+                // A patch cannot collide; a store that says so is broken, and the change log
+                // went with the patch, so fail rather than retry without it.
+                Ok(_) if is_patch => return Err(CommitFailure::Collisions),
                 Ok(_) => {
                     // Another session holds this ID (2^-256, or a broken RNG): never
                     // overwrite it, take a new one.
@@ -934,10 +949,17 @@ impl Session {
         };
 
         let mut patch = Patch::new(now, layer.expires_at(st.record.created(), now));
-        for (key, value) in &st.changes.data {
+        // Only a move can be planned again (after an ID collision); a patch is planned once,
+        // so it may take the change log instead of copying it.
+        let data = if st.changes.rotated {
+            st.changes.data.clone()
+        } else {
+            std::mem::take(&mut st.changes.data)
+        };
+        for (key, value) in data {
             match value {
-                Some(v) => patch.set(key.clone(), v.clone()),
-                None => patch.remove(key.clone()),
+                Some(v) => patch.set(key, v),
+                None => patch.remove(key),
             }
         }
         if st.changes.principal {
