@@ -11,7 +11,9 @@ use std::io::Write as _;
 
 use apps::Variant;
 
-#[tokio::main]
+// One worker: with wrk on one thread the pair fits two cores, and each server does the same
+// work on the same single thread, so the ratios compare the layers rather than scheduling.
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
     let Some(variant) = std::env::args().nth(1).and_then(|a| Variant::parse(&a)) else {
         eprintln!("usage: bench_server <axum|tessera|tower-sessions>");

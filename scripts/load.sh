@@ -4,14 +4,14 @@
 # workloads. Prints requests/second and p99 latency, the median of RUNS runs each, and the
 # ratios to bare axum and of axum-tessera to tower-sessions.
 #
-#   scripts/load.sh                         # 3 runs x 5 s per variant and workload (~3 min)
+#   scripts/load.sh                         # 5 runs x 5 s per variant and workload (~4 min)
 #   DURATION=10s RUNS=5 CONNECTIONS=64 scripts/load.sh
 #
 # Installs wrk from the distribution's packages when missing. Starts and stops its servers.
 set -euo pipefail
 
 DURATION=${DURATION:-5s}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 CONNECTIONS=${CONNECTIONS:-16}
 THREADS=${THREADS:-1}
 VARIANTS=(axum tessera tower-sessions)
