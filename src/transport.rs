@@ -251,8 +251,12 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(COOKIE, HeaderValue::from_static("a=1; sid=first; b=2"));
         h.append(COOKIE, HeaderValue::from_static("sid=second"));
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("\t sid \t= third\t ;sidx=no; xsid=no"),
+        );
         let got: Vec<_> = cookie_values(&h, "sid").collect();
-        assert_eq!(got, ["first", "second"]);
+        assert_eq!(got, ["first", "second", "third"]);
     }
 
     /// What `set_cookie` wrote before the attributes were pre-rendered: the cookie crate's
