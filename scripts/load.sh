@@ -2,7 +2,10 @@
 # Loopback load test: bare axum, axum-tessera and tower-sessions serving the same router
 # (examples/bench_server.rs) on 127.0.0.1, driven by wrk on the read, write and new
 # workloads. Prints requests/second and p99 latency, the median of RUNS runs each, and the
-# ratios to bare axum and of axum-tessera to tower-sessions.
+# ratios to bare axum and of axum-tessera to tower-sessions. Also prints the server's CPU
+# time per request (utime + stime from /proc/<pid>/stat over the run, divided by the
+# requests wrk completed): on a machine shared with other work, requests/second swing with
+# whatever else runs, while CPU time per request stays close to the server's own cost.
 #
 #   scripts/load.sh                         # 5 runs x 5 s per variant and workload (~4 min)
 #   DURATION=10s RUNS=5 CONNECTIONS=64 scripts/load.sh
@@ -66,6 +69,11 @@ to_us() {
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
+CLK_TCK=$(getconf CLK_TCK)
+# utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/<pid>/stat; the
+# command name in field 2 has no spaces here).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
 # Runs interleave the variants, so a burst of noise on the machine hits all of them alike.
 for w in "${WORKLOADS[@]}"; do
     for r in $(seq "$RUNS"); do
@@ -74,8 +82,13 @@ for w in "${WORKLOADS[@]}"; do
             if [ "$w" != new ] && [ -n "${cookie[$v]}" ]; then
                 header=(-H "Cookie: ${cookie[$v]}")
             fi
+            before=$(cpu_ticks "${pid[$v]}")
             out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${header[@]}" \
                 "http://${addr[$v]}/$w")
+            after=$(cpu_ticks "${pid[$v]}")
+            requests=$(awk '/ requests in / { print $1 }' <<<"$out")
+            awk -v t=$((after - before)) -v n="$requests" -v hz="$CLK_TCK" \
+                'BEGIN { printf "%.2f\n", t * 1000000 / hz / n }' >>"$work/$w.$v.cpu"
             rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
             p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
             errors=$(awk '/Non-2xx or 3xx responses:/ { print $5 }' <<<"$out")
@@ -89,6 +102,17 @@ done
 
 echo
 echo "loopback, wrk -t$THREADS -c$CONNECTIONS -d$DURATION, median of $RUNS runs"
+echo
+echo "| workload | server CPU us/request: axum | tessera (x axum) | tower-sessions (x axum) | tessera / tower-sessions |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+for w in "${WORKLOADS[@]}"; do
+    a=$(median <"$work/$w.axum.cpu")
+    t=$(median <"$work/$w.tessera.cpu")
+    s=$(median <"$work/$w.tower-sessions.cpu")
+    awk -v w="$w" -v a="$a" -v t="$t" -v s="$s" 'BEGIN {
+        printf "| %s | %.2f | %.2f (%.2fx) | %.2f (%.2fx) | %.2fx faster |\n",
+            w, a, t, t / a, s, s / a, s / t }'
+done
 echo
 echo "| workload | axum req/s | tessera req/s (x axum) | tower-sessions req/s (x axum) | tessera / tower-sessions | p99 axum / tessera / tower-sessions |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
