@@ -64,8 +64,8 @@ struct Entry {
     data: Box<[(Box<str>, Value)]>,
     flash: Box<[String]>,
     user_agent: Option<Box<str>>,
-    /// `(bound_user_agent, bound_ip)`, boxed: binding is off by default.
-    binding: Option<Box<(Option<Box<str>>, Option<IpAddr>)>>,
+    /// Boxed: binding is off by default.
+    binding: Option<Box<Bound>>,
 }
 
 impl Entry {
@@ -148,6 +148,9 @@ impl Entry {
         self.expires_at = patch.expires_at();
     }
 }
+
+/// A record's binding: `(bound_user_agent, bound_ip)`.
+type Bound = (Option<Box<str>>, Option<IpAddr>);
 
 /// One lock's worth of sessions.
 struct Shard {
