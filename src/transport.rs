@@ -172,7 +172,7 @@ pub(crate) fn write(layer: &LayerState, emit: Emit, headers: &mut HeaderMap) {
     // Hands the string's buffer to the header as is: no copy.
     if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
         headers.append(SET_COOKIE, v);
-        add_vary(headers, "Cookie");
+        add_vary(headers, HeaderValue::from_static("Cookie"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 }
@@ -183,15 +183,18 @@ pub(crate) fn write(layer: &LayerState, emit: Emit, headers: &mut HeaderMap) {
 pub(crate) fn vary_on_sources(layer: &LayerState, headers: &mut HeaderMap) {
     for source in &layer.sources {
         match source {
-            TokenSource::Cookie => add_vary(headers, "Cookie"),
-            TokenSource::Bearer => add_vary(headers, "Authorization"),
-            TokenSource::Header(name) => add_vary(headers, name.as_str()),
+            TokenSource::Cookie => add_vary(headers, HeaderValue::from_static("Cookie")),
+            TokenSource::Bearer => add_vary(headers, HeaderValue::from_static("Authorization")),
+            // From a HeaderName: shares its bytes, no copy.
+            TokenSource::Header(name) => add_vary(headers, HeaderValue::from(name.clone())),
         }
     }
 }
 
-/// Appends `name` to `Vary` unless it (or `*`) is already listed.
-fn add_vary(headers: &mut HeaderMap, name: &str) {
+/// Appends `name` to `Vary` unless it (or `*`) is already listed. Runs on every response
+/// that loaded a session, so it takes a ready value: building one from a `&str` copied it
+/// into a fresh allocation each time.
+fn add_vary(headers: &mut HeaderMap, name: HeaderValue) {
     let listed = headers
         .get_all(VARY)
         .iter()
@@ -199,9 +202,7 @@ fn add_vary(headers: &mut HeaderMap, name: &str) {
         .map(<[u8]>::trim_ascii)
         .any(|v| v == b"*" || v.eq_ignore_ascii_case(name.as_bytes()));
     if !listed {
-        if let Ok(v) = HeaderValue::from_str(name) {
-            headers.append(VARY, v);
-        }
+        headers.append(VARY, name);
     }
 }
 
