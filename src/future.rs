@@ -12,11 +12,12 @@ use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 
+use crate::commit::{CommitFailure, Finish};
 use crate::error::{CommitFailed, SessionLimitReached, StoreError, StoreErrorKind};
-use crate::layer::LayerState;
-use crate::session::{CommitFailure, Emit, Finish, Session};
+use crate::session::Session;
+use crate::state::LayerState;
 use crate::store::BoxFuture;
-use crate::transport;
+use crate::transport::{self, Emit};
 
 pin_project! {
     /// Response future of [`SessionService`](crate::SessionService).

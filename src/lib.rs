@@ -42,6 +42,7 @@
 
 mod binding;
 mod clock;
+mod commit;
 mod config;
 pub mod csrf;
 mod error;
@@ -50,12 +51,14 @@ mod extract;
 mod future;
 mod key;
 mod layer;
+mod load;
 mod origin;
 mod principal;
 mod record;
 mod scope;
 mod service;
 mod session;
+mod state;
 pub mod store;
 pub mod token;
 pub mod transport;

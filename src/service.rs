@@ -12,8 +12,8 @@ use tower_service::Service;
 
 use crate::event::{EventKind, Subject};
 use crate::future::ResponseFuture;
-use crate::layer::LayerState;
-use crate::session::{Session, SessionHandle};
+use crate::session::{RequestContext, Session, SessionHandle};
+use crate::state::LayerState;
 use crate::transport;
 
 /// The middleware [`SessionLayer`](crate::SessionLayer) produces.
@@ -54,10 +54,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let now = self.state.clock.now();
+        let now = self.state.now();
         let state = &self.state;
         let incoming = transport::read(state, req.headers(), now, &mut |reason| {
-            state.events.emit(
+            state.events().emit(
                 EventKind::TokenRejected(reason),
                 Subject {
                     method: req.method(),
@@ -69,15 +69,17 @@ where
             );
         });
         let user_agent = req.headers().get(USER_AGENT).cloned();
-        let client = self.state.binding.client(&req);
+        let client = self.state.binding().client(&req);
         let session = Session::new(
             self.state.clone(),
-            now,
-            incoming,
-            user_agent,
-            client,
-            req.method().clone(),
-            req.uri().clone(),
+            RequestContext {
+                now,
+                incoming,
+                user_agent,
+                client,
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+            },
         );
         req.extensions_mut().insert(SessionHandle(session.clone()));
 

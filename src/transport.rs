@@ -22,11 +22,50 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue};
 
-use crate::config::{CookieConfig, TokenSource, SESSION_TOKEN_HEADER};
+use crate::config::{TokenSource, SESSION_TOKEN_HEADER};
 use crate::event::RejectReason;
-use crate::layer::{LayerState, Transport};
-use crate::session::{Emit, Incoming};
-use crate::token::{TokenError, MAX_TOKEN_LEN};
+use crate::state::LayerState;
+use crate::token::{TokenError, Verified, MAX_TOKEN_LEN};
+
+/// How new tokens leave the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Transport {
+    Cookie,
+    Header,
+}
+
+/// A verified token as it arrived.
+#[derive(Clone, Debug)]
+pub(crate) struct Incoming {
+    pub(crate) verified: Verified,
+    pub(crate) source: TokenSource,
+}
+
+impl Incoming {
+    /// How a token for this session goes back to the client: the way it came.
+    pub(crate) fn transport(&self) -> Transport {
+        match self.source {
+            TokenSource::Cookie => Transport::Cookie,
+            _ => Transport::Header,
+        }
+    }
+}
+
+/// What the response carries about the session after the commit.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Emit {
+    Nothing,
+    /// Send this token; `max_age` in seconds for persistent cookies.
+    Token {
+        token: String,
+        transport: Transport,
+        max_age: i64,
+    },
+    /// Tell the client to drop its token.
+    Clear {
+        transport: Transport,
+    },
+}
 
 /// How many well-formed candidates one request may have MAC-checked. Browsers send at most a
 /// few same-named cookies; without a cap, a header packed with forged tokens would buy an
@@ -43,10 +82,10 @@ pub(crate) fn read(
     reject: &mut dyn FnMut(RejectReason),
 ) -> Option<Incoming> {
     let mut checks = MAX_SIGNATURE_CHECKS;
-    for source in &layer.sources {
+    for source in layer.sources() {
         let found = match source {
             TokenSource::Cookie => {
-                let name = layer.cookie.cookie_name();
+                let name = layer.cookie().cookie_name();
                 cookie_values(headers, name)
                     .find_map(|value| verify(layer, source, value, now, reject, &mut checks))
             }
@@ -87,7 +126,7 @@ fn verify(
     let verify = |t: Transport| {
         layer
             .codec(t)
-            .verify(value, now, layer.absolute, layer.skew)
+            .verify(value, now, layer.timeouts().absolute, layer.skew())
     };
     let result = verify(transport);
     if !matches!(result, Err(TokenError::Malformed | TokenError::Oversized)) {
@@ -181,7 +220,7 @@ pub(crate) fn write(layer: &LayerState, emit: Emit, headers: &mut HeaderMap) {
 /// varying on every header a token can arrive in, so a shared cache never serves one client's
 /// page to another.
 pub(crate) fn vary_on_sources(layer: &LayerState, headers: &mut HeaderMap) {
-    for source in &layer.sources {
+    for source in layer.sources() {
         match source {
             TokenSource::Cookie => add_vary(headers, HeaderValue::from_static("Cookie")),
             TokenSource::Bearer => add_vary(headers, HeaderValue::from_static("Authorization")),
@@ -206,27 +245,10 @@ fn add_vary(headers: &mut HeaderMap, name: HeaderValue) {
     }
 }
 
-/// The attributes every session cookie carries (`; HttpOnly; SameSite=Lax; Path=/`...),
-/// rendered once by the `cookie` crate when the layer is built: only the value and
-/// `Max-Age` change per response.
-pub(crate) fn cookie_attributes(cfg: &CookieConfig) -> String {
-    let mut builder = cookie::Cookie::build((cfg.cookie_name(), ""))
-        .path(cfg.path_value())
-        .secure(cfg.is_secure())
-        .http_only(cfg.is_http_only())
-        .same_site(cfg.same_site_value());
-    if let Some(domain) = cfg.domain_value() {
-        builder = builder.domain(domain);
-    }
-    let rendered = builder.build().to_string();
-    // `name=` comes first; the cookie crate writes `Max-Age` after every attribute set here.
-    rendered[cfg.cookie_name().len() + 1..].to_owned()
-}
-
 /// `max_age`: `Some(seconds)` for a live token, `None` to clear the cookie.
 fn set_cookie(layer: &LayerState, value: &str, max_age: Option<i64>) -> String {
-    let name = layer.cookie.cookie_name();
-    let attributes = &layer.cookie_attributes;
+    let name = layer.cookie().cookie_name();
+    let attributes = layer.cookie_attributes();
     let mut out = String::with_capacity(name.len() + value.len() + attributes.len() + 32);
     out.push_str(name);
     out.push('=');
@@ -234,7 +256,7 @@ fn set_cookie(layer: &LayerState, value: &str, max_age: Option<i64>) -> String {
     out.push_str(attributes);
     match max_age {
         None => out.push_str("; Max-Age=0"),
-        Some(secs) if layer.cookie.is_persistent() => {
+        Some(secs) if layer.cookie().is_persistent() => {
             // Writing to a String cannot fail.
             let _ = write!(out, "; Max-Age={secs}");
         }
@@ -262,6 +284,8 @@ mod tests {
 
     /// What `set_cookie` wrote before the attributes were pre-rendered: the cookie crate's
     /// own output, which the fast path must reproduce byte for byte.
+    use crate::config::CookieConfig;
+
     fn via_cookie_crate(cfg: &CookieConfig, value: &str, max_age: Option<i64>) -> String {
         let mut builder = cookie::Cookie::build((cfg.cookie_name(), value))
             .path(cfg.path_value())

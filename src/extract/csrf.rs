@@ -242,12 +242,12 @@ fn needs_token(parts: &Parts, session: &Session) -> Result<bool, CsrfRejection> 
     let layer = session.layer();
     let exempt = match session.token_source() {
         Some(source) => !source.is_ambient(),
-        None => !layer.sources.iter().any(|s| s.is_ambient()),
+        None => !layer.sources().iter().any(|s| s.is_ambient()),
     };
     if exempt {
         return Ok(false);
     }
-    check_origin(parts, &layer.trusted_origins, layer.cookie.is_secure())
+    check_origin(parts, layer.trusted_origins(), layer.cookie().is_secure())
         .map_err(|r| reported(session, r))?;
     Ok(true)
 }

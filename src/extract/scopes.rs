@@ -128,7 +128,7 @@ async fn guard(session: Option<&Session>, rule: Rule) -> Result<Principal, Scope
     let Some(principal) = session.principal() else {
         let bearer = session
             .layer()
-            .sources
+            .sources()
             .first()
             .is_some_and(|source| !source.is_ambient());
         return Err(if bearer {

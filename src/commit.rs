@@ -1,0 +1,474 @@
+//! The commit after the response: [`decide`] turns a session's state into a [`Plan`] (a pure
+//! function, tested by table), and [`Session::finish`] applies it in one store call.
+
+use crate::error::{StoreError, StoreErrorKind};
+use crate::event::{EventKind, RotateReason};
+use crate::record::Patch;
+use crate::session::{EndKind, Id, Session, State};
+use crate::store::{BoxFuture, Commit, CommitOutcome};
+use crate::token::{SessionId, StoreKey};
+use crate::transport::Emit;
+
+/// What the commit does, decided from the session's state alone.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// A stored record to delete first: the session was destroyed or logged out.
+    pub(crate) delete: Option<(StoreKey, EndKind)>,
+    pub(crate) write: Option<Write>,
+    pub(crate) emit: EmitPlan,
+}
+
+/// The write that follows the delete, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Write {
+    /// File the whole record under the session's own (fresh) ID.
+    Create,
+    /// Patch the stored record; `refresh_only` when only its times change.
+    Patch { key: StoreKey, refresh_only: bool },
+    /// Move the stored record to the session's new ID, with the patch.
+    Move { from: StoreKey },
+}
+
+/// What the response tells the client about its token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EmitPlan {
+    Nothing,
+    /// The token of the session's current ID.
+    Token,
+    /// Drop the token it sent.
+    Clear,
+}
+
+/// Decides the commit of a loaded session whose response was not a server error.
+/// `had_token`: the request carried a valid token (only such a client needs telling that its
+/// session ended).
+pub(crate) fn decide(st: &State, had_token: bool) -> Plan {
+    let changes = &st.changes;
+    let delete = changes
+        .ending
+        .and_then(|ending| ending.delete.map(|key| (key, ending.kind)));
+    let write = match st.stored {
+        None if changes.dirty() || changes.credential_out => Some(Write::Create),
+        None => None,
+        Some(from) if st.rotated() => Some(Write::Move { from }),
+        Some(key) if changes.dirty() || changes.renewal.refresh => Some(Write::Patch {
+            key,
+            refresh_only: !changes.dirty(),
+        }),
+        Some(_) => None,
+    };
+    let emit = match write {
+        Some(Write::Create | Write::Move { .. }) => EmitPlan::Token,
+        Some(Write::Patch { .. }) if changes.renewal.reissue => EmitPlan::Token,
+        Some(Write::Patch { .. }) => EmitPlan::Nothing,
+        None if st.stored.is_some() && changes.renewal.reissue => EmitPlan::Token,
+        // A session written nowhere this time: its new ID's token, or the end of the one the
+        // client sent.
+        None if st.id.is_fresh() => EmitPlan::Token,
+        None if changes.ending.is_some() && had_token => EmitPlan::Clear,
+        None => EmitPlan::Nothing,
+    };
+    Plan {
+        delete,
+        write,
+        emit,
+    }
+}
+
+/// Why the commit did not happen.
+#[derive(Debug)]
+pub(crate) enum CommitFailure {
+    Store(StoreError),
+    /// The record vanished (destroyed or expired by another request) before the patch.
+    Missing,
+    Collisions,
+}
+
+/// What [`Session::finish`] leaves the response future to do.
+pub(crate) enum Finish {
+    Done(Emit),
+    Store(BoxFuture<'static, Result<Emit, CommitFailure>>),
+}
+
+impl Session {
+    /// Decides what the commit needs. `server_error` responses are never committed, and a
+    /// session nobody loaded has nothing to commit.
+    pub(crate) fn finish(&self, server_error: bool) -> Finish {
+        if server_error || !self.accessed() {
+            return Finish::Done(Emit::Nothing);
+        }
+        let plan = {
+            let mut st = self.lock();
+            let plan = decide(&st, self.inner.request.incoming.is_some());
+            if plan.delete.is_none() && plan.write.is_none() {
+                return Finish::Done(self.emit(&mut st, plan.emit, self.inner.request.now));
+            }
+            plan
+        };
+        let session = self.clone();
+        Finish::Store(Box::pin(async move { session.commit(plan).await }))
+    }
+
+    async fn commit(&self, plan: Plan) -> Result<Emit, CommitFailure> {
+        let result = self.apply(plan).await;
+        if let Err(CommitFailure::Store(err)) = &result {
+            let kind = match err.kind() {
+                StoreErrorKind::LimitReached => EventKind::PrincipalLimit,
+                other => EventKind::StoreError(other),
+            };
+            let (key, principal) = self.subject();
+            self.report(kind, key, principal.as_deref(), self.inner.layer.now());
+        }
+        result
+    }
+
+    async fn apply(&self, plan: Plan) -> Result<Emit, CommitFailure> {
+        let layer = &self.inner.layer;
+        // Stamped with the time the request arrived, like the load: one clock read per
+        // request (clock_gettime is not free on every machine).
+        let now = self.inner.request.now;
+        let store_now = layer.store_time(now);
+        if let Some((key, kind)) = plan.delete {
+            layer
+                .store()
+                .commit(Commit::Delete { key }, store_now)
+                .await
+                .map_err(CommitFailure::Store)?;
+            let kind = match kind {
+                EndKind::Logout => EventKind::Rotated(RotateReason::Logout),
+                EndKind::Destroy => EventKind::Destroyed,
+            };
+            self.report(kind, Some(key), None, now);
+        }
+        let Some(write) = plan.write else {
+            return Ok(self.emit(&mut self.lock(), plan.emit, now));
+        };
+        // Losing a refresh of a session another request just ended is harmless; losing
+        // data or a login is not, and the client must hear of it.
+        let refresh_only = matches!(
+            write,
+            Write::Patch {
+                refresh_only: true,
+                ..
+            }
+        );
+        for _ in 0..3 {
+            let (commit, event, emit) = {
+                let mut st = self.lock();
+                let (commit, event) = self.build(&mut st, write, now);
+                (commit, event, self.emit(&mut st, plan.emit, now))
+            };
+            match layer.store().commit(commit, store_now).await {
+                Ok(CommitOutcome::Applied) => {
+                    if let Some((kind, key)) = event {
+                        let (_, principal) = self.subject();
+                        self.report(kind, Some(key), principal.as_deref(), now);
+                    }
+                    return Ok(emit);
+                }
+                Ok(CommitOutcome::Missing) if refresh_only => return Ok(Emit::Nothing),
+                Ok(CommitOutcome::Missing) => return Err(CommitFailure::Missing),
+                // A patch cannot collide; a store that says so is broken, and the change log
+                // went with the patch, so fail rather than retry without it.
+                Ok(_) if matches!(write, Write::Patch { .. }) => {
+                    return Err(CommitFailure::Collisions)
+                }
+                Ok(_) => {
+                    // Another session holds this ID (2^-256, or a broken RNG): never
+                    // overwrite it, take a new one.
+                    let mut st = self.lock();
+                    st.id = Id::Fresh(SessionId::generate());
+                    st.issued = None;
+                }
+                Err(err) => return Err(CommitFailure::Store(err)),
+            }
+        }
+        Err(CommitFailure::Collisions)
+    }
+
+    /// The store call for `write`, and the event to report once it is applied.
+    fn build(
+        &self,
+        st: &mut State,
+        write: Write,
+        now: i64,
+    ) -> (Commit, Option<(EventKind, StoreKey)>) {
+        let layer = &self.inner.layer;
+        let timeouts = layer.timeouts();
+        let (key, moved) = match write {
+            Write::Create => {
+                st.own_id();
+                let key = st.ensure_id().store_key();
+                let mut record = st.record.clone();
+                record.set_created(now, timeouts.expires_at(now, now));
+                let request = &self.inner.request;
+                record.set_user_agent(request.user_agent.as_ref().and_then(|v| v.to_str().ok()));
+                layer.binding().stamp(&mut record, &request.client);
+                st.record.set_created(now, record.expires_at());
+                return (
+                    Commit::Create { key, record },
+                    Some((EventKind::Created, key)),
+                );
+            }
+            Write::Patch { key, .. } => (key, false),
+            Write::Move { from } => (from, true),
+        };
+        let mut patch = Patch::new(now, timeouts.expires_at(st.record.created(), now));
+        // Only a move can be built again (after an ID collision); a patch is built once, so
+        // it may take the change log instead of copying it.
+        let data = if moved {
+            st.changes.data.clone()
+        } else {
+            std::mem::take(&mut st.changes.data)
+        };
+        for (name, value) in data {
+            match value {
+                Some(v) => patch.set(name, v),
+                None => patch.remove(name),
+            }
+        }
+        if st.changes.principal {
+            patch.replace_principal(st.record.principal().cloned());
+        }
+        if st.changes.flash {
+            patch.replace_flash(st.record.flash().to_vec());
+        }
+        match write {
+            Write::Move { from } => {
+                let to = st.ensure_id().store_key();
+                let reason = st.changes.rotation.unwrap_or(RotateReason::Explicit);
+                (
+                    Commit::Move { from, to, patch },
+                    Some((EventKind::Rotated(reason), to)),
+                )
+            }
+            Write::Patch { refresh_only, .. } => (
+                Commit::Patch { key, patch },
+                refresh_only.then_some((EventKind::Refreshed, key)),
+            ),
+            Write::Create => unreachable!("returned above"),
+        }
+    }
+
+    /// The response's part of `plan`, minting the token if it names one.
+    fn emit(&self, st: &mut State, plan: EmitPlan, now: i64) -> Emit {
+        match plan {
+            EmitPlan::Nothing => Emit::Nothing,
+            EmitPlan::Clear => Emit::Clear {
+                transport: self.transport(),
+            },
+            EmitPlan::Token => {
+                let token = self.mint(st, now);
+                // An unsaved anonymous session has no creation time yet: its token window
+                // starts now.
+                let created = match st.record.created() {
+                    0 => now,
+                    created => created,
+                };
+                let deadline = created.saturating_add(self.inner.layer.timeouts().absolute);
+                Emit::Token {
+                    token,
+                    transport: self.transport(),
+                    max_age: deadline.saturating_sub(now).max(0),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Ending, Renewal};
+
+    fn id() -> SessionId {
+        SessionId::generate()
+    }
+
+    /// A session as the load leaves it: stored under `key` with the presented ID, or
+    /// anonymous.
+    fn stored() -> (State, StoreKey) {
+        let id = id();
+        let key = id.store_key();
+        let mut st = State::new();
+        st.id = Id::Presented(id);
+        st.stored = Some(key);
+        st.live = true;
+        (st, key)
+    }
+
+    #[test]
+    fn decide_table() {
+        struct Case {
+            name: &'static str,
+            state: State,
+            had_token: bool,
+            expect: Plan,
+        }
+        let plan = |delete, write, emit| Plan {
+            delete,
+            write,
+            emit,
+        };
+        let mut cases = vec![Case {
+            name: "untouched anonymous visitor: nothing",
+            state: State::new(),
+            had_token: false,
+            expect: plan(None, None, EmitPlan::Nothing),
+        }];
+
+        let mut st = State::new();
+        st.ensure_id();
+        cases.push(Case {
+            name: "anonymous CSRF token: send the new ID, store nothing",
+            state: st,
+            had_token: false,
+            expect: plan(None, None, EmitPlan::Token),
+        });
+
+        let mut st = State::new();
+        st.ensure_id();
+        st.changes.unsaved_data = true;
+        cases.push(Case {
+            name: "anonymous with data: create",
+            state: st,
+            had_token: false,
+            expect: plan(None, Some(Write::Create), EmitPlan::Token),
+        });
+
+        let mut st = State::new();
+        st.id = Id::Adopted(id());
+        cases.push(Case {
+            name: "adopted ID, untouched: nothing (the client holds it)",
+            state: st,
+            had_token: true,
+            expect: plan(None, None, EmitPlan::Nothing),
+        });
+
+        let mut st = State::new();
+        st.id = Id::Adopted(id());
+        st.changes.credential_out = true;
+        cases.push(Case {
+            name: "adopted ID, token handed out: create under an own ID",
+            state: st,
+            had_token: true,
+            expect: plan(None, Some(Write::Create), EmitPlan::Token),
+        });
+
+        let (st, _) = stored();
+        cases.push(Case {
+            name: "stored session read: nothing",
+            state: st,
+            had_token: true,
+            expect: plan(None, None, EmitPlan::Nothing),
+        });
+
+        let (mut st, key) = stored();
+        st.changes.renewal = Renewal {
+            refresh: true,
+            reissue: false,
+        };
+        cases.push(Case {
+            name: "stored session read, refresh due: times-only patch",
+            state: st,
+            had_token: true,
+            expect: plan(
+                None,
+                Some(Write::Patch {
+                    key,
+                    refresh_only: true,
+                }),
+                EmitPlan::Nothing,
+            ),
+        });
+
+        let (mut st, _) = stored();
+        st.changes.renewal.reissue = true;
+        cases.push(Case {
+            name: "stored session read, old key: re-issue without a write",
+            state: st,
+            had_token: true,
+            expect: plan(None, None, EmitPlan::Token),
+        });
+
+        let (mut st, key) = stored();
+        st.changes.data.insert("n".into(), Some(1.into()));
+        st.changes.renewal.reissue = true;
+        cases.push(Case {
+            name: "stored session written, old key: patch and re-issue",
+            state: st,
+            had_token: true,
+            expect: plan(
+                None,
+                Some(Write::Patch {
+                    key,
+                    refresh_only: false,
+                }),
+                EmitPlan::Token,
+            ),
+        });
+
+        let (mut st, key) = stored();
+        st.new_id(RotateReason::Login);
+        st.changes.principal = true;
+        cases.push(Case {
+            name: "login on a stored session: move",
+            state: st,
+            had_token: true,
+            expect: plan(None, Some(Write::Move { from: key }), EmitPlan::Token),
+        });
+
+        let (_, key) = stored();
+        let mut st = State::new();
+        st.changes.ending = Some(Ending {
+            kind: EndKind::Destroy,
+            delete: Some(key),
+        });
+        cases.push(Case {
+            name: "destroyed: delete and clear the token",
+            state: st,
+            had_token: true,
+            expect: plan(Some((key, EndKind::Destroy)), None, EmitPlan::Clear),
+        });
+
+        let (_, key) = stored();
+        let mut st = State::new();
+        st.changes.ending = Some(Ending {
+            kind: EndKind::Logout,
+            delete: Some(key),
+        });
+        st.ensure_id();
+        st.changes.unsaved_data = true;
+        cases.push(Case {
+            name: "logout, then data: delete, then create the new anonymous session",
+            state: st,
+            had_token: true,
+            expect: plan(
+                Some((key, EndKind::Logout)),
+                Some(Write::Create),
+                EmitPlan::Token,
+            ),
+        });
+
+        let mut st = State::new();
+        st.changes.ending = Some(Ending {
+            kind: EndKind::Destroy,
+            delete: None,
+        });
+        cases.push(Case {
+            name: "destroy without a token: nothing to tell",
+            state: st,
+            had_token: false,
+            expect: plan(None, None, EmitPlan::Nothing),
+        });
+
+        for case in cases {
+            assert_eq!(
+                decide(&case.state, case.had_token),
+                case.expect,
+                "{}",
+                case.name
+            );
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! [`LayerState`]: what a [`SessionLayer`](crate::SessionLayer) derives from its configuration
+//! once, shared by the service, the session handles, the extractors and the guards.
+
+use std::sync::Arc;
+
+use crate::binding::Binding;
+use crate::clock::Clock;
+use crate::config::{CookieConfig, SessionConfig, TokenSource};
+use crate::csrf::CsrfKeys;
+use crate::event::Events;
+use crate::origin::Origin;
+use crate::store::{LayerStore, MemoryStore, SessionStore};
+use crate::token::TokenCodec;
+use crate::transport::Transport;
+
+/// Everything derived from a [`SessionConfig`] at start-up and shared by all requests.
+///
+/// Fields are private: readers go through the methods, so what a derived value means is
+/// said in one place.
+#[derive(Clone)]
+pub(crate) struct LayerState {
+    store: LayerStore,
+    /// The store is the default MemoryStore, built on this layer's clock: it may be handed
+    /// the request's time instead of reading the clock again.
+    store_on_layer_clock: bool,
+    clock: Arc<dyn Clock>,
+    sources: Vec<TokenSource>,
+    cookie: CookieConfig,
+    /// `cookie`'s attributes rendered once (see [`cookie_attributes`]).
+    cookie_attributes: String,
+    cookie_codec: TokenCodec,
+    header_codec: TokenCodec,
+    csrf: CsrfKeys,
+    timeouts: Timeouts,
+    skew: i64,
+    require_existing: bool,
+    default_transport: Transport,
+    binding: Binding,
+    events: Events,
+    /// Configured CSRF origins; empty means "the request's own origin".
+    trusted_origins: Vec<Origin>,
+}
+
+/// The expiry rules in whole seconds: what the commit decision needs of the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    pub(crate) idle: i64,
+    pub(crate) absolute: i64,
+    /// Seconds since `last_seen` after which a read writes a sliding refresh.
+    pub(crate) refresh_after: i64,
+}
+
+impl Timeouts {
+    /// The earlier of the idle and the absolute deadline.
+    pub(crate) fn expires_at(&self, created: i64, last_seen: i64) -> i64 {
+        last_seen
+            .saturating_add(self.idle)
+            .min(created.saturating_add(self.absolute))
+    }
+}
+
+impl LayerState {
+    /// Derives the state from a configuration that [`SessionConfig::validate`] accepted. The
+    /// store is a [`MemoryStore`] on the configuration's clock.
+    pub(crate) fn new(config: SessionConfig) -> Self {
+        let store = MemoryStore::new().with_clock(ClockRef(config.clock.clone()));
+        let default_transport = match config.sources.first() {
+            Some(TokenSource::Cookie) => Transport::Cookie,
+            _ => Transport::Header,
+        };
+        Self {
+            binding: Binding::new(&config),
+            store: LayerStore::Memory(store),
+            store_on_layer_clock: true,
+            clock: config.clock.clone(),
+            cookie_codec: TokenCodec::new(
+                &config.keys,
+                &format!("cookie:{}", config.cookie.cookie_name()),
+            ),
+            header_codec: TokenCodec::new(&config.keys, "header"),
+            csrf: CsrfKeys::new(&config.keys),
+            sources: config.sources,
+            cookie_attributes: cookie_attributes(&config.cookie),
+            cookie: config.cookie,
+            timeouts: Timeouts {
+                idle: config.idle.whole_seconds(),
+                absolute: config.absolute.whole_seconds(),
+                refresh_after: (config.idle.as_seconds_f64() * config.refresh_fraction) as i64,
+            },
+            skew: config.skew.whole_seconds(),
+            require_existing: config.require_existing,
+            default_transport,
+            events: config.events,
+            // `validate` has checked every origin parses.
+            trusted_origins: config
+                .trusted_origins
+                .iter()
+                .filter_map(|o| Origin::parse(o))
+                .collect(),
+        }
+    }
+
+    /// The same state on another store.
+    pub(crate) fn with_store(&self, store: impl SessionStore) -> Self {
+        Self {
+            store: LayerStore::new(store),
+            store_on_layer_clock: false,
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn store(&self) -> &LayerStore {
+        &self.store
+    }
+
+    /// The time to hand the store with a call made at `now`: `Some(now)` when the store runs
+    /// on this layer's clock (saving it a clock read), `None` when it reads its own.
+    pub(crate) fn store_time(&self, now: i64) -> Option<i64> {
+        self.store_on_layer_clock.then_some(now)
+    }
+
+    /// The current time on the layer's clock (Unix seconds).
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Where tokens are looked for, in order.
+    pub(crate) fn sources(&self) -> &[TokenSource] {
+        &self.sources
+    }
+
+    pub(crate) fn cookie(&self) -> &CookieConfig {
+        &self.cookie
+    }
+
+    /// The fixed part of every `Set-Cookie` after `name=value`.
+    pub(crate) fn cookie_attributes(&self) -> &str {
+        &self.cookie_attributes
+    }
+
+    /// The codec of the tokens that travel by `transport`.
+    pub(crate) fn codec(&self, transport: Transport) -> &TokenCodec {
+        match transport {
+            Transport::Cookie => &self.cookie_codec,
+            Transport::Header => &self.header_codec,
+        }
+    }
+
+    pub(crate) fn csrf(&self) -> &CsrfKeys {
+        &self.csrf
+    }
+
+    pub(crate) fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// How far in the future a token's issue time may be (clock skew between instances).
+    pub(crate) fn skew(&self) -> i64 {
+        self.skew
+    }
+
+    pub(crate) fn require_existing(&self) -> bool {
+        self.require_existing
+    }
+
+    /// How a session that arrived without a token sends its new one.
+    pub(crate) fn default_transport(&self) -> Transport {
+        self.default_transport
+    }
+
+    pub(crate) fn binding(&self) -> &Binding {
+        &self.binding
+    }
+
+    pub(crate) fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Origins the CSRF checks accept besides the request's own; empty means only its own.
+    pub(crate) fn trusted_origins(&self) -> &[Origin] {
+        &self.trusted_origins
+    }
+}
+
+/// The attributes every session cookie carries (`; HttpOnly; SameSite=Lax; Path=/`...),
+/// rendered once by the `cookie` crate when the layer is built: only the value and
+/// `Max-Age` change per response.
+pub(crate) fn cookie_attributes(cfg: &CookieConfig) -> String {
+    let mut builder = cookie::Cookie::build((cfg.cookie_name(), ""))
+        .path(cfg.path_value())
+        .secure(cfg.is_secure())
+        .http_only(cfg.is_http_only())
+        .same_site(cfg.same_site_value());
+    if let Some(domain) = cfg.domain_value() {
+        builder = builder.domain(domain);
+    }
+    let rendered = builder.build().to_string();
+    // `name=` comes first; the cookie crate writes `Max-Age` after every attribute set here.
+    rendered[cfg.cookie_name().len() + 1..].to_owned()
+}
+
+/// Lets the default store share the configuration's clock.
+struct ClockRef(Arc<dyn Clock>);
+
+impl Clock for ClockRef {
+    fn now(&self) -> i64 {
+        self.0.now()
+    }
+}
