@@ -1,0 +1,208 @@
+//! How a [`Record`] and a [`Patch`] are laid out in a Redis hash (one field per data key,
+//! `d:`-prefixed, beside the record's own fields), and how Redis errors map to
+//! [`StoreError`]s.
+
+use std::collections::HashMap;
+
+use redis::RedisError;
+use serde_json::{Map, Value as Json};
+
+use super::DATA;
+use crate::error::{StoreError, StoreErrorKind};
+use crate::record::{Patch, Record, SessionInfo};
+use crate::token::StoreKey;
+
+pub(super) fn from_redis(err: RedisError) -> StoreError {
+    let kind = if err.is_timeout() {
+        StoreErrorKind::Timeout
+    } else if matches!(
+        err.kind(),
+        redis::ErrorKind::UnexpectedReturnType | redis::ErrorKind::Parse
+    ) {
+        StoreErrorKind::Corrupt
+    } else {
+        StoreErrorKind::Unavailable
+    };
+    StoreError::new(kind, err)
+}
+
+pub(super) fn unavailable(err: RedisError) -> StoreError {
+    StoreError::new(StoreErrorKind::Unavailable, err)
+}
+
+pub(super) fn corrupt(err: serde_json::Error) -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, err)
+}
+
+pub(super) fn json(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(corrupt)
+}
+
+/// A whole record as the arguments of the `put` step: expiry, field count, field/value pairs.
+pub(super) fn put_args(record: &Record) -> Result<Vec<String>, StoreError> {
+    let mut fields = HashMap::new();
+    fields.insert("c".to_owned(), record.created().to_string());
+    fields.insert("l".to_owned(), record.last_seen().to_string());
+    fields.insert("e".to_owned(), record.expires_at().to_string());
+    if let Some(p) = record.principal() {
+        fields.insert("p".to_owned(), json(p)?);
+        fields.insert("pi".to_owned(), p.index_key().to_owned());
+    }
+    if !record.flash().is_empty() {
+        fields.insert("f".to_owned(), json(&record.flash())?);
+    }
+    if let Some(ua) = record.user_agent() {
+        fields.insert("u".to_owned(), ua.to_owned());
+    }
+    if let Some(hash) = record.bound_user_agent() {
+        fields.insert("bu".to_owned(), hash.to_owned());
+    }
+    if let Some(ip) = record.bound_ip() {
+        fields.insert("bi".to_owned(), ip.to_string());
+    }
+    for (k, v) in record.data() {
+        fields.insert(format!("{DATA}{k}"), json(v)?);
+    }
+    Ok(field_args(fields))
+}
+
+pub(super) fn field_args(fields: HashMap<String, String>) -> Vec<String> {
+    let mut args = Vec::with_capacity(2 + 2 * fields.len());
+    args.push(fields.get("e").cloned().unwrap_or_else(|| "0".into()));
+    args.push(fields.len().to_string());
+    for (k, v) in fields {
+        args.push(k);
+        args.push(v);
+    }
+    args
+}
+
+/// A patch in the layout the scripts' `apply` reads.
+pub(super) fn patch_args(patch: &Patch) -> Result<Vec<String>, StoreError> {
+    let mut args = vec![
+        patch.last_seen().to_string(),
+        patch.expires_at().to_string(),
+    ];
+    match patch.principal() {
+        None => args.extend([String::new(), String::new(), String::new()]),
+        Some(None) => args.extend(["clear".to_owned(), String::new(), String::new()]),
+        Some(Some(p)) => args.extend(["set".to_owned(), json(p)?, p.index_key().to_owned()]),
+    }
+    match patch.flash() {
+        None => args.extend([String::new(), String::new()]),
+        Some([]) => args.extend(["set".to_owned(), String::new()]),
+        Some(flash) => args.extend(["set".to_owned(), json(&flash)?]),
+    }
+    args.push(patch.removes().len().to_string());
+    args.extend(patch.removes().iter().map(|k| format!("{DATA}{k}")));
+    args.push(patch.sets().len().to_string());
+    for (k, v) in patch.sets() {
+        args.push(format!("{DATA}{k}"));
+        args.push(json(v)?);
+    }
+    Ok(args)
+}
+
+/// Rebuilds a record from its hash through `Record`'s serde form.
+pub(super) fn decode(mut fields: HashMap<String, String>) -> Result<Record, StoreError> {
+    let mut record = Map::new();
+    for (field, name) in [("c", "created"), ("l", "last_seen"), ("e", "expires_at")] {
+        let n: i64 = fields
+            .remove(field)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                StoreError::new(StoreErrorKind::Corrupt, format!("session lacks {name}"))
+            })?;
+        record.insert(name.to_owned(), n.into());
+    }
+    if let Some(p) = fields.remove("p") {
+        record.insert(
+            "principal".into(),
+            serde_json::from_str(&p).map_err(corrupt)?,
+        );
+    }
+    if let Some(f) = fields.remove("f") {
+        record.insert("flash".into(), serde_json::from_str(&f).map_err(corrupt)?);
+    }
+    if let Some(ua) = fields.remove("u") {
+        record.insert("user_agent".into(), Json::String(ua));
+    }
+    if let Some(hash) = fields.remove("bu") {
+        record.insert("bound_user_agent".into(), Json::String(hash));
+    }
+    if let Some(ip) = fields.remove("bi") {
+        record.insert("bound_ip".into(), Json::String(ip));
+    }
+    let mut data = Map::new();
+    for (field, value) in fields {
+        if let Some(key) = field.strip_prefix(DATA) {
+            data.insert(
+                key.to_owned(),
+                serde_json::from_str(&value).map_err(corrupt)?,
+            );
+        }
+    }
+    record.insert("data".into(), Json::Object(data));
+    serde_json::from_value(Json::Object(record)).map_err(corrupt)
+}
+
+pub(super) fn info(
+    key: StoreKey,
+    created: i64,
+    last_seen: i64,
+    expires_at: i64,
+    principal: &str,
+    user_agent: Option<String>,
+) -> Result<SessionInfo, StoreError> {
+    Ok(SessionInfo::new(
+        key,
+        created,
+        last_seen,
+        expires_at,
+        Some(id_of_index_key(principal).to_owned()),
+        user_agent,
+    ))
+}
+
+/// The principal ID inside a [`crate::Principal::index_key`] (`<kind length>:<kind>:<id>`).
+pub(super) fn id_of_index_key(index_key: &str) -> &str {
+    index_key
+        .split_once(':')
+        .and_then(|(len, rest)| rest.get(len.parse::<usize>().ok()? + 1..))
+        .unwrap_or(index_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn record_survives_the_hash_encoding() {
+        let mut record = Record::new(10, 100);
+        record.set_principal(Some(crate::Principal::user("u").with_scopes(["a"])));
+        record.set_user_agent(Some("ua"));
+        record.set_binding(Some("ab".repeat(32)), Some("2001:db8::1".parse().unwrap()));
+        record
+            .data_mut()
+            .insert("k".into(), json!({"x": [1, null]}));
+        record
+            .data_mut()
+            .insert("c".into(), json!("not the created field"));
+        record.flash_mut().push("hi".into());
+        let args = put_args(&record).unwrap();
+        let n: usize = args[1].parse().unwrap();
+        let fields: HashMap<String, String> = args[2..]
+            .chunks(2)
+            .map(|kv| (kv[0].clone(), kv[1].clone()))
+            .collect();
+        assert_eq!(fields.len(), n);
+        assert_eq!(decode(fields).unwrap(), record);
+    }
+
+    #[test]
+    fn a_hash_without_times_is_corrupt() {
+        let fields = HashMap::from([("d:k".to_owned(), "1".to_owned())]);
+        assert_eq!(decode(fields).unwrap_err().kind(), StoreErrorKind::Corrupt);
+    }
+}
