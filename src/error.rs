@@ -71,6 +71,15 @@ pub enum StoreErrorKind {
     Corrupt,
     /// The per-principal session limit refused a new session.
     LimitReached,
+    /// The store does not offer this operation (an atomic [`Update`](crate::store::Update)
+    /// on a store that cannot apply one).
+    Unsupported,
+    /// The session ended (destroyed, logged out, expired) before the operation reached it.
+    SessionGone,
+    /// A compare-and-set update kept losing to concurrent writers and gave up.
+    Contended,
+    /// A value to store does not serialise to JSON.
+    InvalidValue,
 }
 
 /// A store operation failed. Cheap to clone: the cause is shared.
@@ -116,6 +125,10 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Timeout => "session store timed out",
             StoreErrorKind::Corrupt => "session record could not be decoded",
             StoreErrorKind::LimitReached => "session limit for this principal reached",
+            StoreErrorKind::Unsupported => "session store does not support this operation",
+            StoreErrorKind::SessionGone => "session ended before the update reached it",
+            StoreErrorKind::Contended => "session value kept changing; update gave up",
+            StoreErrorKind::InvalidValue => "session value does not serialise to JSON",
         })
     }
 }

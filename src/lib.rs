@@ -62,6 +62,7 @@ mod state;
 pub mod store;
 pub mod token;
 pub mod transport;
+mod update;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{

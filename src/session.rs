@@ -208,6 +208,28 @@ impl State {
         id
     }
 
+    /// Sets data key `key`, recording the change for the commit.
+    pub(crate) fn set_value(&mut self, key: &str, value: Value) {
+        if self.stored.is_some() {
+            set(self.record.data_mut(), key, value.clone());
+            set(&mut self.changes.data, key, Some(value));
+        } else {
+            set(self.record.data_mut(), key, value);
+            self.changes.unsaved_data = true;
+        }
+    }
+
+    /// Removes data key `key`, recording the change for the commit.
+    pub(crate) fn remove_value(&mut self, key: &str) -> Option<Value> {
+        let old = self.record.data_mut().remove(key)?;
+        if self.stored.is_some() {
+            self.changes.data.insert(key.to_owned(), None);
+        } else {
+            self.changes.unsaved_data = true;
+        }
+        Some(old)
+    }
+
     /// The ID changed after loading a stored record: the commit is a move.
     pub(crate) fn rotated(&self) -> bool {
         self.stored.is_some() && self.id.is_fresh()
@@ -352,30 +374,19 @@ impl Session {
     ///
     /// When `value` cannot be represented as JSON (a map with non-string keys, say); the
     /// session is then unchanged.
+    ///
+    /// The commit writes this value whatever another request wrote meanwhile: for a
+    /// counter or another value computed from the current one, use
+    /// [`Session::increment`] or [`Session::update`], which the store applies atomically.
     pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), serde_json::Error> {
         let value = serde_json::to_value(value)?;
-        let mut st = self.lock();
-        let st = &mut *st;
-        if st.stored.is_some() {
-            set(st.record.data_mut(), key, value.clone());
-            set(&mut st.changes.data, key, Some(value));
-        } else {
-            set(st.record.data_mut(), key, value);
-            st.changes.unsaved_data = true;
-        }
+        self.lock().set_value(key, value);
         Ok(())
     }
 
     /// Removes `key` and returns its value.
     pub fn remove(&self, key: &str) -> Option<Value> {
-        let mut st = self.lock();
-        let old = st.record.data_mut().remove(key)?;
-        if st.stored.is_some() {
-            st.changes.data.insert(key.to_owned(), None);
-        } else {
-            st.changes.unsaved_data = true;
-        }
-        Some(old)
+        self.lock().remove_value(key)
     }
 
     /// The data keys currently set.

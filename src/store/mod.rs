@@ -26,13 +26,18 @@ pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 
+use serde_json::Value;
+
 use crate::error::StoreError;
 use crate::record::{Patch, Record, SessionInfo};
 use crate::token::StoreKey;
 
 /// What one request's commit asks a store to do, in one call.
+///
+/// Exhaustive, so a store matches every variant without a catch-all arm that would turn a
+/// future variant into a panic in the commit path: a new variant is a breaking change of
+/// this crate, announced as one.
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub enum Commit {
     /// Create a new record. Create-only: if `key` exists the store changes nothing and answers
     /// [`CommitOutcome::Collision`].
@@ -77,6 +82,42 @@ pub enum CommitOutcome {
     /// A create (or move target) found the key taken; nothing was written.
     Collision,
     /// The record to patch or move no longer exists; nothing was written.
+    Missing,
+}
+
+/// A change of one data key that the store applies atomically against the value it holds,
+/// for counters and other read-modify-write values that concurrent requests (on one
+/// instance or many) must not lose. See [`SessionStore::update`].
+///
+/// Exhaustive for the same reason as [`Commit`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Update {
+    /// Add `by` to the integer under the key. An absent key, or a value that is not an
+    /// integer, counts as 0 (so the value becomes `by`).
+    Increment {
+        /// What to add (negative to subtract).
+        by: i64,
+    },
+    /// Write `new` (remove the key when `None`) only if the key holds exactly `expected`
+    /// now (`None`: the key is absent).
+    CompareAndSet {
+        /// The value the caller read.
+        expected: Option<Value>,
+        /// The value to write.
+        new: Option<Value>,
+    },
+}
+
+/// How a store answered an [`Update`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum UpdateOutcome {
+    /// Applied; the key's value now (`None`: removed).
+    Applied(Option<Value>),
+    /// A [`Update::CompareAndSet`] found another value (the one given here); nothing was
+    /// written.
+    Conflict(Option<Value>),
+    /// No live record under the store key; nothing was written.
     Missing,
 }
 
@@ -135,6 +176,13 @@ pub enum LimitPolicy {
 ///   principal at the limit either evicts the oldest sessions ([`LimitPolicy::EvictOldest`])
 ///   or fails with [`StoreErrorKind::LimitReached`](crate::StoreErrorKind) and writes nothing
 ///   ([`LimitPolicy::Reject`]).
+/// * **Atomic updates.** [`SessionStore::update`] applies its [`Update`] to the value the
+///   store holds at that moment, under the same lock or script as a commit, so concurrent
+///   updates of one key (from any number of instances) all count. It changes no time and
+///   never resurrects: a gone or expired record answers [`UpdateOutcome::Missing`].
+/// * **Corrupt records.** A record the store cannot decode is reported as a
+///   [`StoreErrorKind::Corrupt`](crate::StoreErrorKind) error (never `Unavailable`), and
+///   [`Commit::Delete`] removes it like any other, so the layer can treat it as gone.
 /// * **Failure.** Any other failure is a [`StoreError`] (`Unavailable`, `Timeout`, `Corrupt`),
 ///   returned within the store's timeout, never a panic or a hang.
 ///
@@ -170,6 +218,20 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         commit: Commit,
     ) -> impl Future<Output = Result<CommitOutcome, StoreError>> + Send;
+
+    /// Applies `update` to the data key `field` of the live record under `key`, atomically
+    /// (see the guarantees above). The default answers
+    /// [`StoreErrorKind::Unsupported`](crate::StoreErrorKind): a store that cannot update
+    /// atomically must not pretend to.
+    fn update(
+        &self,
+        key: &StoreKey,
+        field: &str,
+        update: Update,
+    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send {
+        let _ = (key, field, update);
+        async { Err(StoreError::from_kind(crate::StoreErrorKind::Unsupported)) }
+    }
 
     /// Lists the live sessions of the principal whose
     /// [`Principal::index_key`](crate::Principal::index_key) is `principal`.
@@ -233,6 +295,18 @@ impl LayerStore {
         }
     }
 
+    pub(crate) async fn update(
+        &self,
+        key: &StoreKey,
+        field: &str,
+        update: Update,
+    ) -> Result<UpdateOutcome, StoreError> {
+        match self {
+            Self::Memory(store) => Ok(store.update_now(key, field, update)),
+            Self::Dyn(store) => store.update(key, field, update).await,
+        }
+    }
+
     pub(crate) async fn sessions_of(
         &self,
         principal: &str,
@@ -257,6 +331,12 @@ pub(crate) trait DynStore: Send + Sync + 'static {
     fn lookup<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Lookup, StoreError>>;
     fn session_count(&self) -> Option<usize>;
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<CommitOutcome, StoreError>>;
+    fn update<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        field: &'a str,
+        update: Update,
+    ) -> BoxFuture<'a, Result<UpdateOutcome, StoreError>>;
     fn sessions_of<'a>(
         &'a self,
         principal: &'a str,
@@ -278,6 +358,15 @@ impl<T: SessionStore> DynStore for T {
 
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<CommitOutcome, StoreError>> {
         Box::pin(SessionStore::commit(self, commit))
+    }
+
+    fn update<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        field: &'a str,
+        update: Update,
+    ) -> BoxFuture<'a, Result<UpdateOutcome, StoreError>> {
+        Box::pin(SessionStore::update(self, key, field, update))
     }
 
     fn sessions_of<'a>(

@@ -50,9 +50,11 @@ use crate::token::{SessionId, StoreKey};
 
 mod index;
 mod records;
+mod updates;
 
 pub use index::*;
 pub use records::*;
+pub use updates::*;
 
 /// Where every check's clock starts (Unix seconds).
 const T0: i64 = 1_700_000_000;
@@ -147,6 +149,9 @@ macro_rules! store_conformance_tests {
             limit_reject_refuses_and_writes_nothing,
             limit_evict_oldest_makes_room,
             limit_holds_under_concurrent_logins,
+            concurrent_increments_all_count,
+            compare_and_set_refuses_a_changed_value,
+            update_never_resurrects,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
@@ -183,6 +188,9 @@ pub async fn run_all(factory: &impl StoreFactory) {
     limit_reject_refuses_and_writes_nothing(factory).await;
     limit_evict_oldest_makes_room(factory).await;
     limit_holds_under_concurrent_logins(factory).await;
+    concurrent_increments_all_count(factory).await;
+    compare_and_set_refuses_a_changed_value(factory).await;
+    update_never_resurrects(factory).await;
 }
 
 struct Ctx<S> {

@@ -5,12 +5,15 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use serde_json::Value;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::principal::Principal;
 use crate::record::{Record, SessionInfo};
-use crate::store::{Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore};
+use crate::store::{
+    Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore, Update, UpdateOutcome,
+};
 use crate::token::StoreKey;
 
 mod shard;
@@ -212,11 +215,48 @@ impl MemoryStore {
         match shard.peek(key) {
             Some(e) if !e.is_expired(now) => Some(e.to_record()),
             Some(_) => {
-                shard.pop(key);
+                self.drop_expired(&mut shard, key);
                 None
             }
             None => None,
         }
+    }
+
+    /// Removes the expired record under `key` (the caller holds its shard) from the shard
+    /// and from its principal's index: a record dropped on the way by a read or a write is
+    /// gone for the sweeper, so nobody else would unindex it.
+    fn drop_expired(&self, shard: &mut Shard, key: &StoreKey) {
+        if let Some(entry) = shard.pop(key) {
+            self.unindex(*key, entry.principal());
+        }
+    }
+
+    /// Applies `update` to data key `field` of the live record under `key`, under its
+    /// shard's lock.
+    fn update_at(&self, key: &StoreKey, field: &str, update: Update, now: i64) -> UpdateOutcome {
+        let mut shard = self.shard(key);
+        let entry = match shard.peek_mut(key) {
+            Some(e) if !e.is_expired(now) => e,
+            Some(_) => {
+                self.drop_expired(&mut shard, key);
+                return UpdateOutcome::Missing;
+            }
+            None => return UpdateOutcome::Missing,
+        };
+        let new = match update {
+            Update::Increment { by } => {
+                let old = entry.value(field).and_then(Value::as_i64).unwrap_or(0);
+                Some(Value::from(old.saturating_add(by)))
+            }
+            Update::CompareAndSet { expected, new } => {
+                if entry.value(field) != expected.as_ref() {
+                    return UpdateOutcome::Conflict(entry.value(field).cloned());
+                }
+                new
+            }
+        };
+        entry.set_value(field, new.clone());
+        UpdateOutcome::Applied(new)
     }
 
     /// Reads `key` as a use (LRU order); an expired record is removed and reported.
@@ -383,7 +423,7 @@ impl MemoryStore {
         let before = match shard.peek(&key) {
             Some(e) if !e.is_expired(now) => e.principal().map(|p| p.index_key().to_owned()),
             _ => {
-                shard.pop(&key);
+                self.drop_expired(&mut shard, &key);
                 return Ok(CommitOutcome::Missing);
             }
         };
@@ -429,6 +469,7 @@ impl MemoryStore {
             return Ok(CommitOutcome::Missing);
         };
         if original.is_expired(now) {
+            self.unindex(from, original.principal());
             return Ok(CommitOutcome::Missing);
         }
         let mut record = original.clone();
@@ -468,6 +509,11 @@ impl MemoryStore {
     /// clock.
     pub(crate) fn lookup_at(&self, key: &StoreKey, now: i64) -> Lookup {
         self.touch(key, now)
+    }
+
+    /// [`SessionStore::update`] without the future.
+    pub(crate) fn update_now(&self, key: &StoreKey, field: &str, update: Update) -> UpdateOutcome {
+        self.update_at(key, field, update, self.now())
     }
 
     /// [`SessionStore::commit`] without the future.
@@ -510,6 +556,15 @@ impl SessionStore for MemoryStore {
 
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
         self.commit_now(commit)
+    }
+
+    async fn update(
+        &self,
+        key: &StoreKey,
+        field: &str,
+        update: Update,
+    ) -> Result<UpdateOutcome, StoreError> {
+        Ok(self.update_now(key, field, update))
     }
 
     async fn sessions_of(&self, principal: &str) -> Result<Vec<SessionInfo>, StoreError> {

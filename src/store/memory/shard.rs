@@ -110,6 +110,33 @@ impl Entry {
         self.principal.as_deref()
     }
 
+    /// The value under data key `field`.
+    pub(super) fn value(&self, field: &str) -> Option<&Value> {
+        self.data
+            .binary_search_by(|(k, _)| (**k).cmp(field))
+            .ok()
+            .map(|i| &self.data[i].1)
+    }
+
+    /// Sets (`Some`) or removes (`None`) data key `field`.
+    pub(super) fn set_value(&mut self, field: &str, value: Option<Value>) {
+        let found = self.data.binary_search_by(|(k, _)| (**k).cmp(field));
+        match (found, value) {
+            (Ok(i), Some(v)) => self.data[i].1 = v,
+            (Ok(i), None) => {
+                let mut data = std::mem::take(&mut self.data).into_vec();
+                data.remove(i);
+                self.data = data.into_boxed_slice();
+            }
+            (Err(i), Some(v)) => {
+                let mut data = std::mem::take(&mut self.data).into_vec();
+                data.insert(i, (field.into(), v));
+                self.data = data.into_boxed_slice();
+            }
+            (Err(_), None) => {}
+        }
+    }
+
     /// [`Patch::apply`] for this form.
     pub(super) fn apply(&mut self, patch: &Patch) {
         if !patch.removes().is_empty() || !patch.sets().is_empty() {
@@ -172,6 +199,10 @@ impl Shard {
     /// Reads `key` as a use (LRU order).
     pub(super) fn get(&mut self, key: &StoreKey) -> Option<&Entry> {
         self.lru.get(key)
+    }
+
+    pub(super) fn peek_mut(&mut self, key: &StoreKey) -> Option<&mut Entry> {
+        self.lru.peek_mut(key)
     }
 
     pub(super) fn pop(&mut self, key: &StoreKey) -> Option<Entry> {

@@ -23,7 +23,11 @@ impl RedisStore {
     }
 
     /// Writes `fields` under `key`, create-only.
-    pub(super) async fn put(&self, key: &StoreKey, fields: Vec<String>) -> Result<CommitOutcome, StoreError> {
+    pub(super) async fn put(
+        &self,
+        key: &StoreKey,
+        fields: Vec<String>,
+    ) -> Result<CommitOutcome, StoreError> {
         let answer: String = self.step(self.session_key(key), "put", fields).await?;
         outcome(&answer)
     }
@@ -195,7 +199,10 @@ impl RedisStore {
     }
 
     /// The live sessions of `principal`, pruning index entries that are not.
-    pub(super) async fn sessions_in_cluster(&self, principal: &str) -> Result<Vec<SessionInfo>, StoreError> {
+    pub(super) async fn sessions_in_cluster(
+        &self,
+        principal: &str,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
         let index = self.index_key(principal);
         let now = self.clock.now();
         let mut out = Vec::new();

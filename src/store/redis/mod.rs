@@ -30,12 +30,7 @@ const DATA: &str = "d:";
 
 macro_rules! script {
     ($file:literal) => {
-        LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("prelude.lua"),
-                include_str!($file)
-            ))
-        })
+        LazyLock::new(|| Script::new(concat!(include_str!("prelude.lua"), include_str!($file))))
     };
 }
 
