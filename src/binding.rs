@@ -95,12 +95,14 @@ fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpA
     if !is_trusted(&client) {
         return Some(client);
     }
-    let hops: Vec<&[u8]> = headers
+    // Walked lazily from the right, so a header of a million commas costs at most
+    // `MAX_HOPS` steps, not a million-entry list.
+    let hops = headers
         .get_all(X_FORWARDED_FOR)
         .iter()
-        .flat_map(|line| line.as_bytes().split(|&b| b == b','))
-        .collect();
-    for (walked, hop) in hops.iter().rev().enumerate() {
+        .rev()
+        .flat_map(|line| line.as_bytes().rsplit(|&b| b == b','));
+    for (walked, hop) in hops.enumerate() {
         if !is_trusted(&client) {
             break;
         }

@@ -1,6 +1,15 @@
 //! The commit after the response: [`decide`] turns a session's state into a [`Plan`] (a pure
 //! function, tested by table), and [`Session::finish`] applies it in one store call.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
 use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{EventKind, RotateReason};
 use crate::record::Patch;
@@ -82,6 +91,88 @@ pub(crate) enum CommitFailure {
     /// The record vanished (destroyed or expired by another request) before the patch.
     Missing,
     Collisions,
+    /// The store panicked (or its task was cancelled) mid-commit.
+    Aborted,
+}
+
+/// Commits moved onto their own task (see [`Running`]), counted so that a shutdown can wait
+/// for them ([`SessionLayer::drain`](crate::SessionLayer::drain)).
+#[derive(Default)]
+pub(crate) struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl InFlight {
+    /// Resolves once no commit is running.
+    pub(crate) async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check, so a commit ending in between still wakes us.
+            notified.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Counts one running commit while alive, even if the commit panics.
+struct Counted(Arc<InFlight>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// A commit in progress. Polled in place while it completes at once (the MemoryStore never
+/// waits), and moved onto a task of its own as soon as it would wait: the response future
+/// that polls it is dropped when the client goes away, and a commit cut short part-way could
+/// leave a store call applied whose outcome nobody hears of, or a multi-step move half done.
+pub(crate) enum Running {
+    Here(Option<BoxFuture<'static, Result<Emit, CommitFailure>>>),
+    Task(JoinHandle<Result<Emit, CommitFailure>>),
+}
+
+impl Running {
+    pub(crate) fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        in_flight: &Arc<InFlight>,
+    ) -> Poll<Result<Emit, CommitFailure>> {
+        loop {
+            match self {
+                Running::Here(slot) => {
+                    let mut commit = slot.take().expect("commit polled after completion");
+                    if let Poll::Ready(outcome) = commit.as_mut().poll(cx) {
+                        return Poll::Ready(outcome);
+                    }
+                    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                        // Not on Tokio: nowhere to move it, so it stays with the response.
+                        *slot = Some(commit);
+                        return Poll::Pending;
+                    };
+                    in_flight.count.fetch_add(1, Ordering::SeqCst);
+                    let counted = Counted(in_flight.clone());
+                    *self = Running::Task(runtime.spawn(async move {
+                        let _counted = counted;
+                        commit.await
+                    }));
+                }
+                Running::Task(task) => {
+                    return Poll::Ready(match ready!(Pin::new(task).poll(cx)) {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err(CommitFailure::Aborted),
+                    });
+                }
+            }
+        }
+    }
 }
 
 /// What [`Session::finish`] leaves the response future to do.

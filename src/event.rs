@@ -142,10 +142,13 @@ pub enum EventKind {
     StoreError(StoreErrorKind),
     /// The per-principal session limit refused a new session.
     PrincipalLimit,
+    /// The store held a record for the presented token that it could not decode (changed
+    /// outside the store): the request continued as if the session were gone.
+    CorruptRecord,
 }
 
 impl EventKind {
-    const COUNT: usize = 12;
+    const COUNT: usize = 13;
 
     fn index(&self) -> usize {
         match self {
@@ -161,6 +164,7 @@ impl EventKind {
             Self::ScopeDenied(_) => 9,
             Self::StoreError(_) => 10,
             Self::PrincipalLimit => 11,
+            Self::CorruptRecord => 12,
         }
     }
 }
@@ -292,6 +296,7 @@ impl Events {
             scope_denied: kind(9),
             store_errors: kind(10),
             principal_limit: kind(11),
+            corrupt_records: kind(12),
             rejected: RejectReason::ALL
                 .iter()
                 .map(|r| {
@@ -334,6 +339,7 @@ fn trace_event(kind: &EventKind, s: &Subject<'_>) {
             kind = tracing::field::debug(k)
         ),
         EventKind::PrincipalLimit => at!(warn, "per-principal session limit reached"),
+        EventKind::CorruptRecord => at!(warn, "corrupt session record treated as gone"),
     }
 }
 
@@ -363,6 +369,8 @@ pub struct Stats {
     pub store_errors: u64,
     /// New sessions refused by the per-principal limit.
     pub principal_limit: u64,
+    /// Presented sessions whose stored record could not be decoded (treated as gone).
+    pub corrupt_records: u64,
     /// Rejected tokens by reason.
     pub rejected: Vec<(RejectReason, u64)>,
     /// Sessions the store holds, when it can tell cheaply (MemoryStore can).

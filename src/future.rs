@@ -12,12 +12,11 @@ use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::commit::{CommitFailure, Finish};
+use crate::commit::{CommitFailure, Finish, Running};
 use crate::error::{CommitFailed, SessionLimitReached, StoreError, StoreErrorKind};
 use crate::session::Session;
 use crate::state::LayerState;
-use crate::store::BoxFuture;
-use crate::transport::{self, Emit};
+use crate::transport;
 
 pin_project! {
     /// Response future of [`SessionService`](crate::SessionService).
@@ -35,7 +34,7 @@ pin_project! {
     enum Step<F> {
         Inner { #[pin] future: F },
         Commit {
-            commit: BoxFuture<'static, Result<Emit, CommitFailure>>,
+            commit: Running,
             response: Option<Response<Body>>,
         },
     }
@@ -91,13 +90,13 @@ where
                             return Poll::Ready(Ok(response));
                         }
                         Finish::Store(commit) => this.step.set(Step::Commit {
-                            commit,
+                            commit: Running::Here(Some(commit)),
                             response: Some(response),
                         }),
                     }
                 }
                 StepProj::Commit { commit, response } => {
-                    let outcome = ready!(commit.as_mut().poll(cx));
+                    let outcome = ready!(commit.poll(cx, this.layer.in_flight()));
                     let mut response = response
                         .take()
                         .expect("ResponseFuture polled after completion");
@@ -122,6 +121,13 @@ where
                                     StoreError::new(
                                         StoreErrorKind::Unavailable,
                                         "session ended by another request",
+                                    )
+                                }
+                                CommitFailure::Aborted => {
+                                    tracing::error!("session store panicked mid-commit");
+                                    StoreError::new(
+                                        StoreErrorKind::Unavailable,
+                                        "session store panicked",
                                     )
                                 }
                                 CommitFailure::Collisions => {

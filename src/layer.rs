@@ -85,6 +85,28 @@ impl SessionLayer {
             .snapshot(self.state.store().session_count())
     }
 
+    /// Waits until every commit that has started has finished, including those of clients
+    /// that went away before their response (a commit runs to the end on its own task
+    /// then). Call it after the server stops accepting requests, so a graceful shutdown
+    /// loses no acknowledged write:
+    ///
+    /// ```no_run
+    /// # use axum::{routing::get, Router};
+    /// # use axum_tessera::{Key, SessionConfig, SessionLayer};
+    /// # #[tokio::main] async fn main() -> std::io::Result<()> {
+    /// let layer = SessionLayer::new(SessionConfig::web(Key::generate()));
+    /// let app = Router::new().route("/", get(|| async { "hi" })).layer(layer.clone());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// axum::serve(listener, app)
+    ///     .with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; })
+    ///     .await?;
+    /// layer.drain().await; // in-flight commits are done: now exit
+    /// # Ok(()) }
+    /// ```
+    pub async fn drain(&self) {
+        self.state.in_flight().idle().await;
+    }
+
     #[cfg(test)]
     pub(crate) fn state(&self) -> &LayerState {
         &self.state

@@ -5,12 +5,19 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::error::StoreError;
+use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{EventKind, ExpiryReason, RejectReason};
 use crate::principal::Principal;
 use crate::session::{Id, Session, State};
 use crate::store::{BoxFuture, LayerStore, Lookup};
 use crate::token::StoreKey;
+
+/// An event the load found, emitted after the state lock is released.
+struct LoadEvent {
+    kind: EventKind,
+    key: StoreKey,
+    principal: Option<String>,
+}
 
 /// The future [`Session::load`] returns: ready at once, or the store's load.
 pub(crate) enum Load<'a> {
@@ -44,6 +51,14 @@ impl Session {
         }
         let ready = match (inner.layer.store(), &inner.request.incoming) {
             (_, None) => Some(Ok(())),
+            // Minted for a session that was never stored: nothing to look up.
+            (_, Some(incoming)) if incoming.verified.id().is_unsaved() => {
+                let mut st = self.lock();
+                if let Id::Unset = st.id {
+                    st.id = Id::Adopted(incoming.verified.id().clone());
+                }
+                Some(Ok(()))
+            }
             (LayerStore::Memory(store), Some(incoming)) => {
                 // Under the state lock, so two first loads on different threads cannot both
                 // apply a record (the second could overwrite what a handler wrote between).
@@ -57,7 +72,10 @@ impl Session {
                     Some(now) => store.lookup_at(&key, now),
                     None => store.lookup_now(&key),
                 };
-                let result = self.take_in(&mut st, key, Ok(found));
+                let (result, event) = self.take_in(&mut st, key, Ok(found));
+                drop(st);
+                // Hooks run outside the state lock: a slow hook must not hold it.
+                self.emit_load_event(event);
                 if inner.loaded.set(result.clone()).is_ok() {
                     return Load::Ready(Some(result));
                 }
@@ -85,41 +103,75 @@ impl Session {
         };
         let key = incoming.verified.id().store_key();
         let found = self.inner.layer.store().lookup(&key).await;
-        self.take_in(&mut self.lock(), key, found)
+        let (result, event) = self.take_in(&mut self.lock(), key, found);
+        self.emit_load_event(event);
+        result
     }
 
-    /// Takes in what the store answered for `key`.
+    fn emit_load_event(&self, event: Option<LoadEvent>) {
+        if let Some(LoadEvent {
+            kind,
+            key,
+            principal,
+        }) = event
+        {
+            self.report(
+                kind,
+                Some(key),
+                principal.as_deref(),
+                self.inner.request.now,
+            );
+        }
+    }
+
+    /// Takes in what the store answered for `key`, under the state lock; the event to
+    /// report is handed back, to be emitted once the lock is released.
     fn take_in(
         &self,
         st: &mut State,
         key: StoreKey,
         found: Result<Lookup, StoreError>,
-    ) -> Result<(), StoreError> {
+    ) -> (Result<(), StoreError>, Option<LoadEvent>) {
         let Some(incoming) = &self.inner.request.incoming else {
-            return Ok(());
+            return (Ok(()), None);
         };
         let layer = &self.inner.layer;
         let id = incoming.verified.id();
         // The request's own time: a second clock read here would cost more than it tells.
         let now = self.inner.request.now;
-        let found = found.inspect_err(|err| {
-            self.report(EventKind::StoreError(err.kind()), Some(key), None, now);
-        })?;
+        let event = |kind, principal: Option<&Principal>| {
+            Some(LoadEvent {
+                kind,
+                key,
+                principal: principal.map(|p| p.id().to_owned()),
+            })
+        };
         // The MAC proves this layer minted a verified ID, so it is no one else's; keeping one
         // that has no live record lets the CSRF tokens of an unsaved anonymous session (a
         // login form) verify on the next request without storing a record per visitor.
         // Login and every other privilege change still move to a fresh ID, so adopting never
         // fixates a session.
         let adopt = |st: &mut State| st.id = Id::Adopted(id.clone());
-        match found {
-            Lookup::Missing => {
-                self.report(
-                    EventKind::TokenRejected(RejectReason::UnknownId),
-                    Some(key),
-                    None,
-                    now,
-                );
+        let found = match found {
+            Ok(found) => found,
+            // A record changed outside the store must not lock its owner out (every request,
+            // logout included, would be a 503 until the TTL ran out): it counts as gone, and
+            // ending the session deletes it.
+            Err(err) if err.kind() == StoreErrorKind::Corrupt => {
+                tracing::warn!(session = %key, error = ?err, "corrupt session record treated as gone");
+                st.corrupt = Some(key);
                 adopt(st);
+                return (Ok(()), event(EventKind::CorruptRecord, None));
+            }
+            Err(err) => {
+                let kind = EventKind::StoreError(err.kind());
+                return (Err(err), event(kind, None));
+            }
+        };
+        let event = match found {
+            Lookup::Missing => {
+                adopt(st);
+                event(EventKind::TokenRejected(RejectReason::UnknownId), None)
             }
             Lookup::Expired(r) | Lookup::Live(r) if r.is_expired(now) => {
                 let reason = if now >= r.created().saturating_add(layer.timeouts().absolute) {
@@ -127,19 +179,13 @@ impl Session {
                 } else {
                     ExpiryReason::Idle
                 };
-                let principal = r.principal().map(Principal::id);
-                self.report(EventKind::Expired(reason), Some(key), principal, now);
                 adopt(st);
+                event(EventKind::Expired(reason), r.principal())
             }
             Lookup::Expired(_) => {
                 // The store's clock says expired but ours does not: trust the store.
-                self.report(
-                    EventKind::TokenRejected(RejectReason::UnknownId),
-                    Some(key),
-                    None,
-                    now,
-                );
                 adopt(st);
+                event(EventKind::TokenRejected(RejectReason::UnknownId), None)
             }
             Lookup::Live(record) => {
                 if let Some(reason) = layer
@@ -147,16 +193,12 @@ impl Session {
                     .mismatch(&record, &self.inner.request.client)
                 {
                     tracing::debug!(session = %key, reason, "session binding mismatch");
-                    let principal = record.principal().map(Principal::id);
-                    self.report(EventKind::BindingMismatch, Some(key), principal, now);
-                    return Ok(());
+                    return (
+                        Ok(()),
+                        event(EventKind::BindingMismatch, record.principal()),
+                    );
                 }
-                self.report(
-                    EventKind::Loaded,
-                    Some(key),
-                    record.principal().map(Principal::id),
-                    now,
-                );
+                let loaded = event(EventKind::Loaded, record.principal());
                 st.changes.renewal.refresh =
                     now.saturating_sub(record.last_seen()) >= layer.timeouts().refresh_after;
                 st.changes.renewal.reissue = incoming.verified.needs_reissue();
@@ -164,9 +206,10 @@ impl Session {
                 st.stored = Some(key);
                 st.live = true;
                 st.record = record;
+                loaded
             }
-        }
-        Ok(())
+        };
+        (Ok(()), event)
     }
 
     /// Whether a handler or extractor loaded the session, so the response may depend on it.

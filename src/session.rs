@@ -84,6 +84,9 @@ pub(crate) struct State {
     pub(crate) id: Id,
     /// Where the loaded record lives in the store, if it came from there.
     pub(crate) stored: Option<StoreKey>,
+    /// A record the store could not decode, filed under the presented ID: treated as gone,
+    /// and deleted if the session is ended.
+    pub(crate) corrupt: Option<StoreKey>,
     pub(crate) live: bool,
     pub(crate) record: Record,
     pub(crate) changes: Changes,
@@ -176,6 +179,7 @@ impl State {
         Self {
             id: Id::Unset,
             stored: None,
+            corrupt: None,
             live: false,
             record: Record::new(0, 0),
             changes: Changes::default(),
@@ -183,9 +187,16 @@ impl State {
         }
     }
 
-    /// Replaces an adopted ID (see [`Id::Adopted`]) with a fresh one.
+    /// Makes the ID one that may be stored or handed out as a credential: replaces an
+    /// adopted ID (see [`Id::Adopted`]) or an ID minted for an unsaved session (see
+    /// [`SessionId::generate_unsaved`]) with a fresh ordinary one.
     pub(crate) fn own_id(&mut self) {
-        if let Id::Adopted(_) = self.id {
+        let replace = match &self.id {
+            Id::Adopted(_) => true,
+            Id::Fresh(id) => id.is_unsaved(),
+            Id::Unset | Id::Presented(_) => false,
+        };
+        if replace {
             self.id = Id::Fresh(SessionId::generate());
             self.issued = None;
         }
@@ -228,6 +239,17 @@ impl State {
             self.changes.unsaved_data = true;
         }
         Some(old)
+    }
+
+    /// The ID, giving a session that has none an unsaved one: for CSRF tokens of a visitor
+    /// whose session is not stored, so the next request needs no store lookup.
+    pub(crate) fn ensure_unsaved_id(&mut self) -> SessionId {
+        if let Some(id) = self.id.get() {
+            return id.clone();
+        }
+        let id = SessionId::generate_unsaved();
+        self.id = Id::Fresh(id.clone());
+        id
     }
 
     /// The ID changed after loading a stored record: the commit is a move.
@@ -481,6 +503,7 @@ impl Session {
         let delete = st
             .stored
             .take()
+            .or(st.corrupt.take())
             .or(st.changes.ending.and_then(|ending| ending.delete));
         *st = State::new();
         st.changes.ending = Some(Ending { kind, delete });
@@ -513,7 +536,7 @@ impl Session {
     /// a login form cost no store space.
     pub fn csrf_token(&self) -> String {
         let mut st = self.lock();
-        let id = st.ensure_id();
+        let id = st.ensure_unsaved_id();
         self.inner.layer.csrf().issue(&id)
     }
 

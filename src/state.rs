@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::binding::Binding;
 use crate::clock::Clock;
+use crate::commit::InFlight;
 use crate::config::{CookieConfig, SessionConfig, TokenSource};
 use crate::csrf::CsrfKeys;
 use crate::event::Events;
@@ -39,6 +40,8 @@ pub(crate) struct LayerState {
     events: Events,
     /// Configured CSRF origins; empty means "the request's own origin".
     trusted_origins: Vec<Origin>,
+    /// Commits running on their own task; shared by clones of the layer.
+    in_flight: Arc<InFlight>,
 }
 
 /// The expiry rules in whole seconds: what the commit decision needs of the configuration.
@@ -97,6 +100,7 @@ impl LayerState {
                 .iter()
                 .filter_map(|o| Origin::parse(o))
                 .collect(),
+            in_flight: Arc::default(),
         }
     }
 
@@ -174,6 +178,10 @@ impl LayerState {
 
     pub(crate) fn events(&self) -> &Events {
         &self.events
+    }
+
+    pub(crate) fn in_flight(&self) -> &Arc<InFlight> {
+        &self.in_flight
     }
 
     /// Origins the CSRF checks accept besides the request's own; empty means only its own.

@@ -49,6 +49,26 @@ impl SessionId {
         Self(random_32())
     }
 
+    /// A fresh random ID for a session that is not stored (an anonymous visitor's, which
+    /// only backs CSRF tokens): 24 random bytes and an 8-byte tag derived from them.
+    ///
+    /// The tag lets a later request skip the store lookup for such an ID (nothing can be
+    /// stored under it: the first write moves the session to an ordinary ID). It sits under
+    /// the token's MAC like the rest of the ID, and a release that does not know it sees an
+    /// ordinary random ID, so tokens stay valid across a rolling deploy either way. An
+    /// ordinary ID carries a valid tag by chance once in 2^64.
+    pub(crate) fn generate_unsaved() -> Self {
+        let mut bytes = random_32();
+        let tag = unsaved_tag(&bytes[..24]);
+        bytes[24..].copy_from_slice(&tag);
+        Self(bytes)
+    }
+
+    /// Whether this ID was made by [`SessionId::generate_unsaved`].
+    pub(crate) fn is_unsaved(&self) -> bool {
+        unsaved_tag(&self.0[..24]) == self.0[24..]
+    }
+
     /// Parses the 43-character base64url form. Non-canonical encodings are rejected.
     pub fn parse(text: &str) -> Option<Self> {
         decode_32(text).map(Self)
@@ -73,6 +93,16 @@ impl SessionId {
     pub(crate) fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
+}
+
+fn unsaved_tag(random: &[u8]) -> [u8; 8] {
+    let digest = Sha256::new()
+        .chain_update(b"axum-tessera unsaved session v1\0")
+        .chain_update(random)
+        .finalize();
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&digest[..8]);
+    tag
 }
 
 impl fmt::Debug for SessionId {
