@@ -23,9 +23,9 @@ pub enum ConfigError {
         var: String,
     },
     /// The cookie settings contradict each other or the cookie rules.
-    Cookie(&'static str),
+    Cookie(CookieConfigError),
     /// A timeout or fraction is out of range.
-    Timeouts(&'static str),
+    Timeouts(TimeoutConfigError),
     /// No token source is configured.
     NoTokenSource,
     /// A trusted CSRF origin is not of the form `scheme://host[:port]`.
@@ -57,7 +57,78 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// `Display` already names the case, so there is no `source`: the chain would repeat it.
 impl StdError for ConfigError {}
+
+/// Which cookie rule [`ConfigError::Cookie`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CookieConfigError {
+    /// The cookie name is empty or not an HTTP token.
+    InvalidName,
+    /// A `__Host-` cookie without `Secure`.
+    HostPrefixNeedsSecure,
+    /// A `__Host-` cookie with a `Domain`.
+    HostPrefixWithDomain,
+    /// A `__Host-` cookie with a path other than `/`.
+    HostPrefixNeedsRootPath,
+    /// A `__Secure-` cookie without `Secure`.
+    SecurePrefixNeedsSecure,
+    /// `SameSite=None` without `Secure`.
+    SameSiteNoneNeedsSecure,
+    /// The path does not start with `/`, or holds `;` or spaces.
+    InvalidPath,
+    /// The domain holds `;`, spaces or control characters.
+    InvalidDomain,
+    /// Name, longest token and attributes together could exceed
+    /// [`MAX_COOKIE_BYTES`](crate::MAX_COOKIE_BYTES).
+    TooLarge,
+}
+
+impl fmt::Display for CookieConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::InvalidName => "the cookie name must be a non-empty HTTP token",
+            Self::HostPrefixNeedsSecure => "a __Host- cookie must be Secure",
+            Self::HostPrefixWithDomain => "a __Host- cookie must not set Domain",
+            Self::HostPrefixNeedsRootPath => "a __Host- cookie must have Path=/",
+            Self::SecurePrefixNeedsSecure => "a __Secure- cookie must be Secure",
+            Self::SameSiteNoneNeedsSecure => "SameSite=None requires Secure",
+            Self::InvalidPath => "the path must start with / and hold no ; or spaces",
+            Self::InvalidDomain => "the domain holds invalid characters",
+            Self::TooLarge => "the cookie could exceed 4096 bytes",
+        })
+    }
+}
+
+impl StdError for CookieConfigError {}
+
+/// Which timeout rule [`ConfigError::Timeouts`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutConfigError {
+    /// The idle or absolute timeout is shorter than one second.
+    BelowOneSecond,
+    /// The idle timeout is longer than the absolute timeout.
+    IdleExceedsAbsolute,
+    /// The refresh fraction is outside `0..=1`.
+    RefreshOutOfRange,
+    /// The allowed clock skew is negative.
+    NegativeSkew,
+}
+
+impl fmt::Display for TimeoutConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BelowOneSecond => "timeouts must be at least one second",
+            Self::IdleExceedsAbsolute => "the idle timeout exceeds the absolute timeout",
+            Self::RefreshOutOfRange => "refresh_after must be between 0 and 1",
+            Self::NegativeSkew => "clock skew must not be negative",
+        })
+    }
+}
+
+impl StdError for TimeoutConfigError {}
 
 /// What kind of failure a store reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -66,8 +66,9 @@ pub use config::{
 };
 pub use cookie::SameSite;
 pub use error::{
-    CommitFailed, ConfigError, MissingSessionLayer, SessionLimitReached, SessionRejection,
-    SessionRequired, SessionUnavailable, StoreError, StoreErrorKind,
+    CommitFailed, ConfigError, CookieConfigError, MissingSessionLayer, SessionLimitReached,
+    SessionRejection, SessionRequired, SessionUnavailable, StoreError, StoreErrorKind,
+    TimeoutConfigError,
 };
 pub use event::{EventKind, ExpiryReason, RejectReason, RotateReason, SessionEvent, Stats};
 pub use extract::{
