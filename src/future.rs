@@ -12,8 +12,9 @@ use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::error::{CommitFailed, SessionLimitReached, StoreError, StoreErrorKind};
+use crate::error::{StoreError, StoreErrorKind};
 use crate::layer::LayerState;
+use crate::rejection::{CommitFailed, SessionLimitReached};
 use crate::session::{CommitFailure, Emit, Finish, Session};
 use crate::store::BoxFuture;
 use crate::transport;
@@ -106,7 +107,7 @@ where
                             if err.kind() == StoreErrorKind::LimitReached =>
                         {
                             tracing::info!("login refused: per-principal session limit reached");
-                            response = SessionLimitReached::with_source(err).into_response();
+                            response = SessionLimitReached::from_err(err).into_response();
                         }
                         Err(failure) => {
                             let source = match failure {
@@ -128,7 +129,7 @@ where
                                     StoreError::new(StoreErrorKind::Unavailable, "ID collisions")
                                 }
                             };
-                            response = CommitFailed::with_source(source).into_response();
+                            response = CommitFailed::from_err(source).into_response();
                         }
                     }
                     return Poll::Ready(Ok(response));

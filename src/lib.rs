@@ -53,6 +53,7 @@ mod layer;
 mod origin;
 mod principal;
 mod record;
+pub mod rejection;
 mod scope;
 mod service;
 mod session;
@@ -65,17 +66,11 @@ pub use config::{
     CookieConfig, SessionConfig, TokenSource, MAX_COOKIE_BYTES, SESSION_TOKEN_HEADER,
 };
 pub use cookie::SameSite;
-pub use error::{
-    CommitFailed, ConfigError, CookieConfigError, MissingSessionLayer, SessionLimitReached,
-    SessionRejection, SessionRequired, SessionUnavailable, StoreError, StoreErrorKind,
-    TimeoutConfigError,
-};
+pub use error::{ConfigError, CookieConfigError, StoreError, StoreErrorKind, TimeoutConfigError};
 pub use event::{EventKind, ExpiryReason, RejectReason, RotateReason, SessionEvent, Stats};
 pub use extract::{
-    AnyScope, BearerRequired, CrossSiteRequest, CsrfBodyRejection, CsrfLayer, CsrfProtected,
-    CsrfRejection, CsrfService, CsrfTokenInvalid, CsrfTokenMissing, MissingScope, OptionalSession,
-    OriginNotAllowed, RequireScopes, ScopeLayer, ScopeRejection, ScopeService, Unauthenticated,
-    CSRF_FIELD, CSRF_HEADER,
+    AnyScope, CsrfLayer, CsrfProtected, CsrfService, OptionalSession, RequireScopes, ScopeLayer,
+    ScopeService, CSRF_FIELD, CSRF_HEADER,
 };
 pub use future::ResponseFuture;
 /// Networks accepted by [`SessionConfig::trusted_proxies`].
@@ -84,6 +79,12 @@ pub use key::{Key, KeyRing, MIN_KEY_LEN};
 pub use layer::SessionLayer;
 pub use principal::Principal;
 pub use record::{Patch, Record, SessionInfo};
+pub use rejection::{
+    BearerRequired, CommitFailed, CrossSiteRequest, CsrfBodyRejection, CsrfRejection,
+    CsrfTokenInvalid, CsrfTokenMissing, MissingScope, MissingSessionLayer, OriginNotAllowed,
+    ScopeRejection, SessionLimitReached, SessionRejection, SessionRequired, SessionUnavailable,
+    Unauthenticated,
+};
 pub use scope::{Authenticated, Scope, ScopeSet};
 pub use service::SessionService;
 pub use session::Session;

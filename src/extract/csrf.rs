@@ -31,13 +31,11 @@
 //!     ));
 //! ```
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
@@ -49,10 +47,13 @@ use serde::Deserialize;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::{composite_rejection, define_rejection, SessionRejection};
 use crate::event::EventKind;
 use crate::extract::session::loaded;
 use crate::origin::Origin;
+use crate::rejection::{
+    CrossSiteRequest, CsrfBodyRejection, CsrfRejection, CsrfTokenInvalid, CsrfTokenMissing,
+    OriginNotAllowed,
+};
 use crate::session::Session;
 
 /// The request header carrying the CSRF token.
@@ -65,93 +66,6 @@ const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 /// How many `X-CSRF-Token` values are tried; more is not a browser.
 const MAX_HEADER_TOKENS: usize = 4;
-
-define_rejection! {
-    #[status = FORBIDDEN]
-    #[body = "CSRF token missing: send it in the X-CSRF-Token header or the csrf_token field"]
-    /// An unsafe request carried no CSRF token where one is read.
-    pub struct CsrfTokenMissing;
-}
-
-define_rejection! {
-    #[status = FORBIDDEN]
-    #[body = "CSRF token invalid for this session"]
-    /// The CSRF token does not belong to the request's session (another session's, stale
-    /// after login or logout, or malformed).
-    pub struct CsrfTokenInvalid;
-}
-
-define_rejection! {
-    #[status = FORBIDDEN]
-    #[body = "cross-site request refused (Sec-Fetch-Site)"]
-    /// The browser reported the request as coming from another site.
-    pub struct CrossSiteRequest;
-}
-
-define_rejection! {
-    #[status = FORBIDDEN]
-    #[body = "cross-origin request refused (Origin not allowed)"]
-    /// The `Origin` header is `null`, malformed, repeated, or not an allowed origin.
-    pub struct OriginNotAllowed;
-}
-
-composite_rejection! {
-    /// Why [`CsrfProtected`] or [`CsrfLayer`] refused a request.
-    pub enum CsrfRejection {
-        /// The session could not be loaded (or the layer is missing).
-        Session(SessionRejection),
-        /// See [`CsrfTokenMissing`].
-        TokenMissing(CsrfTokenMissing),
-        /// See [`CsrfTokenInvalid`].
-        TokenInvalid(CsrfTokenInvalid),
-        /// See [`CrossSiteRequest`].
-        CrossSite(CrossSiteRequest),
-        /// See [`OriginNotAllowed`].
-        Origin(OriginNotAllowed),
-    }
-}
-
-/// Why [`CsrfProtected<E>`] with a body extractor `E` refused a request.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum CsrfBodyRejection<R> {
-    /// The CSRF check failed.
-    Csrf(CsrfRejection),
-    /// The body could not be read to look for the `csrf_token` field (too large, say).
-    Body(BytesRejection),
-    /// The CSRF check passed and `E` rejected the request.
-    Inner(R),
-}
-
-impl<R: IntoResponse> IntoResponse for CsrfBodyRejection<R> {
-    fn into_response(self) -> Response {
-        match self {
-            Self::Csrf(r) => r.into_response(),
-            Self::Body(r) => r.into_response(),
-            Self::Inner(r) => r.into_response(),
-        }
-    }
-}
-
-impl<R: fmt::Display> fmt::Display for CsrfBodyRejection<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Csrf(r) => r.fmt(f),
-            Self::Body(r) => r.fmt(f),
-            Self::Inner(r) => r.fmt(f),
-        }
-    }
-}
-
-impl<R: std::error::Error + 'static> std::error::Error for CsrfBodyRejection<R> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Csrf(r) => Some(r),
-            Self::Body(r) => Some(r),
-            Self::Inner(r) => Some(r),
-        }
-    }
-}
 
 /// Proof that the request passed the CSRF check; with `E` it also carries the extracted body.
 ///

@@ -5,12 +5,6 @@ mod csrf;
 mod scopes;
 mod session;
 
-pub use csrf::{
-    CrossSiteRequest, CsrfBodyRejection, CsrfLayer, CsrfProtected, CsrfRejection, CsrfService,
-    CsrfTokenInvalid, CsrfTokenMissing, OriginNotAllowed, CSRF_FIELD, CSRF_HEADER,
-};
-pub use scopes::{
-    AnyScope, BearerRequired, MissingScope, RequireScopes, ScopeLayer, ScopeRejection,
-    ScopeService, Unauthenticated,
-};
+pub use csrf::{CsrfLayer, CsrfProtected, CsrfService, CSRF_FIELD, CSRF_HEADER};
+pub use scopes::{AnyScope, RequireScopes, ScopeLayer, ScopeService};
 pub use session::OptionalSession;

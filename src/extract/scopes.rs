@@ -38,52 +38,14 @@ use http::{HeaderMap, Request, StatusCode, Uri};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::{
-    composite_rejection, define_rejection, MissingSessionLayer, SessionRejection,
-    SessionUnavailable,
-};
 use crate::event::EventKind;
 use crate::principal::Principal;
+use crate::rejection::{
+    BearerRequired, MissingScope, MissingSessionLayer, ScopeRejection, SessionRejection,
+    SessionUnavailable, Unauthenticated,
+};
 use crate::scope::ScopeSet;
 use crate::session::{Session, SessionHandle};
-
-define_rejection! {
-    #[status = UNAUTHORIZED]
-    #[body = "authentication required"]
-    /// A scope guard ran for a request without a logged-in principal, on a layer whose tokens
-    /// travel in cookies.
-    pub struct Unauthenticated;
-}
-
-define_rejection! {
-    #[status = UNAUTHORIZED]
-    #[header = (WWW_AUTHENTICATE, "Bearer")]
-    #[body = "authentication required"]
-    /// A scope guard ran for a request without a logged-in principal, on a layer whose first
-    /// token source is a bearer or custom header: answers with `WWW-Authenticate: Bearer`.
-    pub struct BearerRequired;
-}
-
-define_rejection! {
-    #[status = FORBIDDEN]
-    #[body = "missing required scope"]
-    /// The principal is logged in but lacks a scope the guard requires.
-    pub struct MissingScope;
-}
-
-composite_rejection! {
-    /// Why a [`RequireScopes`] or [`AnyScope`] guard refused a request.
-    pub enum ScopeRejection {
-        /// The session could not be loaded (or the layer is missing).
-        Session(SessionRejection),
-        /// See [`Unauthenticated`].
-        Unauthenticated(Unauthenticated),
-        /// See [`BearerRequired`].
-        BearerRequired(BearerRequired),
-        /// See [`MissingScope`].
-        MissingScope(MissingScope),
-    }
-}
 
 /// What a guard checks, as plain functions so [`ScopeLayer`] is not generic.
 #[derive(Clone, Copy)]
@@ -124,7 +86,7 @@ async fn guard(session: Option<&Session>, rule: Rule) -> Result<Principal, Scope
     session
         .load()
         .await
-        .map_err(|err| ScopeRejection::Session(SessionUnavailable::with_source(err).into()))?;
+        .map_err(|err| ScopeRejection::Session(SessionUnavailable::from_err(err).into()))?;
     let Some(principal) = session.principal() else {
         let bearer = session
             .layer()
