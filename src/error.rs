@@ -195,3 +195,35 @@ impl StdError for StoreError {
             .map(|e| e as &(dyn StdError + 'static))
     }
 }
+
+/// Why the commit after a handler failed: the cause of
+/// [`CommitFailed`](crate::rejection::CommitFailed).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum CommitError {
+    /// The store failed; the [`StoreError`] is the `source`.
+    Store(StoreError),
+    /// Another request ended the session (logout, destroy, expiry) before this one committed.
+    SessionEnded,
+    /// Three fresh session IDs in a row collided with stored ones.
+    IdCollisions,
+}
+
+impl fmt::Display for CommitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Store(_) => "the store failed the session commit",
+            Self::SessionEnded => "session ended by another request before commit",
+            Self::IdCollisions => "session ID collided three times",
+        })
+    }
+}
+
+impl StdError for CommitError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Self::Store(err) => Some(err),
+            Self::SessionEnded | Self::IdCollisions => None,
+        }
+    }
+}

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::error::{StoreError, StoreErrorKind};
+use crate::error::{CommitError, StoreErrorKind};
 use crate::layer::LayerState;
 use crate::rejection::{CommitFailed, SessionLimitReached};
 use crate::session::{CommitFailure, Emit, Finish, Session};
@@ -110,26 +110,23 @@ where
                             response = SessionLimitReached::from_err(err).into_response();
                         }
                         Err(failure) => {
-                            let source = match failure {
+                            let cause = match failure {
                                 CommitFailure::Store(err) => {
                                     tracing::error!(error = ?err, "session commit failed");
-                                    err
+                                    CommitError::Store(err)
                                 }
                                 CommitFailure::Missing => {
                                     tracing::info!(
                                         "session ended by another request before commit"
                                     );
-                                    StoreError::new(
-                                        StoreErrorKind::Unavailable,
-                                        "session ended by another request",
-                                    )
+                                    CommitError::SessionEnded
                                 }
                                 CommitFailure::Collisions => {
                                     tracing::error!("session ID collided three times");
-                                    StoreError::new(StoreErrorKind::Unavailable, "ID collisions")
+                                    CommitError::IdCollisions
                                 }
                             };
-                            response = CommitFailed::from_err(source).into_response();
+                            response = CommitFailed::from_err(cause).into_response();
                         }
                     }
                     return Poll::Ready(Ok(response));

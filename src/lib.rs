@@ -66,7 +66,9 @@ pub use config::{
     CookieConfig, SessionConfig, TokenSource, MAX_COOKIE_BYTES, SESSION_TOKEN_HEADER,
 };
 pub use cookie::SameSite;
-pub use error::{ConfigError, CookieConfigError, StoreError, StoreErrorKind, TimeoutConfigError};
+pub use error::{
+    CommitError, ConfigError, CookieConfigError, StoreError, StoreErrorKind, TimeoutConfigError,
+};
 pub use event::{EventKind, ExpiryReason, RejectReason, RotateReason, SessionEvent, Stats};
 pub use extract::{
     AnyScope, CsrfLayer, CsrfProtected, CsrfService, OptionalSession, RequireScopes, ScopeLayer,

@@ -37,7 +37,7 @@ use axum::extract::rejection::{BytesRejection, FormRejection, JsonRejection, Str
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, StatusCode};
 
-use crate::error::StoreError;
+use crate::error::{CommitError, StoreError};
 
 /// Declares a rejection type in the style of axum-core's rejections: a `#[non_exhaustive]`
 /// struct with a fixed status and body, `IntoResponse`, `Display`, `Error` and a tracing event.
@@ -257,8 +257,9 @@ define_rejection! {
     #[status = SERVICE_UNAVAILABLE]
     #[body = "session could not be saved; please retry"]
     /// The commit after the handler failed, so the handler's response is replaced: the client
-    /// must not believe a change was saved when it was not. The [`StoreError`] is the `source`.
-    pub struct CommitFailed(StoreError);
+    /// must not believe a change was saved when it was not. The [`CommitError`] is the
+    /// `source`.
+    pub struct CommitFailed(CommitError);
 }
 
 define_rejection! {
@@ -464,7 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn composites_pass_on_the_inner_cause_not_the_inner_rejection() {
+    fn source_chains_name_each_cause_once() {
         struct Case {
             name: &'static str,
             rejection: Box<dyn StdError>,
@@ -482,6 +483,25 @@ mod tests {
                 name: "nested composite",
                 rejection: Box::new(CsrfRejection::from(SessionRejection::from(timeout()))),
                 expect: &["session store unavailable", "session store timed out"],
+            },
+            Case {
+                name: "commit, store failed",
+                rejection: Box::new(CommitFailed::from_err(CommitError::Store(
+                    StoreError::from_kind(StoreErrorKind::Unavailable),
+                ))),
+                expect: &[
+                    "session could not be saved; please retry",
+                    "the store failed the session commit",
+                    "session store unavailable",
+                ],
+            },
+            Case {
+                name: "commit, session ended",
+                rejection: Box::new(CommitFailed::from_err(CommitError::SessionEnded)),
+                expect: &[
+                    "session could not be saved; please retry",
+                    "session ended by another request before commit",
+                ],
             },
             Case {
                 name: "no cause",
