@@ -48,6 +48,7 @@ mod error;
 mod event;
 mod extract;
 mod future;
+pub mod guard;
 mod key;
 mod layer;
 mod origin;
@@ -70,11 +71,12 @@ pub use error::{
     CommitError, ConfigError, CookieConfigError, StoreError, StoreErrorKind, TimeoutConfigError,
 };
 pub use event::{EventKind, ExpiryReason, RejectReason, RotateReason, SessionEvent, Stats};
-pub use extract::{
-    AnyScope, CsrfLayer, CsrfProtected, CsrfService, OptionalSession, RequireScopes, ScopeLayer,
-    ScopeService, CSRF_FIELD, CSRF_HEADER,
-};
+pub use extract::OptionalSession;
 pub use future::ResponseFuture;
+pub use guard::{
+    AnyScope, CsrfLayer, CsrfProtected, CsrfService, RequireScopes, ScopeLayer, ScopeService,
+    CSRF_FIELD, CSRF_HEADER,
+};
 /// Networks accepted by [`SessionConfig::trusted_proxies`].
 pub use ipnet::IpNet;
 pub use key::{Key, KeyRing, MIN_KEY_LEN};
