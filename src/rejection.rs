@@ -447,6 +447,57 @@ composite_rejection! {
     }
 }
 
+/// A [`ScopeLayer`](crate::ScopeLayer) set up with [`status`](crate::ScopeLayer::status)
+/// refused a request: answers with that status and its canonical reason instead of the
+/// 401 / 403 of the [`ScopeRejection`] it stands for, which is the `source`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct StatusRefusal {
+    status: StatusCode,
+    rejection: ScopeRejection,
+}
+
+impl StatusRefusal {
+    /// `rejection`, answered with `status`.
+    pub(crate) fn new(status: StatusCode, rejection: ScopeRejection) -> Self {
+        Self { status, rejection }
+    }
+
+    /// The HTTP status this refusal answers with: the layer's.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The plain-text body this refusal answers with: the status's canonical reason.
+    pub fn body_text(&self) -> &'static str {
+        self.status.canonical_reason().unwrap_or("refused")
+    }
+}
+
+impl IntoResponse for StatusRefusal {
+    fn into_response(self) -> Response {
+        tracing::debug!(
+            rejection = %self.rejection,
+            status = self.status.as_u16(),
+            "scope guard refusal"
+        );
+        plain_response(self.status, self.body_text())
+    }
+}
+
+impl fmt::Display for StatusRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.body_text())
+    }
+}
+
+/// Unlike a composite's, the `source` is the rejection itself: its text is not this one's.
+impl StdError for StatusRefusal {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&self.rejection)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,6 +560,14 @@ mod tests {
                 expect: &["missing required scope"],
             },
             Case {
+                name: "status refusal",
+                rejection: Box::new(StatusRefusal::new(
+                    StatusCode::NOT_FOUND,
+                    MissingScope::default().into(),
+                )),
+                expect: &["Not Found", "missing required scope"],
+            },
+            Case {
                 name: "body composite",
                 rejection: Box::new(CsrfBodyRejection::<BytesRejection>::Csrf(
                     CsrfTokenInvalid::default().into(),
@@ -559,6 +618,12 @@ mod tests {
                 "cookie login",
                 StatusCode::UNAUTHORIZED,
                 ScopeRejection::from(Unauthenticated::default()),
+                None,
+            ),
+            case(
+                "status refusal",
+                StatusCode::NOT_FOUND,
+                StatusRefusal::new(StatusCode::NOT_FOUND, Unauthenticated::default().into()),
                 None,
             ),
             case(

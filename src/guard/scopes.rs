@@ -37,7 +37,9 @@ use crate::event::EventKind;
 use crate::extract::loaded;
 use crate::guard::{sealed, Guard, GuardService, ScopeService};
 use crate::principal::Principal;
-use crate::rejection::{BearerRequired, MissingScope, ScopeRejection, Unauthenticated};
+use crate::rejection::{
+    BearerRequired, MissingScope, ScopeRejection, StatusRefusal, Unauthenticated,
+};
 use crate::scope::ScopeSet;
 use crate::session::Session;
 
@@ -277,9 +279,7 @@ impl ScopeLayer {
                 Redirect::to(&login_location(login, uri)).into_response()
             }
             (_, Some(status)) if !matches!(rejection, ScopeRejection::Session(_)) => {
-                tracing::debug!(rejection = %rejection, status = status.as_u16(), "scope guard refusal");
-                let reason = status.canonical_reason().unwrap_or("refused");
-                (status, reason).into_response()
+                StatusRefusal::new(status, rejection).into_response()
             }
             _ => rejection.into_response(),
         }
