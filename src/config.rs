@@ -22,7 +22,7 @@ use ipnet::IpNet;
 use time::Duration;
 
 use crate::clock::{Clock, SystemClock};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, CookieConfigError, TimeoutConfigError};
 use crate::event::{Events, SessionEvent};
 use crate::key::KeyRing;
 use crate::origin::Origin;
@@ -166,36 +166,40 @@ impl CookieConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let valid_token_char = |c: char| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
         if self.name.is_empty() || !self.name.chars().all(valid_token_char) {
-            return Err(ConfigError::Cookie(
-                "the cookie name must be a non-empty HTTP token",
-            ));
+            return Err(ConfigError::Cookie(CookieConfigError::InvalidName));
         }
         if self.name.starts_with("__Host-") {
             if !self.secure {
-                return Err(ConfigError::Cookie("a __Host- cookie must be Secure"));
+                return Err(ConfigError::Cookie(
+                    CookieConfigError::HostPrefixNeedsSecure,
+                ));
             }
             if self.domain.is_some() {
-                return Err(ConfigError::Cookie("a __Host- cookie must not set Domain"));
+                return Err(ConfigError::Cookie(CookieConfigError::HostPrefixWithDomain));
             }
             if self.path != "/" {
-                return Err(ConfigError::Cookie("a __Host- cookie must have Path=/"));
+                return Err(ConfigError::Cookie(
+                    CookieConfigError::HostPrefixNeedsRootPath,
+                ));
             }
         }
         if self.name.starts_with("__Secure-") && !self.secure {
-            return Err(ConfigError::Cookie("a __Secure- cookie must be Secure"));
+            return Err(ConfigError::Cookie(
+                CookieConfigError::SecurePrefixNeedsSecure,
+            ));
         }
         if self.same_site == SameSite::None && !self.secure {
-            return Err(ConfigError::Cookie("SameSite=None requires Secure"));
+            return Err(ConfigError::Cookie(
+                CookieConfigError::SameSiteNoneNeedsSecure,
+            ));
         }
         let attr_ok =
             |v: &str| !v.is_empty() && v.chars().all(|c| c.is_ascii_graphic() && c != ';');
         if !attr_ok(&self.path) || !self.path.starts_with('/') {
-            return Err(ConfigError::Cookie(
-                "the path must start with / and hold no ; or spaces",
-            ));
+            return Err(ConfigError::Cookie(CookieConfigError::InvalidPath));
         }
         if self.domain.as_deref().is_some_and(|d| !attr_ok(d)) {
-            return Err(ConfigError::Cookie("the domain holds invalid characters"));
+            return Err(ConfigError::Cookie(CookieConfigError::InvalidDomain));
         }
         // name=value plus the longest attribute set we write.
         let longest = self.name.len()
@@ -204,7 +208,7 @@ impl CookieConfig {
             + self.domain.as_ref().map_or(0, String::len)
             + 96;
         if longest > MAX_COOKIE_BYTES {
-            return Err(ConfigError::Cookie("the cookie could exceed 4096 bytes"));
+            return Err(ConfigError::Cookie(CookieConfigError::TooLarge));
         }
         Ok(())
     }
@@ -481,22 +485,18 @@ impl SessionConfig {
         }
         // Expiry is kept in whole seconds: a sub-second timeout would end every session at birth.
         if self.idle < Duration::SECOND || self.absolute < Duration::SECOND {
-            return Err(ConfigError::Timeouts(
-                "timeouts must be at least one second",
-            ));
+            return Err(ConfigError::Timeouts(TimeoutConfigError::BelowOneSecond));
         }
         if self.idle > self.absolute {
             return Err(ConfigError::Timeouts(
-                "the idle timeout exceeds the absolute timeout",
+                TimeoutConfigError::IdleExceedsAbsolute,
             ));
         }
         if !(0.0..=1.0).contains(&self.refresh_fraction) {
-            return Err(ConfigError::Timeouts(
-                "refresh_after must be between 0 and 1",
-            ));
+            return Err(ConfigError::Timeouts(TimeoutConfigError::RefreshOutOfRange));
         }
         if self.skew < Duration::ZERO {
-            return Err(ConfigError::Timeouts("clock skew must not be negative"));
+            return Err(ConfigError::Timeouts(TimeoutConfigError::NegativeSkew));
         }
         if let Some(bad) = self
             .trusted_origins
@@ -601,6 +601,45 @@ mod tests {
         for case in cases {
             let err = case.cfg.validate().expect_err(case.name).to_string();
             assert!(err.contains(case.expect), "{}: {err}", case.name);
+        }
+    }
+
+    #[test]
+    fn each_refusal_names_its_case() {
+        struct Case {
+            name: &'static str,
+            cfg: SessionConfig,
+            expect: ConfigError,
+        }
+        let cases = [
+            Case {
+                name: "host without secure",
+                cfg: web().cookie(CookieConfig::default().secure(false)),
+                expect: ConfigError::Cookie(CookieConfigError::HostPrefixNeedsSecure),
+            },
+            Case {
+                name: "secure prefix without secure",
+                cfg: web().cookie(CookieConfig::new("__Secure-sid").secure(false)),
+                expect: ConfigError::Cookie(CookieConfigError::SecurePrefixNeedsSecure),
+            },
+            Case {
+                name: "bad path",
+                cfg: web().cookie(CookieConfig::new("sid").path("app")),
+                expect: ConfigError::Cookie(CookieConfigError::InvalidPath),
+            },
+            Case {
+                name: "idle over absolute",
+                cfg: web().idle_timeout(Duration::hours(13)),
+                expect: ConfigError::Timeouts(TimeoutConfigError::IdleExceedsAbsolute),
+            },
+            Case {
+                name: "negative skew",
+                cfg: web().clock_skew(Duration::seconds(-1)),
+                expect: ConfigError::Timeouts(TimeoutConfigError::NegativeSkew),
+            },
+        ];
+        for case in cases {
+            assert_eq!(case.cfg.validate(), Err(case.expect), "{}", case.name);
         }
     }
 

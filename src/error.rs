@@ -1,12 +1,9 @@
-//! Errors and rejections: configuration errors, store errors, and the HTTP rejections the
-//! extractors and the commit step answer with.
+//! Errors: configuration errors, store errors and why a commit failed. The HTTP rejections
+//! that answer requests are in [`rejection`](crate::rejection).
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
-
-use axum::response::{IntoResponse, Response};
-use http::StatusCode;
 
 /// A configuration the layer refuses to start with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,9 +20,9 @@ pub enum ConfigError {
         var: String,
     },
     /// The cookie settings contradict each other or the cookie rules.
-    Cookie(&'static str),
+    Cookie(CookieConfigError),
     /// A timeout or fraction is out of range.
-    Timeouts(&'static str),
+    Timeouts(TimeoutConfigError),
     /// No token source is configured.
     NoTokenSource,
     /// A trusted CSRF origin is not of the form `scheme://host[:port]`.
@@ -57,7 +54,78 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// `Display` already names the case, so there is no `source`: the chain would repeat it.
 impl StdError for ConfigError {}
+
+/// Which cookie rule [`ConfigError::Cookie`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CookieConfigError {
+    /// The cookie name is empty or not an HTTP token.
+    InvalidName,
+    /// A `__Host-` cookie without `Secure`.
+    HostPrefixNeedsSecure,
+    /// A `__Host-` cookie with a `Domain`.
+    HostPrefixWithDomain,
+    /// A `__Host-` cookie with a path other than `/`.
+    HostPrefixNeedsRootPath,
+    /// A `__Secure-` cookie without `Secure`.
+    SecurePrefixNeedsSecure,
+    /// `SameSite=None` without `Secure`.
+    SameSiteNoneNeedsSecure,
+    /// The path does not start with `/`, or holds `;` or spaces.
+    InvalidPath,
+    /// The domain holds `;`, spaces or control characters.
+    InvalidDomain,
+    /// Name, longest token and attributes together could exceed
+    /// [`MAX_COOKIE_BYTES`](crate::MAX_COOKIE_BYTES).
+    TooLarge,
+}
+
+impl fmt::Display for CookieConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::InvalidName => "the cookie name must be a non-empty HTTP token",
+            Self::HostPrefixNeedsSecure => "a __Host- cookie must be Secure",
+            Self::HostPrefixWithDomain => "a __Host- cookie must not set Domain",
+            Self::HostPrefixNeedsRootPath => "a __Host- cookie must have Path=/",
+            Self::SecurePrefixNeedsSecure => "a __Secure- cookie must be Secure",
+            Self::SameSiteNoneNeedsSecure => "SameSite=None requires Secure",
+            Self::InvalidPath => "the path must start with / and hold no ; or spaces",
+            Self::InvalidDomain => "the domain holds invalid characters",
+            Self::TooLarge => "the cookie could exceed 4096 bytes",
+        })
+    }
+}
+
+impl StdError for CookieConfigError {}
+
+/// Which timeout rule [`ConfigError::Timeouts`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutConfigError {
+    /// The idle or absolute timeout is shorter than one second.
+    BelowOneSecond,
+    /// The idle timeout is longer than the absolute timeout.
+    IdleExceedsAbsolute,
+    /// The refresh fraction is outside `0..=1`.
+    RefreshOutOfRange,
+    /// The allowed clock skew is negative.
+    NegativeSkew,
+}
+
+impl fmt::Display for TimeoutConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BelowOneSecond => "timeouts must be at least one second",
+            Self::IdleExceedsAbsolute => "the idle timeout exceeds the absolute timeout",
+            Self::RefreshOutOfRange => "refresh_after must be between 0 and 1",
+            Self::NegativeSkew => "clock skew must not be negative",
+        })
+    }
+}
+
+impl StdError for TimeoutConfigError {}
 
 /// What kind of failure a store reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,269 +209,37 @@ impl StdError for StoreError {
     }
 }
 
-/// Declares a rejection type in the style of axum-core's rejections: a `#[non_exhaustive]`
-/// struct with a stable status and body, `IntoResponse`, `Display`, `Error` and a tracing event.
-/// Optional `#[header = (NAME, "value")]` lines add fixed response headers (a 401's
-/// `WWW-Authenticate` challenge).
-macro_rules! define_rejection {
-    (
-        #[status = $status:ident]
-        $(#[header = ($header:ident, $value:literal)])*
-        #[body = $body:literal]
-        $(#[$meta:meta])*
-        pub struct $name:ident;
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Default)]
-        #[non_exhaustive]
-        pub struct $name {
-            source: Option<$crate::error::StoreError>,
-        }
-
-        impl $name {
-            #[allow(dead_code)]
-            pub(crate) fn with_source(source: $crate::error::StoreError) -> Self {
-                Self { source: Some(source) }
-            }
-
-            /// The HTTP status this rejection answers with.
-            pub fn status(&self) -> ::http::StatusCode {
-                ::http::StatusCode::$status
-            }
-
-            /// The plain-text body this rejection answers with.
-            pub fn body_text(&self) -> &'static str {
-                $body
-            }
-        }
-
-        impl ::axum::response::IntoResponse for $name {
-            fn into_response(self) -> ::axum::response::Response {
-                ::tracing::debug!(
-                    rejection = stringify!($name),
-                    status = self.status().as_u16(),
-                    error = ?self.source,
-                    "session rejection"
-                );
-                #[allow(unused_mut)]
-                let mut response = $crate::error::plain_response(self.status(), self.body_text());
-                $(
-                    response.headers_mut().insert(
-                        ::http::header::$header,
-                        ::http::HeaderValue::from_static($value),
-                    );
-                )*
-                response
-            }
-        }
-
-        impl ::std::fmt::Display for $name {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str($body)
-            }
-        }
-
-        impl ::std::error::Error for $name {
-            fn source(&self) -> Option<&(dyn ::std::error::Error + 'static)> {
-                self.source.as_ref().map(|e| e as &(dyn ::std::error::Error + 'static))
-            }
-        }
-    };
-}
-pub(crate) use define_rejection;
-
-/// Declares a `#[non_exhaustive]` enum gathering rejections, in the style of axum's composite
-/// rejections: `status()`, `body_text()`, `IntoResponse`, `Display`, `Error::source` and a
-/// `From` impl per variant, all delegating to the variant.
-macro_rules! composite_rejection {
-    (
-        $(#[$meta:meta])*
-        pub enum $name:ident {
-            $(
-                $(#[$vmeta:meta])*
-                $variant:ident($inner:ty),
-            )+
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug)]
-        #[non_exhaustive]
-        pub enum $name {
-            $(
-                $(#[$vmeta])*
-                $variant($inner),
-            )+
-        }
-
-        impl $name {
-            /// The HTTP status of the inner rejection.
-            pub fn status(&self) -> ::http::StatusCode {
-                match self {
-                    $(Self::$variant(r) => r.status(),)+
-                }
-            }
-
-            /// The body text of the inner rejection.
-            pub fn body_text(&self) -> &'static str {
-                match self {
-                    $(Self::$variant(r) => r.body_text(),)+
-                }
-            }
-        }
-
-        impl ::axum::response::IntoResponse for $name {
-            fn into_response(self) -> ::axum::response::Response {
-                match self {
-                    $(Self::$variant(r) => r.into_response(),)+
-                }
-            }
-        }
-
-        impl ::std::fmt::Display for $name {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.body_text())
-            }
-        }
-
-        impl ::std::error::Error for $name {
-            fn source(&self) -> Option<&(dyn ::std::error::Error + 'static)> {
-                match self {
-                    $(Self::$variant(r) => Some(r),)+
-                }
-            }
-        }
-
-        $(
-            impl From<$inner> for $name {
-                fn from(r: $inner) -> Self {
-                    Self::$variant(r)
-                }
-            }
-        )+
-    };
-}
-pub(crate) use composite_rejection;
-
-/// A short plain-text response: what every rejection of this crate answers with.
-pub(crate) fn plain_response(status: StatusCode, body: &'static str) -> Response {
-    (
-        status,
-        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
-}
-
-define_rejection! {
-    #[status = INTERNAL_SERVER_ERROR]
-    #[body = "session layer missing: was SessionLayer added to this route?"]
-    /// A session extractor ran on a route without [`SessionLayer`](crate::SessionLayer).
-    pub struct MissingSessionLayer;
-}
-
-define_rejection! {
-    #[status = SERVICE_UNAVAILABLE]
-    #[body = "session store unavailable"]
-    /// The store could not load the session.
-    pub struct SessionUnavailable;
-}
-
-define_rejection! {
-    #[status = UNAUTHORIZED]
-    #[body = "a valid session is required"]
-    /// The layer requires an existing session (`require_existing`) and the request had none.
-    pub struct SessionRequired;
-}
-
-define_rejection! {
-    #[status = SERVICE_UNAVAILABLE]
-    #[body = "session could not be saved; please retry"]
-    /// The commit after the handler failed, so the handler's response is replaced: the client
-    /// must not believe a change was saved when it was not.
-    pub struct CommitFailed;
-}
-
-define_rejection! {
-    #[status = CONFLICT]
-    #[body = "session limit reached: log out of another session first"]
-    /// A login would give the principal more sessions than the store's per-principal limit
-    /// allows ([`LimitPolicy::Reject`](crate::store::LimitPolicy)); nothing was saved and the
-    /// handler's response is replaced.
-    pub struct SessionLimitReached;
-}
-
-/// Why a [`Session`](crate::Session) could not be extracted.
-#[derive(Debug)]
+/// Why the commit after a handler failed: the cause of
+/// [`CommitFailed`](crate::rejection::CommitFailed).
+#[derive(Debug, Clone)]
 #[non_exhaustive]
-pub enum SessionRejection {
-    /// See [`MissingSessionLayer`].
-    MissingLayer(MissingSessionLayer),
-    /// See [`SessionUnavailable`].
-    Unavailable(SessionUnavailable),
-    /// See [`SessionRequired`].
-    Required(SessionRequired),
+pub enum CommitError {
+    /// The store failed; the [`StoreError`] is the `source`.
+    Store(StoreError),
+    /// Another request ended the session (logout, destroy, expiry) before this one committed.
+    SessionEnded,
+    /// Three fresh session IDs in a row collided with stored ones.
+    IdCollisions,
+    /// The store panicked mid-commit.
+    Aborted,
 }
 
-impl SessionRejection {
-    /// The HTTP status of the inner rejection.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::MissingLayer(r) => r.status(),
-            Self::Unavailable(r) => r.status(),
-            Self::Required(r) => r.status(),
-        }
-    }
-
-    /// The body text of the inner rejection.
-    pub fn body_text(&self) -> &'static str {
-        match self {
-            Self::MissingLayer(r) => r.body_text(),
-            Self::Unavailable(r) => r.body_text(),
-            Self::Required(r) => r.body_text(),
-        }
-    }
-}
-
-impl IntoResponse for SessionRejection {
-    fn into_response(self) -> Response {
-        match self {
-            Self::MissingLayer(r) => r.into_response(),
-            Self::Unavailable(r) => r.into_response(),
-            Self::Required(r) => r.into_response(),
-        }
-    }
-}
-
-impl fmt::Display for SessionRejection {
+impl fmt::Display for CommitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.body_text())
+        f.write_str(match self {
+            Self::Store(_) => "the store failed the session commit",
+            Self::SessionEnded => "session ended by another request before commit",
+            Self::IdCollisions => "session ID collided three times",
+            Self::Aborted => "the session store panicked mid-commit",
+        })
     }
 }
 
-impl StdError for SessionRejection {
+impl StdError for CommitError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            Self::MissingLayer(r) => Some(r),
-            Self::Unavailable(r) => Some(r),
-            Self::Required(r) => Some(r),
+            Self::Store(err) => Some(err),
+            Self::SessionEnded | Self::IdCollisions | Self::Aborted => None,
         }
-    }
-}
-
-impl From<MissingSessionLayer> for SessionRejection {
-    fn from(r: MissingSessionLayer) -> Self {
-        Self::MissingLayer(r)
-    }
-}
-
-impl From<SessionUnavailable> for SessionRejection {
-    fn from(r: SessionUnavailable) -> Self {
-        Self::Unavailable(r)
-    }
-}
-
-impl From<SessionRequired> for SessionRejection {
-    fn from(r: SessionRequired) -> Self {
-        Self::Required(r)
     }
 }

@@ -13,7 +13,8 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use crate::commit::{CommitFailure, Finish, Running};
-use crate::error::{CommitFailed, SessionLimitReached, StoreError, StoreErrorKind};
+use crate::error::{CommitError, StoreErrorKind};
+use crate::rejection::{CommitFailed, SessionLimitReached};
 use crate::session::Session;
 use crate::state::LayerState;
 use crate::transport;
@@ -106,36 +107,30 @@ where
                             if err.kind() == StoreErrorKind::LimitReached =>
                         {
                             tracing::info!("login refused: per-principal session limit reached");
-                            response = SessionLimitReached::with_source(err).into_response();
+                            response = SessionLimitReached::from_err(err).into_response();
                         }
                         Err(failure) => {
-                            let source = match failure {
+                            let cause = match failure {
                                 CommitFailure::Store(err) => {
                                     tracing::error!(error = ?err, "session commit failed");
-                                    err
+                                    CommitError::Store(err)
                                 }
                                 CommitFailure::Missing => {
                                     tracing::info!(
                                         "session ended by another request before commit"
                                     );
-                                    StoreError::new(
-                                        StoreErrorKind::Unavailable,
-                                        "session ended by another request",
-                                    )
+                                    CommitError::SessionEnded
                                 }
                                 CommitFailure::Aborted => {
                                     tracing::error!("session store panicked mid-commit");
-                                    StoreError::new(
-                                        StoreErrorKind::Unavailable,
-                                        "session store panicked",
-                                    )
+                                    CommitError::Aborted
                                 }
                                 CommitFailure::Collisions => {
                                     tracing::error!("session ID collided three times");
-                                    StoreError::new(StoreErrorKind::Unavailable, "ID collisions")
+                                    CommitError::IdCollisions
                                 }
                             };
-                            response = CommitFailed::with_source(source).into_response();
+                            response = CommitFailed::from_err(cause).into_response();
                         }
                     }
                     return Poll::Ready(Ok(response));

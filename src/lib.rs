@@ -49,12 +49,14 @@ mod error;
 mod event;
 mod extract;
 mod future;
+pub mod guard;
 mod key;
 mod layer;
 mod load;
 mod origin;
 mod principal;
 mod record;
+pub mod rejection;
 mod scope;
 mod service;
 mod session;
@@ -70,23 +72,27 @@ pub use config::{
 };
 pub use cookie::SameSite;
 pub use error::{
-    CommitFailed, ConfigError, MissingSessionLayer, SessionLimitReached, SessionRejection,
-    SessionRequired, SessionUnavailable, StoreError, StoreErrorKind,
+    CommitError, ConfigError, CookieConfigError, StoreError, StoreErrorKind, TimeoutConfigError,
 };
 pub use event::{EventKind, ExpiryReason, RejectReason, RotateReason, SessionEvent, Stats};
-pub use extract::{
-    AnyScope, BearerRequired, CrossSiteRequest, CsrfBodyRejection, CsrfLayer, CsrfProtected,
-    CsrfRejection, CsrfService, CsrfTokenInvalid, CsrfTokenMissing, MissingScope, OptionalSession,
-    OriginNotAllowed, RequireScopes, ScopeLayer, ScopeRejection, ScopeService, Unauthenticated,
+pub use extract::OptionalSession;
+pub use future::ResponseFuture;
+pub use guard::{
+    AnyScope, CsrfLayer, CsrfProtected, CsrfService, RequireScopes, ScopeLayer, ScopeService,
     CSRF_FIELD, CSRF_HEADER,
 };
-pub use future::ResponseFuture;
 /// Networks accepted by [`SessionConfig::trusted_proxies`].
 pub use ipnet::IpNet;
 pub use key::{Key, KeyRing, MIN_KEY_LEN};
 pub use layer::SessionLayer;
 pub use principal::Principal;
 pub use record::{Patch, Record, SessionInfo};
+pub use rejection::{
+    BearerRequired, CommitFailed, CrossSiteRequest, CsrfBodyRejection, CsrfRejection,
+    CsrfTokenInvalid, CsrfTokenMissing, MissingScope, MissingSessionLayer, OriginNotAllowed,
+    ScopeRejection, SessionLimitReached, SessionRejection, SessionRequired, SessionUnavailable,
+    Unauthenticated,
+};
 pub use scope::{Authenticated, Scope, ScopeSet};
 pub use service::SessionService;
 pub use session::Session;

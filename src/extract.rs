@@ -3,7 +3,9 @@
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
-use crate::error::{MissingSessionLayer, SessionRejection, SessionRequired, SessionUnavailable};
+use crate::rejection::{
+    MissingSessionLayer, SessionRejection, SessionRequired, SessionUnavailable,
+};
 use crate::session::{Session, SessionHandle};
 
 /// The request's session, loaded; no `require_existing` check.
@@ -13,10 +15,7 @@ pub(crate) async fn loaded(parts: &Parts) -> Result<Session, SessionRejection> {
         .get::<SessionHandle>()
         .map(|handle| handle.0.clone())
         .ok_or_else(MissingSessionLayer::default)?;
-    session
-        .load()
-        .await
-        .map_err(SessionUnavailable::with_source)?;
+    session.load().await.map_err(SessionUnavailable::from_err)?;
     Ok(session)
 }
 

@@ -23,67 +23,25 @@
 //! ```
 
 use std::fmt;
-use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::body::Body;
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::response::{IntoResponse, Redirect, Response};
 use http::header::ACCEPT;
 use http::request::Parts;
-use http::{HeaderMap, Request, StatusCode, Uri};
+use http::{HeaderMap, StatusCode, Uri};
 use tower_layer::Layer;
-use tower_service::Service;
 
-use crate::error::{
-    composite_rejection, define_rejection, MissingSessionLayer, SessionRejection,
-    SessionUnavailable,
-};
 use crate::event::EventKind;
+use crate::extract::loaded;
+use crate::guard::{sealed, Guard, GuardService, ScopeService};
 use crate::principal::Principal;
+use crate::rejection::{
+    BearerRequired, MissingScope, ScopeRejection, StatusRefusal, Unauthenticated,
+};
 use crate::scope::ScopeSet;
-use crate::session::{Session, SessionHandle};
-
-define_rejection! {
-    #[status = UNAUTHORIZED]
-    #[body = "authentication required"]
-    /// A scope guard ran for a request without a logged-in principal, on a layer whose tokens
-    /// travel in cookies.
-    pub struct Unauthenticated;
-}
-
-define_rejection! {
-    #[status = UNAUTHORIZED]
-    #[header = (WWW_AUTHENTICATE, "Bearer")]
-    #[body = "authentication required"]
-    /// A scope guard ran for a request without a logged-in principal, on a layer whose first
-    /// token source is a bearer or custom header: answers with `WWW-Authenticate: Bearer`.
-    pub struct BearerRequired;
-}
-
-define_rejection! {
-    #[status = FORBIDDEN]
-    #[body = "missing required scope"]
-    /// The principal is logged in but lacks a scope the guard requires.
-    pub struct MissingScope;
-}
-
-composite_rejection! {
-    /// Why a [`RequireScopes`] or [`AnyScope`] guard refused a request.
-    pub enum ScopeRejection {
-        /// The session could not be loaded (or the layer is missing).
-        Session(SessionRejection),
-        /// See [`Unauthenticated`].
-        Unauthenticated(Unauthenticated),
-        /// See [`BearerRequired`].
-        BearerRequired(BearerRequired),
-        /// See [`MissingScope`].
-        MissingScope(MissingScope),
-    }
-}
+use crate::session::Session;
 
 /// What a guard checks, as plain functions so [`ScopeLayer`] is not generic.
 #[derive(Clone, Copy)]
@@ -114,35 +72,28 @@ impl Rule {
             join: "|",
         }
     }
-}
 
-/// The guard decision shared by the extractors and the layer.
-async fn guard(session: Option<&Session>, rule: Rule) -> Result<Principal, ScopeRejection> {
-    let session = session.ok_or_else(|| {
-        ScopeRejection::Session(SessionRejection::from(MissingSessionLayer::default()))
-    })?;
-    session
-        .load()
-        .await
-        .map_err(|err| ScopeRejection::Session(SessionUnavailable::with_source(err).into()))?;
-    let Some(principal) = session.principal() else {
-        let bearer = session
-            .layer()
-            .sources()
-            .first()
-            .is_some_and(|source| !source.is_ambient());
-        return Err(if bearer {
-            BearerRequired::default().into()
-        } else {
-            Unauthenticated::default().into()
-        });
-    };
-    if !(rule.check)(&principal) {
-        let missing = (rule.missing)(&principal).join(rule.join);
-        session.report_now(EventKind::ScopeDenied(missing));
-        return Err(MissingScope::default().into());
+    /// The guard decision on a loaded session, shared by the extractors and the layer.
+    fn decide(&self, session: &Session) -> Result<Principal, ScopeRejection> {
+        let Some(principal) = session.principal() else {
+            let bearer = session
+                .layer()
+                .sources()
+                .first()
+                .is_some_and(|source| !source.is_ambient());
+            return Err(if bearer {
+                BearerRequired::default().into()
+            } else {
+                Unauthenticated::default().into()
+            });
+        };
+        if !(self.check)(&principal) {
+            let missing = (self.missing)(&principal).join(self.join);
+            session.report_now(EventKind::ScopeDenied(missing));
+            return Err(MissingScope::default().into());
+        }
+        Ok(principal)
     }
-    Ok(principal)
 }
 
 /// Requires a logged-in principal holding every scope of `S`, a tuple of 1 to 8
@@ -223,11 +174,8 @@ macro_rules! guard_type {
                 parts: &mut Parts,
                 _state: &St,
             ) -> Result<Self, Self::Rejection> {
-                let principal = guard(
-                    parts.extensions.get::<SessionHandle>().map(|h| &h.0),
-                    Rule::$rule::<S>(),
-                )
-                .await?;
+                let session = loaded(parts).await?;
+                let principal = Rule::$rule::<S>().decide(&session)?;
                 Ok(Self {
                     principal,
                     scopes: PhantomData,
@@ -331,80 +279,40 @@ impl ScopeLayer {
                 Redirect::to(&login_location(login, uri)).into_response()
             }
             (_, Some(status)) if !matches!(rejection, ScopeRejection::Session(_)) => {
-                tracing::debug!(rejection = %rejection, status = status.as_u16(), "scope guard refusal");
-                let reason = status.canonical_reason().unwrap_or("refused");
-                (status, reason).into_response()
+                StatusRefusal::new(status, rejection).into_response()
             }
             _ => rejection.into_response(),
         }
     }
 }
 
-impl<Svc> Layer<Svc> for ScopeLayer {
-    type Service = ScopeService<Svc>;
+impl<S> Layer<S> for ScopeLayer {
+    type Service = ScopeService<S>;
 
-    fn layer(&self, inner: Svc) -> Self::Service {
-        ScopeService {
-            inner,
-            layer: self.clone(),
-        }
+    fn layer(&self, inner: S) -> Self::Service {
+        GuardService::new(inner, self.clone())
     }
 }
 
-/// The middleware [`ScopeLayer`] produces.
-#[derive(Clone)]
-pub struct ScopeService<Svc> {
-    inner: Svc,
-    layer: ScopeLayer,
-}
-
-impl<Svc> fmt::Debug for ScopeService<Svc> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScopeService")
-            .field("layer", &self.layer)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<Svc, ReqBody, ResBody> Service<Request<ReqBody>> for ScopeService<Svc>
-where
-    Svc: Service<Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
-    Svc::Future: Send + 'static,
-    ReqBody: Send + 'static,
-    ResBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    ResBody::Error: Into<axum::BoxError>,
-{
-    type Response = Response;
-    type Error = Svc::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Svc::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+impl sealed::Sealed for ScopeLayer {
+    fn exempt(&self, _parts: &Parts) -> bool {
+        false
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        // `poll_ready` readied `self.inner`; a fresh clone might not be ready, so call the
-        // ready one and keep the clone for the next request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
-        Box::pin(async move {
-            let session = req.extensions().get::<SessionHandle>().map(|h| h.0.clone());
-            match guard(session.as_ref(), layer.rule).await {
-                Ok(_) => Ok(inner.call(req).await?.map(Body::new)),
-                Err(rejection) => {
-                    // Under `Router::nest` the URI is the nested one; the browser must come
-                    // back to the full path.
-                    let uri = req
-                        .extensions()
-                        .get::<OriginalUri>()
-                        .map_or(req.uri(), |o| &o.0);
-                    Ok(layer.refuse(rejection, req.headers(), uri))
-                }
-            }
+    fn refusal(&self, parts: &Parts, session: &Session) -> Option<Response> {
+        self.rule.decide(session).err().map(|rejection| {
+            // Under `Router::nest` the URI is the nested one; the browser must come back to
+            // the full path.
+            let uri = parts
+                .extensions
+                .get::<OriginalUri>()
+                .map_or(&parts.uri, |o| &o.0);
+            self.refuse(rejection, &parts.headers, uri)
         })
     }
 }
+
+impl Guard for ScopeLayer {}
 
 /// Whether `Accept` lists `text/html` with a non-zero quality.
 fn accepts_html(headers: &HeaderMap) -> bool {

@@ -1,0 +1,110 @@
+//! CSRF protection: the [`CsrfProtected`] extractor (header only, or wrapping a body
+//! extractor), its route-layer form [`CsrfLayer`], and the checks both run on the session.
+//!
+//! The rules that read only the request are in `rules`; the refusals are in
+//! [`rejection`](crate::rejection).
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{routing::post, Form, Json, Router};
+//! use axum_tessera::{CsrfProtected, Key, Session, SessionConfig, SessionLayer};
+//! use serde::Deserialize;
+//!
+//! #[derive(Deserialize)]
+//! struct Comment {
+//!     text: String,
+//! }
+//!
+//! // A form post: the token comes from the hidden `csrf_token` field (or the header).
+//! async fn comment(session: Session, CsrfProtected(Form(c)): CsrfProtected<Form<Comment>>) -> String {
+//!     format!("saved {}", c.text)
+//! }
+//!
+//! // A fetch() call without a body the guard needs to read: header only.
+//! async fn delete(_: CsrfProtected) -> &'static str {
+//!     "deleted"
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/comment", post(comment))
+//!     .route("/delete", post(delete))
+//!     .layer(SessionLayer::new(
+//!         SessionConfig::web(Key::generate()).trusted_origins(["https://example.com"]),
+//!     ));
+//! ```
+
+mod extractor;
+mod layer;
+mod rules;
+
+pub use extractor::CsrfProtected;
+pub use layer::CsrfLayer;
+pub use rules::{CSRF_FIELD, CSRF_HEADER};
+
+use http::request::Parts;
+
+use crate::event::EventKind;
+use crate::rejection::{CsrfRejection, CsrfTokenInvalid, CsrfTokenMissing};
+use crate::session::Session;
+use rules::{check_origin, header_tokens, is_safe};
+
+/// Counts a refusal and tells the layer's event hooks, naming the missing piece.
+fn reported(session: &Session, rejection: CsrfRejection) -> CsrfRejection {
+    let why = match &rejection {
+        CsrfRejection::TokenMissing(_) => "token missing",
+        CsrfRejection::TokenInvalid(_) => "token invalid",
+        CsrfRejection::CrossSite(_) => "cross-site (Sec-Fetch-Site)",
+        CsrfRejection::Origin(_) => "origin not allowed",
+        CsrfRejection::Session(_) => return rejection,
+    };
+    session.report_now(EventKind::CsrfRejected(why));
+    rejection
+}
+
+/// Everything but the token: whether the request needs one (`false` when exempt), or why it
+/// is refused outright.
+fn needs_token(parts: &Parts, session: &Session) -> Result<bool, CsrfRejection> {
+    if is_safe(&parts.method) {
+        return Ok(false);
+    }
+    let layer = session.layer();
+    let exempt = match session.token_source() {
+        Some(source) => !source.is_ambient(),
+        None => !layer.sources().iter().any(|s| s.is_ambient()),
+    };
+    if exempt {
+        return Ok(false);
+    }
+    check_origin(parts, layer.trusted_origins(), layer.cookie().is_secure())
+        .map_err(|r| reported(session, r))?;
+    Ok(true)
+}
+
+/// Rule 4: some candidate must verify; `Missing` when there was none at all.
+fn check_tokens<'a>(
+    session: &Session,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Result<(), CsrfRejection> {
+    let mut seen = false;
+    for candidate in candidates {
+        seen = true;
+        if session.verify_csrf_token(candidate) {
+            return Ok(());
+        }
+    }
+    let rejection = if seen {
+        CsrfTokenInvalid::default().into()
+    } else {
+        CsrfTokenMissing::default().into()
+    };
+    Err(reported(session, rejection))
+}
+
+/// The header-only check on a loaded session: what [`CsrfLayer`] and `CsrfProtected<()>` run.
+fn check_header(parts: &Parts, session: &Session) -> Result<(), CsrfRejection> {
+    if needs_token(parts, session)? {
+        check_tokens(session, header_tokens(&parts.headers))?;
+    }
+    Ok(())
+}
