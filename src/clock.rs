@@ -1,15 +1,20 @@
-//! Time sources: the system clock and a [`ManualClock`] that tests move by hand.
+//! Time sources: the system clock, and (feature `test-util`) a `ManualClock` that tests move
+//! by hand.
 
-use std::fmt;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
+
+#[cfg(any(test, feature = "test-util"))]
+mod manual;
+#[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub use manual::ManualClock;
 
 /// Where the layer and the stores read the current time from.
 ///
-/// Inject a [`ManualClock`] to test idle and absolute expiry without waiting.
+/// Inject a `ManualClock` (feature `test-util`) to test idle and absolute expiry without
+/// waiting.
 pub trait Clock: Send + Sync + 'static {
     /// Current time in whole Unix seconds.
     fn now(&self) -> i64;
@@ -27,54 +32,6 @@ impl Clock for SystemClock {
             Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
             Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
         }
-    }
-}
-
-/// A clock that only moves when told to; clones share the same time.
-///
-/// # Example
-///
-/// ```
-/// use axum_tessera::{Clock, ManualClock};
-/// use time::Duration;
-///
-/// let clock = ManualClock::new(1_700_000_000);
-/// clock.advance(Duration::minutes(5));
-/// assert_eq!(clock.now(), 1_700_000_300);
-/// ```
-#[derive(Clone, Default)]
-pub struct ManualClock {
-    now: Arc<AtomicI64>,
-}
-
-impl ManualClock {
-    /// A clock standing at `unix_seconds`.
-    pub fn new(unix_seconds: i64) -> Self {
-        Self {
-            now: Arc::new(AtomicI64::new(unix_seconds)),
-        }
-    }
-
-    /// Moves the clock by `by` (which may be negative), to the whole second.
-    pub fn advance(&self, by: Duration) {
-        self.now.fetch_add(by.whole_seconds(), Ordering::SeqCst);
-    }
-
-    /// Sets the clock to `unix_seconds`.
-    pub fn set(&self, unix_seconds: i64) {
-        self.now.store(unix_seconds, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> i64 {
-        self.now.load(Ordering::SeqCst)
-    }
-}
-
-impl fmt::Debug for ManualClock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ManualClock").field(&self.now()).finish()
     }
 }
 

@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use cookie::SameSite;
 use http::HeaderName;
-use ipnet::IpNet;
+/// Networks accepted by [`SessionConfig::trusted_proxies`].
+pub use ipnet::IpNet;
 use time::Duration;
 
 use crate::clock::{Clock, SystemClock};
@@ -388,7 +389,7 @@ impl SessionConfig {
         self
     }
 
-    /// The time source (default: system clock). Tests inject a [`ManualClock`](crate::ManualClock).
+    /// The time source (default: system clock). Tests inject a [`ManualClock`](crate::clock::ManualClock).
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -440,7 +441,8 @@ impl SessionConfig {
     ///
     /// ```
     /// use std::net::{IpAddr, Ipv4Addr};
-    /// use axum_tessera::{IpNet, Key, SessionConfig};
+    /// use axum_tessera::config::IpNet;
+    /// use axum_tessera::{Key, SessionConfig};
     ///
     /// let cfg = SessionConfig::web(Key::generate())
     ///     .bind_client_ip(true)

@@ -5,6 +5,9 @@
 //! handed out is `base64url(pad || secret XOR pad)` with a fresh random pad, so no two
 //! responses carry the same bytes; checking unmasks and compares in constant time.
 
+// `pub` items here are re-exported to the fuzz targets only (`crate::__fuzz`).
+#![cfg_attr(not(feature = "fuzz"), allow(unreachable_pub))]
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::Mac as _;

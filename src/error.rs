@@ -78,7 +78,7 @@ pub enum CookieConfigError {
     /// The domain holds `;`, spaces or control characters.
     InvalidDomain,
     /// Name, longest token and attributes together could exceed
-    /// [`MAX_COOKIE_BYTES`](crate::MAX_COOKIE_BYTES).
+    /// [`MAX_COOKIE_BYTES`](crate::config::MAX_COOKIE_BYTES).
     TooLarge,
 }
 

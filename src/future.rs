@@ -20,7 +20,7 @@ use crate::state::LayerState;
 use crate::transport;
 
 pin_project! {
-    /// Response future of [`SessionService`](crate::SessionService).
+    /// Response future of [`SessionService`](crate::service::SessionService).
     pub struct ResponseFuture<F> {
         #[pin]
         step: Step<F>,

@@ -107,9 +107,14 @@ impl SessionLayer {
         self.state.in_flight().idle().await;
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn state(&self) -> &LayerState {
         &self.state
+    }
+
+    #[cfg(feature = "test-util")]
+    pub(crate) fn state_arc(&self) -> Arc<LayerState> {
+        self.state.clone()
     }
 
     /// Keeps sessions in `store` instead of the default [`MemoryStore`](crate::store::MemoryStore).

@@ -39,18 +39,19 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
 #![warn(missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod binding;
-mod clock;
+pub mod clock;
 mod commit;
-mod config;
-pub mod csrf;
-mod error;
-mod event;
+pub mod config;
+mod csrf;
+pub mod error;
+pub mod event;
 mod extract;
-mod future;
+pub mod future;
 pub mod guard;
-mod key;
+pub mod key;
 mod layer;
 mod load;
 mod origin;
@@ -58,41 +59,37 @@ mod principal;
 mod record;
 pub mod rejection;
 mod scope;
-mod service;
+pub mod service;
 mod session;
 mod state;
 pub mod store;
-pub mod token;
-pub mod transport;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
+mod token;
+mod transport;
 mod update;
 
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{
-    CookieConfig, SessionConfig, TokenSource, MAX_COOKIE_BYTES, SESSION_TOKEN_HEADER,
-};
+// The crate root names what a handler or `main` writes; everything else lives in its
+// module (`store`, `rejection`, `event`, `guard`, `config`, ...).
+pub use config::{CookieConfig, SessionConfig};
 pub use cookie::SameSite;
-pub use error::{
-    CommitError, ConfigError, CookieConfigError, StoreError, StoreErrorKind, TimeoutConfigError,
-};
-pub use event::{EventKind, ExpiryReason, RejectReason, RotateReason, SessionEvent, Stats};
+pub use error::{ConfigError, StoreError};
+pub use event::{EventKind, SessionEvent, Stats};
 pub use extract::OptionalSession;
-pub use future::ResponseFuture;
-pub use guard::{
-    AnyScope, CsrfLayer, CsrfProtected, CsrfService, RequireScopes, ScopeLayer, ScopeService,
-    CSRF_FIELD, CSRF_HEADER,
-};
-/// Networks accepted by [`SessionConfig::trusted_proxies`].
-pub use ipnet::IpNet;
-pub use key::{Key, KeyRing, MIN_KEY_LEN};
+pub use guard::{AnyScope, CsrfProtected, RequireScopes};
+pub use key::{Key, KeyRing};
 pub use layer::SessionLayer;
 pub use principal::Principal;
-pub use record::{Patch, Record, SessionInfo};
-pub use rejection::{
-    BearerRequired, CommitFailed, CrossSiteRequest, CsrfBodyRejection, CsrfRejection,
-    CsrfTokenInvalid, CsrfTokenMissing, MissingScope, MissingSessionLayer, OriginNotAllowed,
-    ScopeRejection, SessionLimitReached, SessionRejection, SessionRequired, SessionUnavailable,
-    Unauthenticated,
-};
-pub use scope::{Authenticated, Scope, ScopeSet};
-pub use service::SessionService;
+pub use record::SessionInfo;
+pub use scope::{Authenticated, Scope};
 pub use session::Session;
+
+/// Internals exposed to the fuzz targets in `fuzz/` only; not part of the API.
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::csrf::{mask, unmask, CSRF_TOKEN_LEN};
+    pub use crate::token::{SessionId, TokenCodec};
+    pub use crate::transport::cookie_values;
+}

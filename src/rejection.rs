@@ -313,7 +313,7 @@ define_rejection! {
 }
 
 composite_rejection! {
-    /// Why [`CsrfProtected`](crate::CsrfProtected) or [`CsrfLayer`](crate::CsrfLayer) refused a
+    /// Why [`CsrfProtected`](crate::CsrfProtected) or [`CsrfLayer`](crate::guard::CsrfLayer) refused a
     /// request.
     pub enum CsrfRejection {
         /// The session could not be loaded (or the layer is missing).
@@ -447,7 +447,7 @@ composite_rejection! {
     }
 }
 
-/// A [`ScopeLayer`](crate::ScopeLayer) set up with [`status`](crate::ScopeLayer::status)
+/// A [`ScopeLayer`](crate::guard::ScopeLayer) set up with [`status`](crate::guard::ScopeLayer::status)
 /// refused a request: answers with that status and its canonical reason instead of the
 /// 401 / 403 of the [`ScopeRejection`] it stands for, which is the `source`.
 #[derive(Debug)]

@@ -4,7 +4,8 @@
 //! # Example
 //!
 //! ```
-//! use axum_tessera::{scope, Principal, Scope, ScopeSet};
+//! use axum_tessera::guard::ScopeSet;
+//! use axum_tessera::{scope, Principal, Scope};
 //!
 //! scope!(pub Admin = "admin");
 //! scope! {

@@ -2,10 +2,6 @@
 //!
 //! Everything here is a pure function of its inputs, so it can be fuzzed and property-tested
 //! without a runtime.
-//!
-//! # Example
-//!
-//! ```
 //! use axum_tessera::{Key, KeyRing, token::{SessionId, TokenCodec}};
 //!
 //! let codec = TokenCodec::new(&KeyRing::new(Key::generate()), "cookie:id");
@@ -15,6 +11,9 @@
 //! assert_eq!(verified.id(), &id);
 //! assert!(codec.verify(&token, 1_700_009_999, 3600, 60).is_err()); // too old
 //! ```
+
+// `pub` items here are re-exported to the fuzz targets only (`crate::__fuzz`).
+#![cfg_attr(not(feature = "fuzz"), allow(unreachable_pub))]
 
 use std::fmt;
 
@@ -26,9 +25,9 @@ use sha2::{Digest as _, Sha256};
 use crate::key::{random_32, HmacSha256, KeyRing};
 
 /// Length of an encoded session ID: 32 bytes in unpadded base64url.
-pub const ID_LEN: usize = 43;
+pub(crate) const ID_LEN: usize = 43;
 /// Upper bound for a wire token; longer input is rejected before any decoding.
-pub const MAX_TOKEN_LEN: usize = 128;
+pub(crate) const MAX_TOKEN_LEN: usize = 128;
 const MAC_LEN: usize = 43;
 const VERSION: &str = "v1";
 
@@ -69,11 +68,13 @@ impl SessionId {
         unsaved_tag(&self.0[..24]) == self.0[24..]
     }
 
+    #[cfg(any(test, feature = "fuzz"))]
     /// Parses the 43-character base64url form. Non-canonical encodings are rejected.
     pub fn parse(text: &str) -> Option<Self> {
         decode_32(text).map(Self)
     }
 
+    #[cfg(any(test, feature = "fuzz"))]
     /// The 43-character base64url form that appears inside tokens.
     pub fn encode(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.0)
@@ -233,6 +234,7 @@ impl Verified {
         &self.id
     }
 
+    #[cfg(any(test, feature = "fuzz"))]
     /// Issue time in Unix seconds.
     pub fn issued_at(&self) -> i64 {
         self.issued_at

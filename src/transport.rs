@@ -1,20 +1,8 @@
 //! Reading a token from request headers in the configured order, and writing a new or
 //! cleared token to the response.
-//!
-//! The layer does all of this itself; [`cookie_values`], the cookie header parser it uses, is
-//! public for applications that read their own cookies the same way.
-//!
-//! # Example
-//!
-//! ```
-//! use axum_tessera::transport::cookie_values;
-//! use http::{header::COOKIE, HeaderMap, HeaderValue};
-//!
-//! let mut headers = HeaderMap::new();
-//! headers.append(COOKIE, HeaderValue::from_static("theme=dark; sid=first"));
-//! headers.append(COOKIE, HeaderValue::from_static("sid=second"));
-//! assert_eq!(cookie_values(&headers, "sid").collect::<Vec<_>>(), ["first", "second"]);
-//! ```
+
+// `pub` items here are re-exported to the fuzz targets only (`crate::__fuzz`).
+#![cfg_attr(not(feature = "fuzz"), allow(unreachable_pub))]
 
 use std::fmt::Write as _;
 

@@ -40,6 +40,7 @@ use http::Request;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+pub use crate::scope::ScopeSet;
 pub use csrf::{CsrfLayer, CsrfProtected, CSRF_FIELD, CSRF_HEADER};
 pub use scopes::{AnyScope, RequireScopes, ScopeLayer};
 
@@ -272,8 +273,9 @@ mod tests {
 
     use super::*;
     use crate::store::{Commit, CommitOutcome, MemoryStore, SessionStore};
+    use crate::store::{Record, StoreErrorKind};
     use crate::token::StoreKey;
-    use crate::{Key, Principal, Record, SessionConfig, SessionInfo, SessionLayer, StoreErrorKind};
+    use crate::{Key, Principal, SessionConfig, SessionInfo, SessionLayer};
 
     crate::scope!(Admin = "admin");
 

@@ -12,6 +12,7 @@
 //! ```
 
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod conformance;
 mod memory;
 #[cfg(feature = "redis")]
@@ -22,15 +23,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use crate::error::{StoreError, StoreErrorKind};
+pub use crate::record::{Patch, Record, SessionInfo};
+pub use crate::token::StoreKey;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
 
 use serde_json::Value;
-
-use crate::error::StoreError;
-use crate::record::{Patch, Record, SessionInfo};
-use crate::token::StoreKey;
 
 /// What one request's commit asks a store to do, in one call.
 ///
@@ -145,9 +146,9 @@ pub enum Lookup {
 pub enum LimitPolicy {
     /// Delete the principal's oldest sessions (earliest login) to make room.
     EvictOldest,
-    /// Refuse: the commit fails with [`StoreErrorKind::LimitReached`](crate::StoreErrorKind)
+    /// Refuse: the commit fails with [`StoreErrorKind::LimitReached`](crate::store::StoreErrorKind)
     /// and changes nothing; the layer answers the request with
-    /// [`SessionLimitReached`](crate::SessionLimitReached) (409).
+    /// [`SessionLimitReached`](crate::rejection::SessionLimitReached) (409).
     Reject,
 }
 
@@ -174,14 +175,14 @@ pub enum LimitPolicy {
 ///   `last_seen` first), and `delete_sessions_of` deletes all of them.
 /// * **Limit.** With a per-principal limit configured, a commit that adds a session to a
 ///   principal at the limit either evicts the oldest sessions ([`LimitPolicy::EvictOldest`])
-///   or fails with [`StoreErrorKind::LimitReached`](crate::StoreErrorKind) and writes nothing
+///   or fails with [`StoreErrorKind::LimitReached`](crate::store::StoreErrorKind) and writes nothing
 ///   ([`LimitPolicy::Reject`]).
 /// * **Atomic updates.** [`SessionStore::update`] applies its [`Update`] to the value the
 ///   store holds at that moment, under the same lock or script as a commit, so concurrent
 ///   updates of one key (from any number of instances) all count. It changes no time and
 ///   never resurrects: a gone or expired record answers [`UpdateOutcome::Missing`].
 /// * **Corrupt records.** A record the store cannot decode is reported as a
-///   [`StoreErrorKind::Corrupt`](crate::StoreErrorKind) error (never `Unavailable`), and
+///   [`StoreErrorKind::Corrupt`](crate::store::StoreErrorKind) error (never `Unavailable`), and
 ///   [`Commit::Delete`] removes it like any other, so the layer can treat it as gone.
 /// * **Failure.** Any other failure is a [`StoreError`] (`Unavailable`, `Timeout`, `Corrupt`),
 ///   returned within the store's timeout, never a panic or a hang.
@@ -221,7 +222,7 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Applies `update` to the data key `field` of the live record under `key`, atomically
     /// (see the guarantees above). The default answers
-    /// [`StoreErrorKind::Unsupported`](crate::StoreErrorKind): a store that cannot update
+    /// [`StoreErrorKind::Unsupported`](crate::store::StoreErrorKind): a store that cannot update
     /// atomically must not pretend to.
     fn update(
         &self,
@@ -230,7 +231,7 @@ pub trait SessionStore: Send + Sync + 'static {
         update: Update,
     ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send {
         let _ = (key, field, update);
-        async { Err(StoreError::from_kind(crate::StoreErrorKind::Unsupported)) }
+        async { Err(StoreError::from_kind(StoreErrorKind::Unsupported)) }
     }
 
     /// Lists the live sessions of the principal whose

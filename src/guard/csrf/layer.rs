@@ -16,7 +16,8 @@ use crate::session::Session;
 ///
 /// ```
 /// use axum::{routing::{delete, post}, Router};
-/// use axum_tessera::{CsrfLayer, Key, SessionConfig, SessionLayer};
+/// use axum_tessera::guard::CsrfLayer;
+/// use axum_tessera::{Key, SessionConfig, SessionLayer};
 ///
 /// let app: Router = Router::new()
 ///     .route("/items/{id}", delete(|| async { "gone" }))
