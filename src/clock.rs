@@ -1,6 +1,7 @@
 //! Time sources: the system clock, and (feature `test-util`) a `ManualClock` that tests move
 //! by hand.
 
+use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
@@ -18,6 +19,13 @@ pub use manual::ManualClock;
 pub trait Clock: Send + Sync + 'static {
     /// Current time in whole Unix seconds.
     fn now(&self) -> i64;
+}
+
+/// The system clock every configuration starts with, shared so the layer can tell it from
+/// one a test injected (only layers on it share a default store).
+pub(crate) fn default_clock() -> Arc<dyn Clock> {
+    static SYSTEM: LazyLock<Arc<dyn Clock>> = LazyLock::new(|| Arc::new(SystemClock));
+    SYSTEM.clone()
 }
 
 /// The operating system's wall clock.

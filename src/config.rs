@@ -22,7 +22,7 @@ use http::HeaderName;
 pub use ipnet::IpNet;
 use time::Duration;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::error::{ConfigError, CookieConfigError, TimeoutConfigError};
 use crate::event::{Events, SessionEvent};
 use crate::key::KeyRing;
@@ -274,7 +274,7 @@ impl SessionConfig {
             skew: Duration::seconds(60),
             require_existing: false,
             trusted_origins: Vec::new(),
-            clock: Arc::new(SystemClock),
+            clock: crate::clock::default_clock(),
             bind_user_agent: false,
             bind_client_ip: false,
             trusted_proxies: Vec::new(),

@@ -165,6 +165,14 @@ impl KeyRing {
         false
     }
 
+    /// A non-secret name of the signing key: layers whose rings sign with the same key share
+    /// their default store (see [`SessionLayer::new`](crate::SessionLayer::new)).
+    pub(crate) fn fingerprint(&self) -> [u8; 32] {
+        let mut mac = self.keys[0].derive("default-store");
+        mac.update(b"fingerprint");
+        mac.finalize().into_bytes().into()
+    }
+
     pub(crate) fn keys(&self) -> &[Key] {
         &self.keys
     }

@@ -16,8 +16,11 @@ use crate::store::SessionStore;
 /// Applies [`SessionService`] to a service: recognises the client, hands its session to
 /// extractors, commits the changes after the response.
 ///
-/// Defaults to a [`MemoryStore`](crate::store::MemoryStore) on the configuration's clock; use
-/// [`SessionLayer::with_store`] for another store.
+/// Defaults to a [`MemoryStore`](crate::store::MemoryStore), shared by every layer of the
+/// process whose key signs with the same key (on the system clock), so a cookie layer for
+/// pages and an API layer built from one key see the same sessions without wiring; a layer
+/// given its own clock (tests) gets a store of its own. Use [`SessionLayer::with_store`] for
+/// another store, and a persistent one (`RedisStore`) for sessions that survive a restart.
 ///
 /// # Example
 ///

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::binding::Binding;
-use crate::clock::Clock;
+use crate::clock::{default_clock, Clock};
 use crate::commit::InFlight;
 use crate::config::{CookieConfig, SessionConfig, TokenSource};
 use crate::csrf::CsrfKeys;
@@ -66,7 +66,11 @@ impl LayerState {
     /// Derives the state from a configuration that [`SessionConfig::validate`] accepted. The
     /// store is a [`MemoryStore`] on the configuration's clock.
     pub(crate) fn new(config: SessionConfig) -> Self {
-        let store = MemoryStore::new().with_clock(ClockRef(config.clock.clone()));
+        let store = if Arc::ptr_eq(&config.clock, &default_clock()) {
+            MemoryStore::shared_default(config.keys.fingerprint())
+        } else {
+            MemoryStore::new().with_clock(ClockRef(config.clock.clone()))
+        };
         let default_transport = match config.sources.first() {
             Some(TokenSource::Cookie) => Transport::Cookie,
             _ => Transport::Header,

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -119,6 +119,27 @@ impl MemoryStore {
                 gate: Mutex::new(()),
             }),
         }
+    }
+
+    /// The default store of layers whose key rings sign with the key named by
+    /// `fingerprint`, on the system clock: one per key in the process, so a cookie layer and
+    /// an API layer built from one key see the same sessions without being wired together.
+    /// It lives while a layer holds it.
+    pub(crate) fn shared_default(fingerprint: [u8; 32]) -> Self {
+        type Registry = Mutex<Vec<([u8; 32], Weak<Inner>)>>;
+        static DEFAULTS: LazyLock<Registry> = LazyLock::new(Registry::default);
+        let mut defaults = lock(&DEFAULTS);
+        defaults.retain(|(_, store)| store.strong_count() > 0);
+        if let Some(inner) = defaults
+            .iter()
+            .find(|(f, _)| *f == fingerprint)
+            .and_then(|(_, store)| store.upgrade())
+        {
+            return Self { inner };
+        }
+        let store = Self::new();
+        defaults.push((fingerprint, Arc::downgrade(&store.inner)));
+        store
     }
 
     /// Caps the number of sessions (default 1,000,000; at least 1). When full, creating a
