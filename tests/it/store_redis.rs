@@ -2,22 +2,20 @@
 //! service instances sharing sessions, failure and recovery, and round trips per request
 //! counted by Redis itself.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::Router;
 use axum_tessera::store::conformance::{Setup, StoreFactory};
 use axum_tessera::store::RedisStore;
-use axum_tessera::{Key, Principal, Session, SessionConfig, SessionLayer};
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use support::RedisServer;
-use tower::ServiceExt;
+use axum_tessera::{Key, Session, SessionConfig, SessionLayer};
+use http::StatusCode;
+
+use crate::support::api::call;
+use crate::support::redis::RedisServer;
+use crate::support::{login_alice, whoami};
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -46,18 +44,6 @@ axum_tessera::store_conformance_tests!(standalone());
 
 // ---- through the layer -------------------------------------------------------------------
 
-async fn login(session: Session) -> String {
-    session.login(Principal::user("alice"));
-    session.token()
-}
-
-async fn whoami(session: Session) -> String {
-    session
-        .principal()
-        .map(|p| p.id().to_owned())
-        .unwrap_or_else(|| "anonymous".into())
-}
-
 async fn logout(session: Session) -> &'static str {
     session.logout();
     "bye"
@@ -78,7 +64,7 @@ fn app(store: RedisStore) -> Router {
     let key = Key::from_bytes(&[7u8; 32]).expect("32 bytes");
     let cfg = SessionConfig::api(key).require_existing(false);
     Router::new()
-        .route("/login", post(login))
+        .route("/login", post(login_alice))
         .route("/logout", post(logout))
         .route("/me", get(whoami))
         .route("/set/{key}", post(set_key))
@@ -98,18 +84,9 @@ async fn connect(server: &RedisServer, prefix: &str) -> RedisStore {
 /// Sends a request, failing (not hanging) if the service takes far longer than the store
 /// timeout allows.
 async fn send(app: &Router, method: &str, uri: &str, token: Option<&str>) -> (StatusCode, String) {
-    let mut req = Request::builder().method(method).uri(uri);
-    if let Some(token) = token {
-        req = req.header("authorization", format!("Bearer {token}"));
-    }
-    let req = req.body(Body::empty()).expect("request");
-    let res = tokio::time::timeout(TIMEOUT * 20, app.clone().oneshot(req))
+    tokio::time::timeout(TIMEOUT * 20, call(app, method, uri, token))
         .await
         .unwrap_or_else(|_| panic!("{method} {uri} hung past the store timeout"))
-        .expect("infallible");
-    let status = res.status();
-    let body = res.into_body().collect().await.expect("body").to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 async fn log_in(app: &Router) -> String {

@@ -1,35 +1,23 @@
 //! CSRF protection through HTTP: `CsrfProtected` (header only and wrapping body extractors),
 //! `CsrfLayer`, token binding and rotation, and the Sec-Fetch-Site / Origin checks.
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::http::{header, Method, Request, StatusCode};
 use axum::routing::{any, get, post};
-use axum::{Form, Json, Router};
+use axum::Router;
 use axum_tessera::store::MemoryStore;
 use axum_tessera::{
-    CookieConfig, CsrfLayer, CsrfProtected, Key, Principal, Session, SessionConfig, SessionLayer,
-    TokenSource,
+    CookieConfig, CsrfProtected, Key, Session, SessionConfig, SessionLayer, TokenSource,
 };
-use http_body_util::BodyExt;
-use serde::Deserialize;
-use tower::ServiceExt;
+
+use crate::support::{csrf_body_routes, login_alice, send, Reply};
 
 const HOST: &str = "app.test";
-
-#[derive(Deserialize)]
-struct Msg {
-    text: String,
-}
 
 /// `GET /token` gives the session a masked CSRF token (and the session a cookie).
 async fn token(session: Session) -> String {
     session.csrf_token()
-}
-
-async fn login(session: Session) -> String {
-    session.login(Principal::user("alice"));
-    session.token()
 }
 
 async fn logout(session: Session) {
@@ -39,30 +27,14 @@ async fn logout(session: Session) {
 fn routes() -> Router {
     Router::new()
         .route("/token", get(token))
-        .route("/login", post(login))
+        .route("/login", post(login_alice))
         .route("/logout", post(logout))
         .route("/header", any(|_: CsrfProtected| async { "ok" }))
-        .route(
-            "/form",
-            post(|CsrfProtected(Form(m)): CsrfProtected<Form<Msg>>| async move { m.text }),
-        )
-        .route(
-            "/json",
-            post(|CsrfProtected(Json(m)): CsrfProtected<Json<Msg>>| async move { m.text }),
-        )
-        .route(
-            "/bytes",
-            post(|CsrfProtected(b): CsrfProtected<Bytes>| async move { b.len().to_string() }),
-        )
         .route(
             "/string",
             post(|CsrfProtected(s): CsrfProtected<String>| async move { s }),
         )
-        .merge(
-            Router::new()
-                .route("/layer", any(|| async { "ok" }))
-                .route_layer(CsrfLayer::new()),
-        )
+        .merge(csrf_body_routes())
         .layer(DefaultBodyLimit::max(1024))
 }
 
@@ -74,32 +46,11 @@ fn app(cfg: SessionConfig) -> Router {
     routes().layer(SessionLayer::new(cfg))
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-async fn send(app: &Router, req: Request<Body>) -> Reply {
-    let res = app.clone().oneshot(req).await.expect("infallible");
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.expect("body").to_bytes();
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
-
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("id=") || v.starts_with("__Host-id="))
-        .and_then(|v| v.split(';').next())
-        .map(str::to_owned)
+/// The session cookie a response set, as the client sends it back (`id=...` or `__Host-id=...`).
+fn session_cookie(reply: &Reply) -> Option<String> {
+    reply
+        .cookie_pair("id")
+        .or_else(|| reply.cookie_pair("__Host-id"))
 }
 
 /// A browser-like client: a session cookie and a CSRF token for it.
@@ -119,7 +70,7 @@ async fn client(app: &Router) -> Client {
     .await;
     assert_eq!(reply.status, StatusCode::OK);
     Client {
-        cookie: session_cookie(&reply.headers).expect("a token stores the session"),
+        cookie: session_cookie(&reply).expect("a token stores the session"),
         token: reply.body,
     }
 }
@@ -931,7 +882,7 @@ async fn tokens_are_masked_per_call_and_rotate_with_the_session() {
     .await;
     assert_eq!(login.status, StatusCode::OK);
     let logged_in = Client {
-        cookie: session_cookie(&login.headers).expect("login rotates the cookie"),
+        cookie: session_cookie(&login).expect("login rotates the cookie"),
         token: me.token.clone(),
     };
     let reply = send(&app, post_header(&logged_in, &me.token)).await;

@@ -1,13 +1,12 @@
 //! Time attacks: stale, future-dated and absurdly dated tokens, and sessions kept past their
 //! idle or absolute limit by a client that simply keeps sending its cookie.
 
-mod harness;
-
 use axum::Router;
 use axum_tessera::token::{SessionId, TokenCodec, TokenError};
 use axum_tessera::{KeyRing, ManualClock, SessionConfig, SessionLayer};
-use harness::{key, ForgetfulStore, Harness, T0};
 use time::Duration;
+
+use crate::support::harness::{self, key, ForgetfulStore, Harness, T0};
 
 fn codec() -> TokenCodec {
     TokenCodec::new(&KeyRing::new(key(1)), "cookie:__Host-tessera")
@@ -119,7 +118,7 @@ async fn timeouts_are_enforced_even_when_the_store_returns_expired_records() {
         harness::routes().layer(SessionLayer::new(cfg).with_store(ForgetfulStore::default()));
     let h = Harness {
         app,
-        store: harness::CountingStore::new(&clock),
+        store: harness::CountingStore::on(&clock),
         clock,
     };
     let idle = h.new_session("idle").await;

@@ -1,6 +1,5 @@
 //! Real `redis-server` processes for the Redis tests: each on a free loopback port with its
 //! own temporary directory, killed and cleaned up on drop.
-#![allow(dead_code)] // each test binary uses part of this
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

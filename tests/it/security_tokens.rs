@@ -1,12 +1,11 @@
 //! Token integrity attacks, through the HTTP surface: every tampered, truncated, padded,
 //! re-encoded, foreign or retired token is an anonymous request that never reaches the store.
 
-mod harness;
-
 use axum::http::{header, HeaderValue};
 use axum_tessera::token::TokenCodec;
 use axum_tessera::{CookieConfig, KeyRing, SessionConfig, TokenSource, SESSION_TOKEN_HEADER};
-use harness::{id_of, key, Harness, COOKIE};
+
+use crate::support::harness::{self, id_of, key, Harness, COOKIE};
 
 /// Sends `value` as the session cookie and answers whether the server saw a live session,
 /// asserting that a rejected token made no store call. `None` when `value` cannot be sent in

@@ -1,15 +1,15 @@
 //! `MemoryStore` against the store conformance suite, and the per-principal limit as a
 //! client sees it through the layer.
 
-use axum::body::Body;
 use axum::routing::{get, post};
 use axum::Router;
 use axum_tessera::store::conformance::Setup;
 use axum_tessera::store::{LimitPolicy, MemoryStore};
-use axum_tessera::{Key, Principal, Session, SessionConfig, SessionLayer};
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
+use axum_tessera::{Key, SessionConfig, SessionLayer};
+use http::StatusCode;
+
+use crate::support::api::call;
+use crate::support::{login_alice, whoami};
 
 fn memory(setup: Setup) -> MemoryStore {
     let store = MemoryStore::new().with_clock(setup.clock());
@@ -30,46 +30,20 @@ async fn conformance_with_a_tight_bound() {
     .await;
 }
 
-async fn login(session: Session) -> String {
-    session.login(Principal::user("alice"));
-    session.token()
-}
-
-async fn whoami(session: Session) -> String {
-    session
-        .principal()
-        .map(|p| p.id().to_owned())
-        .unwrap_or_else(|| "anonymous".into())
-}
-
 fn app(store: MemoryStore) -> Router {
     let cfg = SessionConfig::api(Key::generate()).require_existing(false);
     Router::new()
-        .route("/login", post(login))
+        .route("/login", post(login_alice))
         .route("/me", get(whoami))
         .layer(SessionLayer::new(cfg).with_store(store))
 }
 
-async fn send(app: &Router, req: Request<Body>) -> (StatusCode, String) {
-    let res = app.clone().oneshot(req).await.expect("infallible");
-    let status = res.status();
-    let body = res.into_body().collect().await.expect("body").to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
 async fn log_in(app: &Router) -> (StatusCode, String) {
-    let req = Request::post("/login")
-        .body(Body::empty())
-        .expect("request");
-    send(app, req).await
+    call(app, "POST", "/login", None).await
 }
 
 async fn me(app: &Router, token: &str) -> String {
-    let req = Request::get("/me")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Body::empty())
-        .expect("request");
-    send(app, req).await.1
+    call(app, "GET", "/me", Some(token)).await.1
 }
 
 #[tokio::test]

@@ -1,97 +1,25 @@
-//! Shared harness of the security tests: an app with the routes an attacker probes, a store that
-//! counts what reaches it, a manual clock, and helpers to read what the client was told.
-#![allow(dead_code)] // each test file uses a different part
+//! The security tests' app: the routes an attacker probes, on a manual clock over a
+//! [`CountingStore`], and what the client was told about its session.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::Path;
-use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
+use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
-use axum_tessera::store::{Commit, CommitOutcome, MemoryStore, SessionStore};
+use axum_tessera::store::{Commit, CommitOutcome, SessionStore};
 use axum_tessera::token::StoreKey;
 use axum_tessera::{
-    Key, ManualClock, Principal, Record, Session, SessionConfig, SessionInfo, SessionLayer,
-    StoreError,
+    ManualClock, Principal, Record, Session, SessionConfig, SessionInfo, SessionLayer, StoreError,
 };
-use http_body_util::BodyExt as _;
-use tower::ServiceExt as _;
+
+pub use super::{key, CountingStore, Reply};
 
 /// Start of every test's clock.
 pub const T0: i64 = 1_700_000_000;
 /// The web preset's cookie name.
 pub const COOKIE: &str = "__Host-tessera";
-
-/// A fixed 32-byte key: `key(1)` and `key(2)` differ.
-pub fn key(n: u8) -> Key {
-    Key::from_bytes(&[n; 32]).expect("32 bytes is long enough")
-}
-
-/// Wraps a [`MemoryStore`] and counts every call that reaches it.
-#[derive(Clone)]
-pub struct CountingStore {
-    pub inner: MemoryStore,
-    loads: Arc<AtomicUsize>,
-    commits: Arc<Mutex<Vec<&'static str>>>,
-}
-
-impl CountingStore {
-    pub fn new(clock: &ManualClock) -> Self {
-        Self {
-            inner: MemoryStore::new().with_clock(clock.clone()),
-            loads: Arc::default(),
-            commits: Arc::default(),
-        }
-    }
-
-    /// Loads so far.
-    pub fn loads(&self) -> usize {
-        self.loads.load(Ordering::SeqCst)
-    }
-
-    /// Commit kinds so far (`create`, `patch`, `move`, `delete`).
-    pub fn commits(&self) -> Vec<&'static str> {
-        self.commits.lock().unwrap().clone()
-    }
-
-    /// Loads plus commits.
-    pub fn calls(&self) -> usize {
-        self.loads() + self.commits().len()
-    }
-
-    pub fn len(&self) -> usize {
-        self.inner.len()
-    }
-}
-
-impl SessionStore for CountingStore {
-    async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.load(key).await
-    }
-
-    async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
-        let kind = match &commit {
-            Commit::Create { .. } => "create",
-            Commit::Patch { .. } => "patch",
-            Commit::Move { .. } => "move",
-            Commit::Delete { .. } => "delete",
-            _ => "other",
-        };
-        self.commits.lock().unwrap().push(kind);
-        self.inner.commit(commit).await
-    }
-
-    async fn sessions_of(&self, principal: &str) -> Result<Vec<SessionInfo>, StoreError> {
-        self.inner.sessions_of(principal).await
-    }
-
-    async fn delete_sessions_of(&self, principal: &str) -> Result<u64, StoreError> {
-        self.inner.delete_sessions_of(principal).await
-    }
-}
 
 /// `live=<bool> user=<id|-> k=<value|->`: what the server believes about the session.
 async fn whoami(session: Session) -> String {
@@ -184,7 +112,7 @@ impl Harness {
     /// `cfg` on a fresh clock at [`T0`] and a fresh store.
     pub fn new(cfg: SessionConfig) -> Self {
         let clock = ManualClock::new(T0);
-        let store = CountingStore::new(&clock);
+        let store = CountingStore::on(&clock);
         Self::sharing(cfg, store, clock)
     }
 
@@ -196,7 +124,7 @@ impl Harness {
     /// `cfg` with `extra` routes besides the common ones, on a fresh clock and store.
     pub fn with_routes(cfg: SessionConfig, extra: Router) -> Self {
         let clock = ManualClock::new(T0);
-        let store = CountingStore::new(&clock);
+        let store = CountingStore::on(&clock);
         Self::build(extra, cfg, store, clock)
     }
 
@@ -215,15 +143,7 @@ impl Harness {
     }
 
     pub async fn send(&self, req: Request<Body>) -> Reply {
-        let res = self.app.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
+        super::send(&self.app, req).await
     }
 
     /// `method path` carrying `token` as the session cookie.
@@ -258,44 +178,8 @@ impl Harness {
     }
 }
 
-/// A response as the client sees it.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: String,
-}
-
+/// What `GET /whoami` tells about the session.
 impl Reply {
-    /// Every `Set-Cookie` of the response, parsed.
-    pub fn set_cookies(&self) -> Vec<cookie::Cookie<'static>> {
-        self.headers
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .map(|v| cookie::Cookie::parse(v.to_str().unwrap().to_owned()).unwrap())
-            .collect()
-    }
-
-    /// The one session `Set-Cookie`, if any.
-    pub fn set_cookie(&self) -> Option<cookie::Cookie<'static>> {
-        let mut all = self.set_cookies();
-        assert!(all.len() <= 1, "at most one Set-Cookie: {all:?}");
-        all.pop()
-    }
-
-    /// The new token, if the response set a non-empty session cookie.
-    pub fn token(&self) -> Option<String> {
-        self.set_cookie()
-            .filter(|c| !c.value().is_empty())
-            .map(|c| c.value().to_owned())
-    }
-
-    /// Whether the response tells the client to drop its cookie.
-    pub fn clears_cookie(&self) -> bool {
-        self.set_cookie()
-            .is_some_and(|c| c.value().is_empty() && c.max_age() == Some(time::Duration::ZERO))
-    }
-
     /// Whether the server treated the request as carrying a live session.
     pub fn live(&self) -> bool {
         assert_eq!(self.status, StatusCode::OK, "{}", self.body);

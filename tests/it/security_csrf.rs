@@ -3,25 +3,25 @@
 //! The site runs the web preset (`__Host-tessera`, `Secure`) on `site.example`, so its own
 //! origin is `https://site.example`. Every refusal must be a 403 with one of the four fixed
 //! bodies, emit exactly one `CsrfRejected` event, and never echo a token; no request here may
-//! get a 5xx. The table-driven rule checks live in `tests/csrf.rs`.
-
-mod harness;
+//! get a 5xx. The table-driven rule checks live in `csrf.rs`.
 
 use std::sync::{Arc, Mutex};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::routing::{any, get, post};
-use axum::{Form, Json, Router};
+use axum::{Form, Router};
 use axum_tessera::{
-    CookieConfig, CsrfLayer, CsrfProtected, EventKind, KeyRing, Principal, Session, SessionConfig,
+    CookieConfig, CsrfProtected, EventKind, KeyRing, Principal, Session, SessionConfig,
     SessionEvent, SessionLayer, TokenSource,
 };
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
-use harness::{key, Harness, Reply};
 use serde::Deserialize;
+
+use crate::support::csrf_body_routes;
+use crate::support::harness::{self, key, Harness, Reply};
 
 const HOST: &str = "site.example";
 const OWN_ORIGIN: &str = "https://site.example";
@@ -58,11 +58,6 @@ impl Refusal {
 }
 
 #[derive(Deserialize)]
-struct Msg {
-    text: String,
-}
-
-#[derive(Deserialize)]
 struct Credentials {
     user: String,
 }
@@ -83,18 +78,6 @@ fn guarded() -> Router {
             any(|_: CsrfProtected, session: Session| async move { acted_as(&session) }),
         )
         .route(
-            "/form",
-            post(|CsrfProtected(Form(m)): CsrfProtected<Form<Msg>>| async move { m.text }),
-        )
-        .route(
-            "/json",
-            post(|CsrfProtected(Json(m)): CsrfProtected<Json<Msg>>| async move { m.text }),
-        )
-        .route(
-            "/bytes",
-            post(|CsrfProtected(b): CsrfProtected<Bytes>| async move { b.len().to_string() }),
-        )
-        .route(
             "/signin",
             post(
                 |session: Session, CsrfProtected(Form(c)): CsrfProtected<Form<Credentials>>| async move {
@@ -104,11 +87,7 @@ fn guarded() -> Router {
             ),
         )
         .route("/me", get(|session: Session| async move { acted_as(&session) }))
-        .merge(
-            Router::new()
-                .route("/layer", any(|| async { "ok" }))
-                .route_layer(CsrfLayer::new()),
-        )
+        .merge(csrf_body_routes())
 }
 
 /// A browser of this site: its session cookie (`name=value`) and a CSRF token for it.

@@ -1,20 +1,18 @@
 //! `RedisStore` on a real three-master Redis Cluster made with `redis-cli --cluster create`:
 //! the whole conformance suite, and login rotation through the layer.
 
-mod support;
-
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::routing::{get, post};
 use axum::Router;
 use axum_tessera::store::conformance::{self, Setup};
 use axum_tessera::store::RedisStore;
-use axum_tessera::{Key, Principal, Session, SessionConfig, SessionLayer};
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use support::RedisCluster;
-use tower::ServiceExt;
+use axum_tessera::{Key, Session, SessionConfig, SessionLayer};
+use http::StatusCode;
+
+use crate::support::api::{bearer, call};
+use crate::support::redis::RedisCluster;
+use crate::support::{login_alice, send, whoami};
 
 async fn cluster_store(cluster: &RedisCluster) -> RedisStore {
     RedisStore::connect_cluster(cluster.urls())
@@ -50,18 +48,6 @@ async fn conformance_on_a_cluster() {
     );
 }
 
-async fn login(session: Session) -> String {
-    session.login(Principal::user("alice"));
-    session.token()
-}
-
-async fn whoami(session: Session) -> String {
-    session
-        .principal()
-        .map(|p| p.id().to_owned())
-        .unwrap_or_else(|| "anonymous".into())
-}
-
 async fn count(session: Session) -> String {
     let n: u64 = session.get("n").unwrap_or(0) + 1;
     session.insert("n", n).expect("a u64 serialises");
@@ -76,71 +62,48 @@ async fn everywhere(session: Session) -> String {
         .to_string()
 }
 
-async fn send(app: &Router, method: &str, uri: &str, token: Option<&str>) -> (StatusCode, String) {
-    let mut req = Request::builder().method(method).uri(uri);
-    if let Some(token) = token {
-        req = req.header("authorization", format!("Bearer {token}"));
-    }
-    let res = app
-        .clone()
-        .oneshot(req.body(Body::empty()).expect("request"))
-        .await
-        .expect("infallible");
-    let status = res.status();
-    let body = res.into_body().collect().await.expect("body").to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_rotation_and_logout_everywhere_on_a_cluster() {
     let cluster = RedisCluster::start();
     let cfg = SessionConfig::api(Key::generate()).require_existing(false);
     let app = Router::new()
-        .route("/login", post(login))
+        .route("/login", post(login_alice))
         .route("/me", get(whoami))
         .route("/count", post(count))
         .route("/everywhere", post(everywhere))
         .layer(SessionLayer::new(cfg).with_store(cluster_store(&cluster).await));
 
     // An anonymous session with data, then a login: the data moves to the new ID.
-    let res = app
-        .clone()
-        .oneshot(
-            Request::post("/count")
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("infallible");
-    let first = res.headers()["x-session-token"]
+    let res = send(&app, bearer("POST", "/count", None)).await;
+    let first = res.headers["x-session-token"]
         .to_str()
         .expect("ascii")
         .to_owned();
-    assert_eq!(send(&app, "POST", "/count", Some(&first)).await.1, "2");
-    let (status, second) = send(&app, "POST", "/login", Some(&first)).await;
+    assert_eq!(call(&app, "POST", "/count", Some(&first)).await.1, "2");
+    let (status, second) = call(&app, "POST", "/login", Some(&first)).await;
     assert_eq!(status, StatusCode::OK);
     assert_ne!(first, second, "login rotates the ID");
-    assert_eq!(send(&app, "GET", "/me", Some(&first)).await.1, "anonymous");
-    assert_eq!(send(&app, "GET", "/me", Some(&second)).await.1, "alice");
+    assert_eq!(call(&app, "GET", "/me", Some(&first)).await.1, "anonymous");
+    assert_eq!(call(&app, "GET", "/me", Some(&second)).await.1, "alice");
     assert_eq!(
-        send(&app, "POST", "/count", Some(&second)).await.1,
+        call(&app, "POST", "/count", Some(&second)).await.1,
         "3",
         "data kept"
     );
 
     // Rotating again within the principal, and a second device.
-    let (_, third) = send(&app, "POST", "/login", Some(&second)).await;
-    assert_eq!(send(&app, "GET", "/me", Some(&second)).await.1, "anonymous");
-    let (_, other_device) = send(&app, "POST", "/login", None).await;
+    let (_, third) = call(&app, "POST", "/login", Some(&second)).await;
+    assert_eq!(call(&app, "GET", "/me", Some(&second)).await.1, "anonymous");
+    let (_, other_device) = call(&app, "POST", "/login", None).await;
     assert_eq!(
-        send(&app, "GET", "/me", Some(&other_device)).await.1,
+        call(&app, "GET", "/me", Some(&other_device)).await.1,
         "alice"
     );
 
-    assert_eq!(send(&app, "POST", "/everywhere", Some(&third)).await.1, "2");
-    assert_eq!(send(&app, "GET", "/me", Some(&third)).await.1, "anonymous");
+    assert_eq!(call(&app, "POST", "/everywhere", Some(&third)).await.1, "2");
+    assert_eq!(call(&app, "GET", "/me", Some(&third)).await.1, "anonymous");
     assert_eq!(
-        send(&app, "GET", "/me", Some(&other_device)).await.1,
+        call(&app, "GET", "/me", Some(&other_device)).await.1,
         "anonymous"
     );
 }

@@ -1,15 +1,15 @@
 //! Scope guards through HTTP: `RequireScopes` / `AnyScope` as extractors and as route layers.
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::http::{header, Request, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use axum_tessera::{
     scope, AnyScope, Authenticated, CookieConfig, Key, Principal, RequireScopes, Session,
     SessionConfig, SessionLayer,
 };
-use http_body_util::BodyExt;
-use tower::ServiceExt;
+
+use crate::support::send;
 
 scope!(pub Admin = "admin"; pub Billing = "billing"; pub Support = "support");
 
@@ -70,35 +70,6 @@ fn routes() -> Router {
         )
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-async fn send(app: &Router, req: Request<Body>) -> Reply {
-    let res = app.clone().oneshot(req).await.expect("infallible");
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.expect("body").to_bytes();
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
-
-/// The `id=<value>` pair of the session cookie a response set.
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("id="))
-        .and_then(|v| v.split(';').next())
-        .map(str::to_owned)
-}
-
 async fn cookie_for(app: &Router, scopes: &str) -> String {
     let reply = send(
         app,
@@ -108,7 +79,7 @@ async fn cookie_for(app: &Router, scopes: &str) -> String {
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "login");
-    session_cookie(&reply.headers).expect("login sets the cookie")
+    reply.cookie_pair("id").expect("login sets the cookie")
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -592,7 +563,9 @@ async fn scope_change_takes_effect_on_the_next_request() {
             .unwrap(),
     )
     .await;
-    let rotated = session_cookie(&granted.headers).expect("scope change rotates the ID");
+    let rotated = granted
+        .cookie_pair("id")
+        .expect("scope change rotates the ID");
     assert_eq!(send(&app, get(&rotated)).await.status, StatusCode::OK);
     assert_eq!(
         send(&app, get(&cookie)).await.status,

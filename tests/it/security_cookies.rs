@@ -1,15 +1,14 @@
 //! Cookie attacks and hygiene: attributes, prefix rules, browser-session cookies, size limits,
 //! duplicate (tossed) cookies, and caching of responses that carry a session cookie.
 
-mod harness;
-
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::routing::post;
 use axum_tessera::{
     ConfigError, CookieConfig, SameSite, Session, SessionConfig, SessionLayer, MAX_COOKIE_BYTES,
 };
-use harness::{key, Harness, COOKIE};
 use time::Duration;
+
+use crate::support::harness::{self, key, Harness, COOKIE};
 
 #[tokio::test]
 async fn default_cookie_is_host_prefixed_secure_httponly_lax_and_host_only() {

@@ -1,8 +1,6 @@
 //! The session layer seen through HTTP: DESIGN.md section 7, rotation, expiry, lazy loading
 //! and the commit rules.
 
-mod common;
-
 use axum::http::StatusCode;
 use axum::routing;
 use axum::Router;
@@ -12,8 +10,9 @@ use axum_tessera::{
     CookieConfig, Key, KeyRing, ManualClock, OptionalSession, Principal, Session, SessionConfig,
     SessionLayer,
 };
-use common::{get, post, send, CountingStore};
 use time::Duration;
+
+use crate::support::{get, post, send, whoami, CountingStore};
 
 const T0: i64 = 1_800_000_000;
 
@@ -42,12 +41,6 @@ fn routes() -> Router {
     async fn login(session: Session) -> String {
         session.login(Principal::user("u1").with_scopes(["a"]));
         session.token()
-    }
-    async fn whoami(session: Session) -> String {
-        session
-            .principal()
-            .map(|p| p.id().to_owned())
-            .unwrap_or_else(|| "anonymous".into())
     }
     async fn logout(session: Session) -> &'static str {
         session.logout();
@@ -91,7 +84,7 @@ fn fixture() -> Fixture {
 
 fn fixture_with(adjust: impl FnOnce(SessionConfig) -> SessionConfig) -> Fixture {
     let clock = ManualClock::new(T0);
-    let store = CountingStore::new(MemoryStore::new().with_clock(clock.clone()));
+    let store = CountingStore::on(&clock);
     let layer = SessionLayer::new(adjust(config(&clock))).with_store(store.clone());
     Fixture {
         app: routes().layer(layer),
@@ -295,9 +288,7 @@ async fn require_existing_rejects_requests_without_a_live_session() {
 async fn an_unreachable_store_gives_503_only_where_the_session_is_needed() {
     let f = fixture();
     let cookie = f.session().await;
-    f.store
-        .fail_loads
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    f.store.fail_loads(true);
     let reply = send(&f.app, get("/read", Some(&cookie))).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.body, "session store unavailable");
@@ -311,9 +302,7 @@ async fn an_unreachable_store_gives_503_only_where_the_session_is_needed() {
 async fn a_failed_commit_becomes_503_and_writes_nothing() {
     let f = fixture();
     let cookie = f.session().await;
-    f.store
-        .fail_commits
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    f.store.fail_commits(true);
     let reply = send(&f.app, post("/write", Some(&cookie))).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.body, "session could not be saved; please retry");
@@ -328,9 +317,7 @@ async fn a_failed_commit_becomes_503_and_writes_nothing() {
         reply.set_cookie_line().is_none(),
         "no cookie for a session that was not saved"
     );
-    f.store
-        .fail_commits
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    f.store.fail_commits(false);
     assert_eq!(send(&f.app, get("/read", Some(&cookie))).await.body, "1");
     assert_eq!(f.store.inner.len(), 1);
 }

@@ -1,22 +1,20 @@
 //! Session events through HTTP: each kind emitted exactly once for its cause, none carrying a
 //! token or ID, and hooks that cannot take a request down.
 
-mod common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
 use axum::routing;
 use axum::Router;
-use axum_tessera::store::MemoryStore;
 use axum_tessera::token::{SessionId, TokenCodec};
 use axum_tessera::{
     CookieConfig, EventKind, ExpiryReason, Key, KeyRing, ManualClock, Principal, RejectReason,
     RotateReason, Session, SessionConfig, SessionEvent, SessionLayer, StoreErrorKind,
 };
-use common::{get, post, send, CountingStore};
 use time::Duration;
+
+use crate::support::{get, post, send, CountingStore, LogCapture};
 
 const T0: i64 = 1_800_000_000;
 
@@ -35,7 +33,7 @@ struct Fixture {
 impl Fixture {
     fn new(adjust: impl FnOnce(SessionConfig) -> SessionConfig) -> Self {
         let clock = ManualClock::new(T0);
-        let store = CountingStore::new(MemoryStore::new().with_clock(clock.clone()));
+        let store = CountingStore::on(&clock);
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = events.clone();
         let cfg = SessionConfig::web(key())
@@ -289,23 +287,17 @@ async fn each_token_rejection_reason_is_reported_once() {
 async fn store_failures_and_the_principal_limit_are_reported() {
     let f = Fixture::new(|c| c);
     let cookie = f.session().await;
-    f.store
-        .fail_loads
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    f.store.fail_loads(true);
     let reply = send(&f.app, get("/read", Some(&cookie))).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         f.take(),
         [EventKind::StoreError(StoreErrorKind::Unavailable)]
     );
-    f.store
-        .fail_loads
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    f.store.fail_loads(false);
 
-    f.store
-        .fail_commits
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    *f.store.fail_kind.lock().unwrap() = Some(StoreErrorKind::LimitReached);
+    f.store.fail_commits(true);
+    f.store.fail_with(StoreErrorKind::LimitReached);
     send(&f.app, post("/login", Some(&cookie))).await;
     assert_eq!(f.take(), [EventKind::Loaded, EventKind::PrincipalLimit]);
     let stats = f.layer.stats();
@@ -344,23 +336,9 @@ async fn a_panicking_hook_leaves_the_response_and_other_hooks_intact() {
     assert_eq!(*seen.lock().unwrap(), 1);
 }
 
-/// Collects everything tracing prints, at every level.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn no_event_or_log_line_contains_a_token_or_id() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -385,7 +363,7 @@ async fn no_event_or_log_line_contains_a_token_or_id() {
     secrets.push(forged);
     send(&f.app, post("/logout", Some(&format!("id={token}")))).await;
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("session rotated"),
         "tracing captured nothing: {logs}"

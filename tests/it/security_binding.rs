@@ -1,9 +1,6 @@
 //! Optional client binding: a stolen cookie replayed from another user agent or address is
 //! anonymous, and `X-Forwarded-For` counts only through configured trusted proxies.
 
-mod harness;
-
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +8,9 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, Request};
 use axum_tessera::{EventKind, IpNet, SessionConfig, SessionLayer};
-use harness::{key, Harness, Reply, COOKIE};
+
+use crate::support::harness::{self, key, Harness, Reply, COOKIE};
+use crate::support::LogCapture;
 
 struct Req<'a> {
     path: &'a str,
@@ -68,26 +67,6 @@ async fn create(h: &Harness, r: Req<'_>) -> String {
     reply.token().expect("a new session")
 }
 
-/// Captures formatted `tracing` output of the current thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 #[tokio::test]
 async fn binding_is_off_by_default() {
     let h = Harness::web();
@@ -115,7 +94,7 @@ async fn stolen_cookie_replayed_with_another_user_agent_is_anonymous() {
             .on_event(move |e| seen.lock().unwrap().push(e.clone())),
     );
     let token = create(&h, Req::default()).await;
-    let captured = Captured::default();
+    let captured = LogCapture::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer({
             let c = captured.clone();
