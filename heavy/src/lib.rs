@@ -1,8 +1,11 @@
-//! The one Router every benchmark drives, in three variants: bare axum (the ceiling),
-//! axum-tessera, and tower-sessions. Shared by `benches/` and `examples/bench_server.rs`
-//! through `#[path]`, so the in-process and the loopback figures measure the same app.
-
-#![allow(dead_code)] // each includer uses a different part
+//! The benchmarks' and end-to-end tests' crate of the `axum-tessera` workspace: everything that
+//! needs the heavy dev-dependencies (criterion, tower-sessions, a WebDriver client, an HTTP
+//! client), kept out of the root crate so `cargo run --example demo` stays light. Not
+//! published.
+//!
+//! The library is the one Router every benchmark drives, in three variants: bare axum (the
+//! ceiling), axum-tessera, and tower-sessions. `benches/` and `examples/bench_server.rs` both
+//! use it, so the in-process and the loopback figures measure the same app.
 
 use axum::body::Body;
 use axum::routing::get;
@@ -205,4 +208,13 @@ pub async fn session_cookie(app: &Router) -> Option<HeaderValue> {
         .expect("ASCII cookie");
     let pair = set.split(';').next().expect("split yields one item");
     Some(HeaderValue::from_str(pair).expect("valid header"))
+}
+
+/// The cookie a client of `app`, a router of `variant`, sends on the workloads with a valid
+/// session. Bare axum gets an axum-tessera cookie, so every variant's request has the same size.
+pub async fn client_cookie(app: &Router, variant: Variant) -> Option<HeaderValue> {
+    match variant {
+        Variant::Axum => session_cookie(&router(Variant::Tessera)).await,
+        _ => session_cookie(app).await,
+    }
 }

@@ -2,20 +2,17 @@
 //! MemoryStore), read-path cost at 1k / 100k / 1M live sessions, and the cost of an expiry
 //! sweep against the number of expired records and of all records.
 //!
-//! `cargo bench --bench scale` (about a minute). Memory is measured in a child process per
-//! figure (RSS from `/proc/self/statm` before and after), so one figure's heap does not
-//! colour the next. Under `cargo test --all-targets` it runs once on tiny sizes.
-
-#[path = "support/apps.rs"]
-mod apps;
+//! `cargo bench -p axum-tessera-e2e --bench scale` (about a minute). Memory is measured in a
+//! child process per figure (RSS from `/proc/self/statm` before and after), so one figure's
+//! heap does not colour the next. Under `cargo test --all-targets` it runs once on tiny sizes.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use apps::{Variant, Workload};
 use axum_tessera::store::{Commit, MemoryStore, SessionStore};
 use axum_tessera::token::SessionId;
 use axum_tessera::{ManualClock, Record};
+use axum_tessera_e2e::{self as apps, Variant, Workload};
 use cpu_time::ThreadTime;
 use tower::ServiceExt as _;
 

@@ -1,14 +1,13 @@
 //! The demo app on a real loopback server, driven over HTTP as a newcomer would with curl.
 
-#[path = "../examples/demo/app.rs"]
-mod app;
-
 use axum_tessera::store::MemoryStore;
 use axum_tessera::Key;
 use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+use crate::app;
 
 async fn start() -> String {
     let (web, api) = app::dev_configs(Key::generate());

@@ -2,20 +2,17 @@
 //! tower-sessions, on three workloads (read, write, new). Driven with `oneshot` on a
 //! current-thread Tokio runtime; after criterion, prints the medians and their ratios.
 //!
-//! `cargo bench --bench session` (about two minutes); `cargo bench --bench session -- read`
+//! `cargo bench -p axum-tessera-e2e --bench session` (about two minutes); with `-- read` it
 //! runs one workload.
 //!
 //! Times are the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`): the runtime runs
 //! every request on that thread, and on a shared machine wall time also counts the time
 //! slices other processes took. `BENCH_CLOCK=wall` measures wall time instead.
 
-#[path = "support/apps.rs"]
-mod apps;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use apps::{Variant, Workload};
+use axum_tessera_e2e::{self as apps, Variant, Workload};
 use cpu_time::ThreadTime;
 use criterion::{BenchmarkId, Criterion};
 use tokio::runtime::Runtime;
@@ -36,11 +33,9 @@ fn runtime() -> Runtime {
 fn run(rt: &Runtime, variant: Variant, workload: Workload, iters: u64, wall: bool) -> Duration {
     rt.block_on(async {
         let app = apps::router(variant);
-        let cookie = match (variant, workload) {
-            (_, Workload::New) => None,
-            // Bare axum gets a cookie of the same shape so the request is the same size.
-            (Variant::Axum, _) => apps::session_cookie(&apps::router(Variant::Tessera)).await,
-            _ => apps::session_cookie(&app).await,
+        let cookie = match workload {
+            Workload::New => None,
+            _ => apps::client_cookie(&app, variant).await,
         };
         let cpu = ThreadTime::now();
         let start = Instant::now();

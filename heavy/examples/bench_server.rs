@@ -1,15 +1,13 @@
 //! The benchmark router as a real server on 127.0.0.1, for `scripts/load.sh`.
 //!
-//! `cargo run --release --example bench_server -- <axum|tessera|tower-sessions>` binds an
-//! ephemeral loopback port, creates one session through its own router, then prints
-//! `cookie <name=value>` (empty for bare axum) and `listening <addr>` and serves until killed.
-
-#[path = "../benches/support/apps.rs"]
-mod apps;
+//! `cargo run --release -p axum-tessera-e2e --example bench_server --
+//! <axum|tessera|tower-sessions>` binds an ephemeral loopback port, creates one session through
+//! its own router, then prints `cookie <name=value>` (empty for bare axum) and `listening
+//! <addr>` and serves until killed.
 
 use std::io::Write as _;
 
-use apps::Variant;
+use axum_tessera_e2e::{self as apps, Variant};
 
 // One worker: with wrk on one thread the pair fits two cores, and each server does the same
 // work on the same single thread, so the ratios compare the layers rather than scheduling.
@@ -20,11 +18,7 @@ async fn main() {
         std::process::exit(2);
     };
     let app = apps::router(variant);
-    let cookie = match variant {
-        // Same header size as the session variants.
-        Variant::Axum => apps::session_cookie(&apps::router(Variant::Tessera)).await,
-        _ => apps::session_cookie(&app).await,
-    };
+    let cookie = apps::client_cookie(&app, variant).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1");

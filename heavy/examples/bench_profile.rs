@@ -2,12 +2,9 @@
 //! `valgrind --tool=callgrind` with two request counts and divide the difference in
 //! instructions by the difference in requests for a noise-free cost per request.
 //!
-//! `cargo run --release --example bench_profile -- tessera read 10000`
+//! `cargo run --release -p axum-tessera-e2e --example bench_profile -- tessera read 10000`
 
-#[path = "../benches/support/apps.rs"]
-mod apps;
-
-use apps::{Variant, Workload};
+use axum_tessera_e2e::{self as apps, Variant, Workload};
 use tower::ServiceExt as _;
 
 fn main() {
@@ -28,10 +25,9 @@ fn main() {
         .expect("a runtime");
     rt.block_on(async {
         let app = apps::router(variant);
-        let cookie = match (variant, workload) {
-            (_, Workload::New) => None,
-            (Variant::Axum, _) => apps::session_cookie(&apps::router(Variant::Tessera)).await,
-            _ => apps::session_cookie(&app).await,
+        let cookie = match workload {
+            Workload::New => None,
+            _ => apps::client_cookie(&app, variant).await,
         };
         for _ in 0..n {
             let res = app

@@ -5,9 +5,6 @@
 //! Needs `chromium` and `chromedriver` on `PATH` (Debian: `apt-get install chromium
 //! chromium-driver`). Without them the test is skipped locally and fails under `CI=true`.
 
-#[path = "../examples/demo/app.rs"]
-mod app;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,6 +19,8 @@ use fantoccini::cookies::Cookie;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
+
+use crate::app;
 
 /// How long a page may take to show an expected element before the test gives up: a bound
 /// against hanging, not a performance assertion.
