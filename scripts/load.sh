@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Loopback load test: bare axum, axum-tessera and tower-sessions serving the same router
-# (examples/bench_server.rs) on 127.0.0.1, driven by wrk on the read, write and new
+# (heavy/examples/bench_server.rs) on 127.0.0.1, driven by wrk on the read, write and new
 # workloads. Prints requests/second and p99 latency, the median of RUNS runs each, and the
 # ratios to bare axum and of axum-tessera to tower-sessions. Also prints the server's CPU
 # time per request (utime + stime from /proc/<pid>/stat over the run, divided by the
@@ -30,7 +30,7 @@ if ! command -v wrk >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq wrk >&2
 fi
 
-cargo build --release --example bench_server >&2
+cargo build --release -p axum-tessera-e2e --example bench_server >&2
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 server="$target_dir/release/examples/bench_server"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. The Redis and browser tests start a real redis-server and a
-# real headless Chromium themselves; this installs them first when they are missing
+# Runs the whole test suite of the workspace: the root crate (unit tests, tests/it, doc tests)
+# and heavy/ (the end-to-end tests). The Redis and browser tests start a real redis-server and
+# a real headless Chromium themselves; this installs them first when they are missing
 # (Debian/Ubuntu, as root or with sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,4 +19,4 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-exec cargo test --all-features "$@"
+exec cargo test --workspace --all-features "$@"

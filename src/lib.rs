@@ -90,6 +90,6 @@ pub use session::Session;
 #[doc(hidden)]
 pub mod __fuzz {
     pub use crate::csrf::{mask, unmask, CSRF_TOKEN_LEN};
-    pub use crate::token::{SessionId, TokenCodec};
+    pub use crate::token::{SessionId, TokenCodec, TokenError, ID_LEN, MAX_TOKEN_LEN};
     pub use crate::transport::cookie_values;
 }

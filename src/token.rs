@@ -25,9 +25,9 @@ use sha2::{Digest as _, Sha256};
 use crate::key::{random_32, HmacSha256, KeyRing};
 
 /// Length of an encoded session ID: 32 bytes in unpadded base64url.
-pub(crate) const ID_LEN: usize = 43;
+pub const ID_LEN: usize = 43;
 /// Upper bound for a wire token; longer input is rejected before any decoding.
-pub(crate) const MAX_TOKEN_LEN: usize = 128;
+pub const MAX_TOKEN_LEN: usize = 128;
 const MAC_LEN: usize = 43;
 const VERSION: &str = "v1";
 

@@ -7,8 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use axum_tessera::store::MemoryStore;
-use axum_tessera::token::StoreKey;
+use axum_tessera::store::{MemoryStore, StoreKey};
 use axum_tessera::{
     scope, CsrfProtected, Key, Principal, RequireScopes, Session, SessionConfig, SessionEvent,
     SessionLayer,

@@ -1,0 +1,220 @@
+//! The benchmarks' and end-to-end tests' crate of the `axum-tessera` workspace: everything that
+//! needs the heavy dev-dependencies (criterion, tower-sessions, a WebDriver client, an HTTP
+//! client), kept out of the root crate so `cargo run --example demo` stays light. Not
+//! published.
+//!
+//! The library is the one Router every benchmark drives, in three variants: bare axum (the
+//! ceiling), axum-tessera, and tower-sessions. `benches/` and `examples/bench_server.rs` both
+//! use it, so the in-process and the loopback figures measure the same app.
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use http::header::{COOKIE, SET_COOKIE};
+use http::{HeaderValue, Request};
+use tower::ServiceExt as _;
+
+/// Which session layer wraps the router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    Axum,
+    Tessera,
+    TowerSessions,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 3] = [Variant::Axum, Variant::Tessera, Variant::TowerSessions];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Axum => "axum",
+            Variant::Tessera => "tessera",
+            Variant::TowerSessions => "tower-sessions",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == text)
+    }
+}
+
+/// What a request does with its session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Valid cookie, the handler reads one key.
+    Read,
+    /// Valid cookie, the handler increments a counter.
+    Write,
+    /// No cookie, the handler inserts a key (a new session per request).
+    New,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 3] = [Workload::Read, Workload::Write, Workload::New];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Read => "read",
+            Workload::Write => "write",
+            Workload::New => "new",
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Workload::Read => "/read",
+            Workload::Write => "/write",
+            Workload::New => "/new",
+        }
+    }
+}
+
+/// A fixed 64-byte key, so servers and benches behave the same on every run.
+const SECRET: [u8; 64] = [7u8; 64];
+
+/// The router for `variant`; tessera and tower-sessions each get a fresh MemoryStore.
+pub fn router(variant: Variant) -> Router {
+    let router = match variant {
+        Variant::Axum => bare::router(),
+        Variant::Tessera => tessera::router(None),
+        Variant::TowerSessions => towers::router(),
+    };
+    serving(router)
+}
+
+/// A router on a given tessera store (for the scaling and memory figures).
+pub fn tessera_router(store: axum_tessera::store::MemoryStore) -> Router {
+    serving(tessera::router(Some(store)))
+}
+
+/// A tower-sessions router on a given store.
+pub fn tower_sessions_router(store: tower_sessions::MemoryStore) -> Router {
+    serving(towers::router_on(store))
+}
+
+/// What `axum::serve` does before the first request: `with_state(())` turns every handler
+/// into a route once. Without it a Router driven by `oneshot` rebuilds (and re-layers) the
+/// matched route on every request, a cost no server pays.
+fn serving(router: Router) -> Router {
+    router.with_state(())
+}
+
+mod bare {
+    use super::*;
+
+    pub(super) fn router() -> Router {
+        Router::new()
+            .route("/read", get(|| async { 0u64.to_string() }))
+            .route("/write", get(|| async { 1u64.to_string() }))
+            .route("/new", get(|| async { 0u64.to_string() }))
+    }
+}
+
+mod tessera {
+    use super::*;
+    use axum_tessera::{CookieConfig, Key, Session, SessionConfig, SessionLayer};
+
+    async fn read(session: Session) -> String {
+        session.get::<u64>("n").unwrap_or(0).to_string()
+    }
+
+    async fn write(session: Session) -> String {
+        let n = session.get::<u64>("n").unwrap_or(0) + 1;
+        session.insert("n", n).expect("a u64 serialises");
+        n.to_string()
+    }
+
+    async fn new(session: Session) -> String {
+        session.insert("n", 0u64).expect("a u64 serialises");
+        0u64.to_string()
+    }
+
+    /// `None`: the layer's default MemoryStore, as most applications use it.
+    pub(super) fn router(store: Option<axum_tessera::store::MemoryStore>) -> Router {
+        let key = Key::from_bytes(&SECRET).expect("64 bytes");
+        // A plain `id` cookie like tower-sessions' default, so both send the same shape.
+        let cfg = SessionConfig::web(key).cookie(CookieConfig::new("id").secure(false));
+        let layer = match store {
+            Some(store) => SessionLayer::new(cfg).with_store(store),
+            None => SessionLayer::new(cfg),
+        };
+        Router::new()
+            .route("/read", get(read))
+            .route("/write", get(write))
+            .route("/new", get(new))
+            .layer(layer)
+    }
+}
+
+mod towers {
+    use super::*;
+    use tower_sessions::cookie::Key;
+    use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
+
+    async fn read(session: Session) -> String {
+        let n: u64 = session.get("n").await.ok().flatten().unwrap_or(0);
+        n.to_string()
+    }
+
+    async fn write(session: Session) -> String {
+        let n: u64 = session.get("n").await.ok().flatten().unwrap_or(0) + 1;
+        session.insert("n", n).await.expect("memory store");
+        n.to_string()
+    }
+
+    async fn new(session: Session) -> String {
+        session.insert("n", 0u64).await.expect("memory store");
+        0u64.to_string()
+    }
+
+    pub(super) fn router() -> Router {
+        router_on(MemoryStore::default())
+    }
+
+    pub(super) fn router_on(store: MemoryStore) -> Router {
+        let layer = SessionManagerLayer::new(store)
+            .with_secure(false)
+            .with_signed(Key::from(&SECRET));
+        Router::new()
+            .route("/read", get(read))
+            .route("/write", get(write))
+            .route("/new", get(new))
+            .layer(layer)
+    }
+}
+
+/// A request for `workload`, carrying `cookie` when given.
+pub fn request(workload: Workload, cookie: Option<&HeaderValue>) -> Request<Body> {
+    let mut req = Request::get(workload.path());
+    if let Some(cookie) = cookie {
+        req = req.header(COOKIE, cookie.clone());
+    }
+    req.body(Body::empty()).expect("a valid request")
+}
+
+/// Creates a session through `app` itself and returns the `name=value` pair of its
+/// `Set-Cookie`, ready to send back in a `Cookie` header. `None` for bare axum.
+pub async fn session_cookie(app: &Router) -> Option<HeaderValue> {
+    let res = app
+        .clone()
+        .oneshot(request(Workload::New, None))
+        .await
+        .expect("infallible");
+    assert!(res.status().is_success(), "creating a session failed");
+    let set = res
+        .headers()
+        .get(SET_COOKIE)?
+        .to_str()
+        .expect("ASCII cookie");
+    let pair = set.split(';').next().expect("split yields one item");
+    Some(HeaderValue::from_str(pair).expect("valid header"))
+}
+
+/// The cookie a client of `app`, a router of `variant`, sends on the workloads with a valid
+/// session. Bare axum gets an axum-tessera cookie, so every variant's request has the same size.
+pub async fn client_cookie(app: &Router, variant: Variant) -> Option<HeaderValue> {
+    match variant {
+        Variant::Axum => session_cookie(&router(Variant::Tessera)).await,
+        _ => session_cookie(app).await,
+    }
+}

@@ -1,0 +1,27 @@
+//! The integration tests, in one binary: every module drives the crate through its public API
+//! (mostly a `Router` under `oneshot`), sharing the helpers in `support`. The Redis modules start
+//! their own `redis-server` processes.
+
+mod support;
+
+mod csrf;
+mod events;
+mod guards;
+mod memory_store_bounds;
+mod reliability;
+mod security_binding;
+mod security_cookies;
+mod security_csrf;
+mod security_ids;
+mod security_lifecycle;
+mod security_time;
+mod security_tokens;
+mod session_http;
+mod set_cookie;
+#[cfg(feature = "test-util")]
+mod store_memory;
+#[cfg(all(feature = "redis", feature = "test-util"))]
+mod store_redis;
+#[cfg(all(feature = "redis", feature = "test-util"))]
+mod store_redis_cluster;
+mod token_props;
