@@ -197,9 +197,11 @@ impl RedisStore {
         S: AsRef<str>,
     {
         let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        // No response timeout of the cluster client: the store's own timeout
+        // (`command_timeout`) bounds every call, as on a standalone server, so a slow but
+        // working node is waited for as long as the caller asked and not a fixed 2 seconds.
         let client = ClusterClientBuilder::new(urls)
             .connection_timeout(DEFAULT_TIMEOUT)
-            .response_timeout(DEFAULT_TIMEOUT)
             .build()
             .map_err(unavailable)?;
         let conn = tokio::time::timeout(DEFAULT_TIMEOUT, client.get_async_connection())
