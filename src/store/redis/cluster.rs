@@ -672,19 +672,24 @@ impl RedisStore {
                     }
                 }
             }
-            let ua = match &row[4] {
-                Some(ua) => String::from_utf8(ua.clone()).ok().map(Some),
-                None => Some(None),
-            };
-            let e = int(row[2].as_ref());
-            match (int(row[0].as_ref()), int(row[1].as_ref()), e, &row[3], ua) {
-                (Some(c), Some(l), Some(e), Some(pi), Some(ua))
+            match (int(row[0].as_ref()), int(row[1].as_ref()), int(row[2].as_ref()), &row[3]) {
+                (Some(c), Some(l), Some(e), Some(pi))
                     if e > now && pi.as_slice() == principal.as_bytes() =>
                 {
                     until = until.max(int(row[5].as_ref()).unwrap_or(e).max(e));
+                    // A user agent that does not decode makes a record corrupt, not dead:
+                    // it stays indexed (so "log out everywhere" still reaches it) but is
+                    // not listed.
+                    let ua = match row[4].take() {
+                        Some(ua) => match String::from_utf8(ua) {
+                            Ok(ua) => Some(ua),
+                            Err(_) => continue,
+                        },
+                        None => None,
+                    };
                     out.push(info(key, c, l, e, principal, ua)?);
                 }
-                (_, _, None, _, _) if row[2].is_none() && self.in_flight(joined, now) => {}
+                _ if row[2].is_none() && self.in_flight(joined, now) => {}
                 _ => stale.push(hex),
             }
         }
