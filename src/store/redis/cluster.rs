@@ -742,3 +742,219 @@ fn evict(owner: Vec<u8>, members: Vec<Vec<u8>>) -> Vec<Tidy> {
         vec![Tidy::Evict { owner, members }]
     }
 }
+
+/// The cluster steps driven one by one against a real `redis-server` (they touch one key
+/// each, so a standalone server runs them as a cluster node would), to cut a move short at
+/// each point and check that whoever comes next finishes it, discards it or rolls it back.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::principal::Principal;
+    use std::io::{Read, Write};
+
+    struct Server(std::process::Child, u16);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// A throwaway server, or `None` (the test is skipped) when `redis-server` is missing.
+    fn server() -> Option<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = Server(child, port);
+        for _ in 0..200 {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let mut buf = [0u8; 7];
+                if s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() {
+                    return Some(server);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        None
+    }
+
+    fn key() -> StoreKey {
+        crate::token::SessionId::generate().store_key()
+    }
+
+    fn unix_ms() -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    fn login(now: i64, user: &str) -> Patch {
+        let mut patch = Patch::new(now, now + 3600);
+        patch.replace_principal(Some(Principal::user(user)));
+        patch
+    }
+
+    async fn exists(store: &RedisStore, key: &StoreKey) -> bool {
+        store
+            .query::<i64>(redis::cmd("EXISTS").arg(store.session_key(key)))
+            .await
+            .expect("EXISTS")
+            == 1
+    }
+
+    async fn create(store: &RedisStore, record: &Record) -> StoreKey {
+        let key = key();
+        let commit = Commit::Create {
+            key,
+            record: record.clone(),
+        };
+        let (outcome, _) = store
+            .commit_cluster(commit, store.deadline(), &Flight::default())
+            .await
+            .expect("create");
+        assert_eq!(outcome, CommitOutcome::Applied);
+        key
+    }
+
+    async fn keys_of(store: &RedisStore, user: &str) -> Vec<StoreKey> {
+        let index = Principal::user(user).index_key();
+        let deadline = store.deadline();
+        let list = store.sessions_in_cluster(&index, deadline).await;
+        list.expect("sessions_of").iter().map(|i| i.key()).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn moves_cut_short_are_finished_discarded_or_rolled_back() {
+        let Some(server) = server() else {
+            eprintln!("redis-server not found: skipped");
+            return;
+        };
+        let url = format!("redis://127.0.0.1:{}", server.1);
+        let store = RedisStore::connect(&url)
+            .await
+            .expect("url")
+            .prefix("unit:");
+        let now = store.clock.now();
+        let mut anonymous = Record::new(now, now + 3600);
+        anonymous.data_mut().insert("cart".into(), serde_json::json!(["tea"]));
+
+        // Cut short after the claim (the commit point), before any tidying: the move has
+        // happened, and the next reader of the new key finishes it.
+        let from = create(&store, &anonymous).await;
+        let to = key();
+        let patch = login(now, "alice");
+        let commit = Commit::Move { from, to, patch: patch.clone() };
+        let (outcome, tidy) = store
+            .commit_cluster(commit, store.deadline(), &Flight::default())
+            .await
+            .expect("move");
+        assert_eq!((outcome, tidy.len()), (CommitOutcome::Applied, 1));
+        drop(tidy);
+        assert_eq!(store.load(&from).await.expect("load"), None, "the old key is dead");
+        let mut moved = anonymous.clone();
+        patch.apply(&mut moved);
+        assert_eq!(store.load(&to).await.expect("load"), Some(moved), "finished by a load");
+        assert!(!exists(&store, &from).await, "tombstone dropped once the record is filed");
+        assert_eq!(keys_of(&store, "alice").await, vec![to]);
+
+        // Cut short before the claim: the stub is no session while the claim may still
+        // come, and is discarded once its deadline has passed; the old session is untouched.
+        let from = create(&store, &anonymous).await;
+        let to = key();
+        let deadline = unix_ms() + 300;
+        let owner = Principal::user("bob").index_key().into_bytes();
+        store
+            .admit(&owner, &to, Some(&from), true, 7200, deadline)
+            .await
+            .expect("admit");
+        let stub: String = store
+            .step(store.session_key(&to), "stub", deadline, args![from.to_hex(), "m1", 3600])
+            .await
+            .expect("stub");
+        assert_eq!(stub, "applied");
+        assert_eq!(store.load(&to).await.expect("load"), None, "pending: no session yet");
+        assert!(exists(&store, &to).await, "pending: kept");
+        assert!(keys_of(&store, "bob").await.is_empty());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(store.load(&to).await.expect("load"), None);
+        assert!(!exists(&store, &to).await, "abandoned: discarded");
+        let claim: Vec<Vec<u8>> = store
+            .step(
+                store.session_key(&from),
+                "claim",
+                deadline,
+                args![to.to_hex(), "m1", owner, 0, patch_args(&login(now, "bob")).unwrap()],
+            )
+            .await
+            .unwrap_or_default();
+        assert!(claim.is_empty(), "a claim past its deadline is refused: {claim:?}");
+        assert_eq!(store.load(&from).await.expect("load"), Some(anonymous.clone()));
+
+        // Applied, but the answer was lost: settled by a rollback once past the deadline.
+        let from = create(&store, &anonymous).await;
+        let to = key();
+        let flight = Flight::default();
+        let deadline = unix_ms() + 300;
+        let commit = Commit::Move { from, to, patch: login(now, "carol") };
+        let (outcome, _) = store
+            .commit_cluster(commit, deadline, &flight)
+            .await
+            .expect("move");
+        assert_eq!(outcome, CommitOutcome::Applied);
+        let settle = lock(&flight).take().expect("the claim was sent");
+        let early = store.settle_cluster(&settle, store.deadline()).await;
+        assert!(matches!(early, Ok(false)), "waits for the deadline: {early:?}");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let done = store.settle_cluster(&settle, store.deadline()).await;
+        assert!(matches!(done, Ok(true)), "{done:?}");
+        assert_eq!(store.load(&to).await.expect("load"), None, "no session nobody holds");
+        assert!(!exists(&store, &to).await);
+        assert_eq!(store.load(&from).await.expect("load"), Some(anonymous.clone()), "back");
+        assert!(keys_of(&store, "carol").await.is_empty());
+
+        // The same for a rotation within a principal: the old key is back in the index.
+        let mut dave = Record::new(now, now + 3600);
+        dave.set_principal(Some(Principal::user("dave")));
+        let from = create(&store, &dave).await;
+        let to = key();
+        let flight = Flight::default();
+        let deadline = unix_ms() + 300;
+        let commit = Commit::Move { from, to, patch: Patch::new(now, now + 3600) };
+        store
+            .commit_cluster(commit, deadline, &flight)
+            .await
+            .expect("rotation");
+        let settle = lock(&flight).take().expect("sent");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(matches!(store.settle_cluster(&settle, store.deadline()).await, Ok(true)));
+        assert_eq!(store.load(&from).await.expect("load"), Some(dave));
+        assert_eq!(keys_of(&store, "dave").await, vec![from]);
+
+        // A create whose answer was lost: deleted and unindexed.
+        let key = key();
+        let mut erin = Record::new(now, now + 3600);
+        erin.set_principal(Some(Principal::user("erin")));
+        let flight = Flight::default();
+        let deadline = unix_ms() + 300;
+        store
+            .commit_cluster(Commit::Create { key, record: erin }, deadline, &flight)
+            .await
+            .expect("create");
+        let settle = lock(&flight).take().expect("sent");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(matches!(store.settle_cluster(&settle, store.deadline()).await, Ok(true)));
+        assert!(!exists(&store, &key).await);
+        assert!(keys_of(&store, "erin").await.is_empty());
+        drop(server);
+    }
+}

@@ -429,7 +429,8 @@ impl RedisStore {
             .await?;
         let fields = match Hash::of(fields) {
             Hash::Record(fields) => fields,
-            Hash::Stub(stub) if matches!(self.conn, Conn::Cluster(_)) => {
+            // Only a cluster move writes stubs.
+            Hash::Stub(stub) => {
                 match self.resolve(key, &stub, deadline).await? {
                     cluster::Resolved::Committed(fields) => fields,
                     _ => return Ok(Lookup::Missing),
