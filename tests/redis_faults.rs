@@ -393,19 +393,15 @@ fn key_bytes(prefix: &str, key: &StoreKey) -> Vec<u8> {
     format!("{prefix}s:{}", key.to_hex()).into_bytes()
 }
 
-async fn send(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    token: Option<&str>,
-) -> (StatusCode, String) {
+async fn send(app: &Router, method: &str, uri: &str, token: Option<&str>) -> (StatusCode, String) {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(token) = token {
         req = req.header("authorization", format!("Bearer {token}"));
     }
     let res = tokio::time::timeout(
         Duration::from_secs(30),
-        app.clone().oneshot(req.body(Body::empty()).expect("request")),
+        app.clone()
+            .oneshot(req.body(Body::empty()).expect("request")),
     )
     .await
     .unwrap_or_else(|_| panic!("{method} {uri} hung"))
@@ -496,12 +492,17 @@ async fn increments_from_two_stores(backend: &Backend<'_>, label: &str) {
     }
     let mut applied = 0;
     while let Some(done) = tasks.join_next().await {
-        if matches!(done.expect("task"), Ok(axum_tessera::store::UpdateOutcome::Applied(_))) {
+        if matches!(
+            done.expect("task"),
+            Ok(axum_tessera::store::UpdateOutcome::Applied(_))
+        ) {
             applied += 1;
         }
     }
     let n = a.load(&key).await.expect("load").expect("live").data()["n"].clone();
-    println!("{label}: {INCREMENTS} store increments from two instances: applied {applied}, value {n}");
+    println!(
+        "{label}: {INCREMENTS} store increments from two instances: applied {applied}, value {n}"
+    );
     assert_eq!(applied, INCREMENTS);
     assert_eq!(n, json!(INCREMENTS));
 }
@@ -576,7 +577,11 @@ async fn increments_through_two_layers(backend: &Backend<'_>, label: &str) {
         values.last()
     );
     assert_eq!(failed, 0);
-    assert_eq!(values, (1..=INCREMENTS).collect::<BTreeSet<_>>(), "every increment counted once");
+    assert_eq!(
+        values,
+        (1..=INCREMENTS).collect::<BTreeSet<_>>(),
+        "every increment counted once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -665,12 +670,18 @@ async fn login_while_the_server_is_stopped_leaves_no_ghost() {
     let app = api(&Key::generate(), store);
     let (status, ghosts, old) =
         login_during_a_stop(&backend, "ghost:", |_| vec![&server], "ghost-user", &app).await;
-    println!("standalone: login while stopped answered {}", status.as_u16());
+    println!(
+        "standalone: login while stopped answered {}",
+        status.as_u16()
+    );
     println!("standalone: ghost sessions: {ghosts}");
     println!("standalone: the pre-login session loads as {old}");
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ghosts, 0);
-    assert_eq!(old, r#"anonymous|["tea"]"#, "the pre-login session is untouched");
+    assert_eq!(
+        old, r#"anonymous|["tea"]"#,
+        "the pre-login session is untouched"
+    );
 }
 
 // ---- 2b. an answer lost after the script ran ---------------------------------------------
@@ -707,8 +718,7 @@ impl CutProxy {
                         let _ = tokio::io::copy(&mut client_rx, &mut server_tx).await;
                     });
                     let mut buf = vec![0u8; 65536];
-                    loop {
-                        let Ok(n) = server_rx.read(&mut buf).await else { break };
+                    while let Ok(n) = server_rx.read(&mut buf).await {
                         if n == 0 {
                             break;
                         }
@@ -750,7 +760,10 @@ async fn lost_answer_of_a_login_is_rolled_back() {
     let app = api(&Key::generate(), store);
     // Warm up: the scripts are loaded, so the reply cut below is the commit's own.
     let (token, _) = anonymous_session(&backend, prefix, &app).await;
-    assert_eq!(send(&app, "POST", "/login/warm", Some(&token)).await.0, StatusCode::OK);
+    assert_eq!(
+        send(&app, "POST", "/login/warm", Some(&token)).await.0,
+        StatusCode::OK
+    );
 
     let (token, _) = anonymous_session(&backend, prefix, &app).await;
     let login = {
@@ -784,7 +797,11 @@ async fn lost_answer_of_a_login_is_rolled_back() {
     );
     println!("lost answers: logins applied without an answer: {applied}, rolled back since: ghost sessions: {}", move_ghosts + create_ghosts);
     println!("lost answers: the pre-login session loads as {old}");
-    assert_eq!((cuts, applied), (2, 2), "both commits ran, and lost their answer");
+    assert_eq!(
+        (cuts, applied),
+        (2, 2),
+        "both commits ran, and lost their answer"
+    );
     assert_eq!(moved, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(created, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(move_ghosts + create_ghosts, 0);
@@ -805,11 +822,31 @@ async fn corrupt_records(backend: &Backend<'_>, label: &str) {
     let alice = Principal::user("alice");
     // (what, field, value, whether the field is one of the record's times)
     let breakages: [(&str, &[u8], &[u8], bool); 5] = [
-        ("a data field that is not JSON", b"d:cart", b"{not json", false),
+        (
+            "a data field that is not JSON",
+            b"d:cart",
+            b"{not json",
+            false,
+        ),
         ("an expiry that is not a number", b"e", b"soon", true),
-        ("a creation time that is not a number", b"c", b"yesterday", true),
-        ("a user agent that is not UTF-8", b"u", b"caf\xe9 \xff", false),
-        ("a data field that is not UTF-8", b"d:bytes", b"\"\xc3\x28\"", false),
+        (
+            "a creation time that is not a number",
+            b"c",
+            b"yesterday",
+            true,
+        ),
+        (
+            "a user agent that is not UTF-8",
+            b"u",
+            b"caf\xe9 \xff",
+            false,
+        ),
+        (
+            "a data field that is not UTF-8",
+            b"d:bytes",
+            b"\"\xc3\x28\"",
+            false,
+        ),
     ];
     let (mut corrupt, mut deleted, mut logins) = (0, 0, 0);
     for (what, field, value, time) in breakages {
@@ -824,7 +861,10 @@ async fn corrupt_records(backend: &Backend<'_>, label: &str) {
         assert_eq!(created, CommitOutcome::Applied, "{what}");
         let raw = key_bytes(&prefix, &key);
         assert!(
-            matches!(backend.cmd(&[b"HSET", &raw, field, value]), Some(Reply::Int(_))),
+            matches!(
+                backend.cmd(&[b"HSET", &raw, field, value]),
+                Some(Reply::Int(_))
+            ),
             "{what}: written"
         );
         let load = store.load(&key).await.map_err(|e| e.kind());
@@ -853,12 +893,19 @@ async fn corrupt_records(backend: &Backend<'_>, label: &str) {
         } else {
             println!("{label}: {what}: login under another key: {login:?}");
         }
-        if store.commit(Commit::Delete { key }).await.map_err(|e| e.kind())
+        if store
+            .commit(Commit::Delete { key })
+            .await
+            .map_err(|e| e.kind())
             == Ok(CommitOutcome::Applied)
         {
             deleted += 1;
         }
-        assert_eq!(store.load(&key).await.map_err(|e| e.kind()), Ok(None), "{what}: gone");
+        assert_eq!(
+            store.load(&key).await.map_err(|e| e.kind()),
+            Ok(None),
+            "{what}: gone"
+        );
         store
             .commit(Commit::Delete { key: other })
             .await
@@ -871,7 +918,10 @@ async fn corrupt_records(backend: &Backend<'_>, label: &str) {
     let load = store.load(&key).await.map_err(|e| e.kind());
     corrupt += usize::from(load == Err(StoreErrorKind::Corrupt));
     deleted += usize::from(
-        store.commit(Commit::Delete { key }).await.map_err(|e| e.kind())
+        store
+            .commit(Commit::Delete { key })
+            .await
+            .map_err(|e| e.kind())
             == Ok(CommitOutcome::Applied),
     );
     println!(
@@ -941,7 +991,12 @@ async fn index_ttl(cluster: &Cluster) {
         .await;
     let app = api(&Key::generate(), store.clone());
     let index = format!("{prefix}p:{}", Principal::user("ttl-user").index_key()).into_bytes();
-    let pttl = || cluster.cmd(&[b"PTTL", &index]).and_then(|r| r.int()).unwrap_or(-2);
+    let pttl = || {
+        cluster
+            .cmd(&[b"PTTL", &index])
+            .and_then(|r| r.int())
+            .unwrap_or(-2)
+    };
 
     let (status, token) = send(&app, "POST", "/login/ttl-user", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -962,8 +1017,14 @@ async fn index_ttl(cluster: &Cluster) {
     );
     assert!(after_login > 0 && after_move > 0 && after_read > 0);
     assert_eq!(listed, 2);
-    assert_eq!(send(&app, "GET", "/me", Some(&rotated)).await.1, "ttl-user|[\"tea\"]");
-    assert_eq!(send(&app, "GET", "/me", Some(&token)).await.1, "ttl-user|null");
+    assert_eq!(
+        send(&app, "GET", "/me", Some(&rotated)).await.1,
+        "ttl-user|[\"tea\"]"
+    );
+    assert_eq!(
+        send(&app, "GET", "/me", Some(&token)).await.1,
+        "ttl-user|null"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1018,7 +1079,13 @@ struct Ledger {
     other_failures: usize,
 }
 
-async fn worker(apps: Arc<Vec<Router>>, me: usize, counter: String, stop: Arc<AtomicBool>, ledger: Arc<Mutex<Ledger>>) {
+async fn worker(
+    apps: Arc<Vec<Router>>,
+    me: usize,
+    counter: String,
+    stop: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+) {
     let mut own: Option<String> = None;
     let mut i = 0usize;
     while !stop.load(Ordering::SeqCst) && i < 400 {
@@ -1122,7 +1189,11 @@ async fn mixed_load_through_a_stop_and_a_crash() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ledger = Arc::try_unwrap(ledger).ok().expect("workers done").into_inner().unwrap();
+    let ledger = Arc::try_unwrap(ledger)
+        .ok()
+        .expect("workers done")
+        .into_inner()
+        .unwrap();
     let backend = Backend::Single(&server);
     let reader = backend.store(prefix, Duration::from_secs(2)).await;
 
@@ -1191,6 +1262,9 @@ async fn mixed_load_through_a_stop_and_a_crash() {
     );
     assert_eq!(lost_writes, 0, "acknowledged writes lost");
     assert_eq!(lost_increments, 0, "same-key increments lost");
-    assert!(value <= ledger.incr_acked + ledger.incr_failed, "no increment counted twice");
+    assert!(
+        value <= ledger.incr_acked + ledger.incr_failed,
+        "no increment counted twice"
+    );
     assert_eq!(ghosts, 0, "ghost sessions");
 }

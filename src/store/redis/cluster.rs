@@ -324,10 +324,7 @@ impl RedisStore {
                 }
                 let mut tidy = Vec::new();
                 if !old.is_empty() && old != new {
-                    tidy.push(Tidy::Unindex {
-                        owner: old,
-                        key,
-                    });
+                    tidy.push(Tidy::Unindex { owner: old, key });
                 }
                 if follow == 1 {
                     tidy.push(Tidy::Follow {
@@ -603,7 +600,12 @@ impl RedisStore {
         deadline: i64,
     ) -> Result<(i64, Vec<(Vec<u8>, f64)>), StoreError> {
         let reply: Vec<Vec<u8>> = self
-            .step(self.index_key_of(principal), "members", deadline, Vec::new())
+            .step(
+                self.index_key_of(principal),
+                "members",
+                deadline,
+                Vec::new(),
+            )
             .await?;
         let mut reply = reply.into_iter();
         let pttl = int(reply.next().as_ref()).unwrap_or(-1);
@@ -651,7 +653,11 @@ impl RedisStore {
                         .arg(&["c", "l", "e", "pi", "u", "ix", "pf", "op", "pd"]),
                 )
                 .await?;
-            let mut row: Vec<Option<Vec<u8>>> = row.into_iter().chain(std::iter::repeat(None)).take(9).collect();
+            let mut row: Vec<Option<Vec<u8>>> = row
+                .into_iter()
+                .chain(std::iter::repeat(None))
+                .take(9)
+                .collect();
             if let Some(source) = row[6].take() {
                 let stub = Stub {
                     source,
@@ -672,7 +678,12 @@ impl RedisStore {
                     }
                 }
             }
-            match (int(row[0].as_ref()), int(row[1].as_ref()), int(row[2].as_ref()), &row[3]) {
+            match (
+                int(row[0].as_ref()),
+                int(row[1].as_ref()),
+                int(row[2].as_ref()),
+                &row[3],
+            ) {
                 (Some(c), Some(l), Some(e), Some(pi))
                     if e > now && pi.as_slice() == principal.as_bytes() =>
                 {
@@ -846,25 +857,42 @@ mod tests {
             .prefix("unit:");
         let now = store.clock.now();
         let mut anonymous = Record::new(now, now + 3600);
-        anonymous.data_mut().insert("cart".into(), serde_json::json!(["tea"]));
+        anonymous
+            .data_mut()
+            .insert("cart".into(), serde_json::json!(["tea"]));
 
         // Cut short after the claim (the commit point), before any tidying: the move has
         // happened, and the next reader of the new key finishes it.
         let from = create(&store, &anonymous).await;
         let to = key();
         let patch = login(now, "alice");
-        let commit = Commit::Move { from, to, patch: patch.clone() };
+        let commit = Commit::Move {
+            from,
+            to,
+            patch: patch.clone(),
+        };
         let (outcome, tidy) = store
             .commit_cluster(commit, store.deadline(), &Flight::default())
             .await
             .expect("move");
         assert_eq!((outcome, tidy.len()), (CommitOutcome::Applied, 1));
         drop(tidy);
-        assert_eq!(store.load(&from).await.expect("load"), None, "the old key is dead");
+        assert_eq!(
+            store.load(&from).await.expect("load"),
+            None,
+            "the old key is dead"
+        );
         let mut moved = anonymous.clone();
         patch.apply(&mut moved);
-        assert_eq!(store.load(&to).await.expect("load"), Some(moved), "finished by a load");
-        assert!(!exists(&store, &from).await, "tombstone dropped once the record is filed");
+        assert_eq!(
+            store.load(&to).await.expect("load"),
+            Some(moved),
+            "finished by a load"
+        );
+        assert!(
+            !exists(&store, &from).await,
+            "tombstone dropped once the record is filed"
+        );
         assert_eq!(keys_of(&store, "alice").await, vec![to]);
 
         // Cut short before the claim: the stub is no session while the claim may still
@@ -878,11 +906,20 @@ mod tests {
             .await
             .expect("admit");
         let stub: String = store
-            .step(store.session_key(&to), "stub", deadline, args![from.to_hex(), "m1", 3600])
+            .step(
+                store.session_key(&to),
+                "stub",
+                deadline,
+                args![from.to_hex(), "m1", 3600],
+            )
             .await
             .expect("stub");
         assert_eq!(stub, "applied");
-        assert_eq!(store.load(&to).await.expect("load"), None, "pending: no session yet");
+        assert_eq!(
+            store.load(&to).await.expect("load"),
+            None,
+            "pending: no session yet"
+        );
         assert!(exists(&store, &to).await, "pending: kept");
         assert!(keys_of(&store, "bob").await.is_empty());
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -893,19 +930,35 @@ mod tests {
                 store.session_key(&from),
                 "claim",
                 deadline,
-                args![to.to_hex(), "m1", owner, 0, patch_args(&login(now, "bob")).unwrap()],
+                args![
+                    to.to_hex(),
+                    "m1",
+                    owner,
+                    0,
+                    patch_args(&login(now, "bob")).unwrap()
+                ],
             )
             .await
             .unwrap_or_default();
-        assert!(claim.is_empty(), "a claim past its deadline is refused: {claim:?}");
-        assert_eq!(store.load(&from).await.expect("load"), Some(anonymous.clone()));
+        assert!(
+            claim.is_empty(),
+            "a claim past its deadline is refused: {claim:?}"
+        );
+        assert_eq!(
+            store.load(&from).await.expect("load"),
+            Some(anonymous.clone())
+        );
 
         // Applied, but the answer was lost: settled by a rollback once past the deadline.
         let from = create(&store, &anonymous).await;
         let to = key();
         let flight = Flight::default();
         let deadline = unix_ms() + 300;
-        let commit = Commit::Move { from, to, patch: login(now, "carol") };
+        let commit = Commit::Move {
+            from,
+            to,
+            patch: login(now, "carol"),
+        };
         let (outcome, _) = store
             .commit_cluster(commit, deadline, &flight)
             .await
@@ -913,13 +966,24 @@ mod tests {
         assert_eq!(outcome, CommitOutcome::Applied);
         let settle = lock(&flight).take().expect("the claim was sent");
         let early = store.settle_cluster(&settle, store.deadline()).await;
-        assert!(matches!(early, Ok(false)), "waits for the deadline: {early:?}");
+        assert!(
+            matches!(early, Ok(false)),
+            "waits for the deadline: {early:?}"
+        );
         tokio::time::sleep(Duration::from_millis(400)).await;
         let done = store.settle_cluster(&settle, store.deadline()).await;
         assert!(matches!(done, Ok(true)), "{done:?}");
-        assert_eq!(store.load(&to).await.expect("load"), None, "no session nobody holds");
+        assert_eq!(
+            store.load(&to).await.expect("load"),
+            None,
+            "no session nobody holds"
+        );
         assert!(!exists(&store, &to).await);
-        assert_eq!(store.load(&from).await.expect("load"), Some(anonymous.clone()), "back");
+        assert_eq!(
+            store.load(&from).await.expect("load"),
+            Some(anonymous.clone()),
+            "back"
+        );
         assert!(keys_of(&store, "carol").await.is_empty());
 
         // The same for a rotation within a principal: the old key is back in the index.
@@ -929,14 +993,21 @@ mod tests {
         let to = key();
         let flight = Flight::default();
         let deadline = unix_ms() + 300;
-        let commit = Commit::Move { from, to, patch: Patch::new(now, now + 3600) };
+        let commit = Commit::Move {
+            from,
+            to,
+            patch: Patch::new(now, now + 3600),
+        };
         store
             .commit_cluster(commit, deadline, &flight)
             .await
             .expect("rotation");
         let settle = lock(&flight).take().expect("sent");
         tokio::time::sleep(Duration::from_millis(400)).await;
-        assert!(matches!(store.settle_cluster(&settle, store.deadline()).await, Ok(true)));
+        assert!(matches!(
+            store.settle_cluster(&settle, store.deadline()).await,
+            Ok(true)
+        ));
         assert_eq!(store.load(&from).await.expect("load"), Some(dave));
         assert_eq!(keys_of(&store, "dave").await, vec![from]);
 
@@ -952,7 +1023,10 @@ mod tests {
             .expect("create");
         let settle = lock(&flight).take().expect("sent");
         tokio::time::sleep(Duration::from_millis(400)).await;
-        assert!(matches!(store.settle_cluster(&settle, store.deadline()).await, Ok(true)));
+        assert!(matches!(
+            store.settle_cluster(&settle, store.deadline()).await,
+            Ok(true)
+        ));
         assert!(!exists(&store, &key).await);
         assert!(keys_of(&store, "erin").await.is_empty());
         drop(server);

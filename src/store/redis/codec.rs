@@ -82,9 +82,7 @@ pub(super) fn put_args(record: &Record) -> Result<Vec<Vec<u8>>, StoreError> {
 }
 
 /// Fields as the scripts' `write` reads them: expiry, field count, then the pairs.
-pub(super) fn field_args(
-    fields: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
-) -> Vec<Vec<u8>> {
+pub(super) fn field_args(fields: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Vec<Vec<u8>> {
     let mut expires = b"0".to_vec();
     let mut args = vec![Vec::new(), Vec::new()];
     for (k, v) in fields {

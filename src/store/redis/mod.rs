@@ -135,8 +135,12 @@ static CLUSTER: LazyLock<Script> = script!("cluster.lua");
 ///
 /// A record changed outside the store (a field that is not UTF-8, a data value that is not
 /// JSON, a time that is not a number, a key holding another type) loads as
-/// [`StoreErrorKind::Corrupt`], is never counted or listed as a live session, and does not
-/// make a delete, or a commit under another key, fail.
+/// [`StoreErrorKind::Corrupt`], and never makes a delete, or a commit under another key,
+/// fail: the scripts read every field defensively. One whose times do not read as numbers
+/// is no session anywhere (not live for patches, not listed, not counted against a
+/// per-principal limit); one whose times read but whose other fields do not decode stays
+/// indexed, so "log out everywhere" still deletes it, and counts against a limit until it
+/// is deleted.
 ///
 /// # Example
 ///
@@ -430,12 +434,10 @@ impl RedisStore {
         let fields = match Hash::of(fields) {
             Hash::Record(fields) => fields,
             // Only a cluster move writes stubs.
-            Hash::Stub(stub) => {
-                match self.resolve(key, &stub, deadline).await? {
-                    cluster::Resolved::Committed(fields) => fields,
-                    _ => return Ok(Lookup::Missing),
-                }
-            }
+            Hash::Stub(stub) => match self.resolve(key, &stub, deadline).await? {
+                cluster::Resolved::Committed(fields) => fields,
+                _ => return Ok(Lookup::Missing),
+            },
             _ => return Ok(Lookup::Missing),
         };
         let record = decode_hash(fields)?;
@@ -637,6 +639,10 @@ impl RedisStore {
     }
 }
 
+/// A row of sessions_of.lua: hex key, created, last seen, expires at, user agent (bytes:
+/// one that does not decode makes the row no session to list).
+type IndexRow = (Vec<u8>, i64, i64, i64, Option<Vec<u8>>);
+
 /// How the update script answered, as an [`UpdateOutcome`].
 fn update_outcome(answer: Vec<Vec<u8>>) -> Result<UpdateOutcome, StoreError> {
     let mut answer = answer.into_iter();
@@ -774,7 +780,7 @@ impl SessionStore for RedisStore {
             }
             Conn::Single(_) => {
                 self.bounded(async {
-                    let rows: Vec<(Vec<u8>, i64, i64, i64, Option<Vec<u8>>)> = SESSIONS_OF
+                    let rows: Vec<IndexRow> = SESSIONS_OF
                         .key(self.index_key(principal))
                         .arg(deadline)
                         .arg(self.clock.now())
@@ -786,7 +792,9 @@ impl SessionStore for RedisStore {
                     rows.into_iter()
                         .filter_map(|(hex, c, l, e, ua)| {
                             // A row that does not decode is no session to list.
-                            let key = std::str::from_utf8(&hex).ok().and_then(StoreKey::from_hex)?;
+                            let key = std::str::from_utf8(&hex)
+                                .ok()
+                                .and_then(StoreKey::from_hex)?;
                             let ua = match ua {
                                 Some(ua) => Some(String::from_utf8(ua).ok()?),
                                 None => None,
