@@ -171,19 +171,15 @@ impl RedisStore {
     }
 
     /// Undoes what a commit refused after admitting did to the index (nothing when the
-    /// member was there before).
-    async fn unadmit(
-        &self,
-        owner: &[u8],
-        key: &StoreKey,
-        admitted: &Admitted,
-        deadline: i64,
-    ) -> Result<(), StoreError> {
+    /// member was there before). Best effort: the commit's answer is known, and an entry
+    /// left behind is pruned by the next reader once it is no login in flight.
+    async fn unadmit(&self, owner: &[u8], key: &StoreKey, admitted: &Admitted, deadline: i64) {
         if admitted.added {
-            self.prune(owner, vec![key.to_hex().into_bytes()], 0, deadline)
-                .await?;
+            let member = vec![key.to_hex().into_bytes()];
+            if self.prune(owner, member, 0, deadline).await.is_err() {
+                tracing::debug!("index entry of a refused commit left to readers");
+            }
         }
-        Ok(())
     }
 
     /// Runs `steps` in order, stopping at the first failure (a tombstone is dropped only
@@ -290,7 +286,7 @@ impl RedisStore {
                 let outcome = outcome(&answer)?;
                 if outcome != CommitOutcome::Applied {
                     lock(flight).take();
-                    self.unadmit(&owner, &key, &admitted, deadline).await?;
+                    self.unadmit(&owner, &key, &admitted, deadline).await;
                     return Ok((outcome, Vec::new()));
                 }
                 Ok((outcome, evict(owner, admitted.evicted)))
@@ -318,7 +314,7 @@ impl RedisStore {
                 let outcome = outcome(&answer)?;
                 if outcome != CommitOutcome::Applied {
                     if let Some(owner) = &login {
-                        self.unadmit(owner, &key, &admitted, deadline).await?;
+                        self.unadmit(owner, &key, &admitted, deadline).await;
                     }
                     return Ok((outcome, Vec::new()));
                 }
@@ -372,6 +368,7 @@ impl RedisStore {
             let now = self.clock.now();
             let id = commit_id();
             let (ix, ttl) = index_until(patch.expires_at(), now);
+            let life = patch.expires_at().saturating_sub(now).max(1);
             let owner = match patch.principal() {
                 Some(p) => p.map(|p| p.index_key().into_bytes()).unwrap_or_default(),
                 None => {
@@ -396,11 +393,11 @@ impl RedisStore {
                     self.session_key(&to),
                     "stub",
                     deadline,
-                    args![from.to_hex(), id, ttl.max(1)],
+                    args![from.to_hex(), id, life],
                 )
                 .await?;
             if stub != "applied" {
-                self.unadmit(&owner, &to, &admitted, deadline).await?;
+                self.unadmit(&owner, &to, &admitted, deadline).await;
                 return Ok((outcome(&stub)?, Vec::new()));
             }
             *lock(flight) = Some(Settle {
@@ -420,14 +417,11 @@ impl RedisStore {
                 .await?;
             if !is(claim.first(), b"applied") {
                 lock(flight).take();
-                self.step::<Vec<Vec<u8>>>(
-                    self.session_key(&to),
-                    "discard",
-                    deadline,
-                    args![id, ""],
-                )
-                .await?;
-                self.unadmit(&owner, &to, &admitted, deadline).await?;
+                // Best effort: a stub left behind is discarded by its next reader.
+                let _ = self
+                    .step::<Vec<Vec<u8>>>(self.session_key(&to), "discard", deadline, args![id, ""])
+                    .await;
+                self.unadmit(&owner, &to, &admitted, deadline).await;
                 if is(claim.first(), b"owner") {
                     continue;
                 }

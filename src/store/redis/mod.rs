@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Script, Value};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{StoreError, StoreErrorKind};
@@ -42,6 +43,11 @@ const DATA: &str = "d:";
 const MAX_MARGIN: Duration = Duration::from_millis(250);
 /// Shortest time a client keeps trying to settle a create or move whose answer it lost.
 const MIN_SETTLE_WINDOW: Duration = Duration::from_secs(30);
+/// Longest pause between two attempts to settle one commit.
+const MAX_SETTLE_PAUSE: Duration = Duration::from_secs(5);
+/// Most commits one store settles at a time: an outage during a login storm must not leave
+/// a task per failed login to stampede the server when it returns.
+const MAX_SETTLING: usize = 1024;
 
 macro_rules! script {
     ($file:literal) => {
@@ -164,6 +170,8 @@ pub struct RedisStore {
     timeout: Duration,
     clock: Arc<dyn Clock>,
     limit: Option<(usize, LimitPolicy)>,
+    /// Commits being settled in the background, shared by clones.
+    settling: Arc<AtomicUsize>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -324,6 +332,7 @@ impl RedisStore {
             timeout: DEFAULT_TIMEOUT,
             clock: Arc::new(SystemClock),
             limit: None,
+            settling: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -539,20 +548,44 @@ impl RedisStore {
         Ok(answer != "wait")
     }
 
+    /// Whether a failed commit may still have applied: not when nothing reached the server
+    /// (connection refused), nor when a standalone server refused it as late (one attempt,
+    /// no client retry); in a cluster a refusal may answer a retry of an attempt that ran.
+    fn may_have_applied(&self, err: &StoreError) -> bool {
+        if err.kind() == StoreErrorKind::LimitReached {
+            return false;
+        }
+        let redis = std::error::Error::source(err).and_then(|e| e.downcast_ref::<RedisError>());
+        match redis {
+            Some(e) if e.is_connection_refusal() => false,
+            Some(e) if e.code() == Some("LATE") => matches!(self.conn, Conn::Cluster(_)),
+            _ => true,
+        }
+    }
+
     /// Rolls back, in the background, a create or move the caller was told failed but
     /// which may have applied (see the type's documentation).
     fn settle_later(&self, settle: Settle) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        if self.settling.fetch_add(1, Ordering::SeqCst) >= MAX_SETTLING {
+            self.settling.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!(
+                key = %settle.target.short(),
+                "too many commits with lost answers to settle; this one stays until it expires"
+            );
+            return;
+        }
         let store = self.clone();
         runtime.spawn(async move {
-            let pause = (store.timeout / 2).max(Duration::from_millis(50));
+            let mut pause = (store.timeout / 2).max(Duration::from_millis(50));
             let until = tokio::time::Instant::now() + store.settle_window();
-            while tokio::time::Instant::now() < until {
+            let mut done = false;
+            while !done && tokio::time::Instant::now() < until {
                 tokio::time::sleep(pause).await;
                 let deadline = store.deadline();
-                let done = match store.conn {
+                let settled = match store.conn {
                     Conn::Single(_) => {
                         store
                             .bounded(store.settle_standalone(&settle, deadline))
@@ -560,14 +593,20 @@ impl RedisStore {
                     }
                     Conn::Cluster(_) => store.bounded(store.settle_cluster(&settle, deadline)).await,
                 };
-                if matches!(done, Ok(true)) {
-                    return;
+                match settled {
+                    Ok(true) => done = true,
+                    // Too early: the commit's deadline has not passed on the server yet.
+                    Ok(false) => {}
+                    Err(_) => pause = pause.saturating_mul(2).min(MAX_SETTLE_PAUSE),
                 }
             }
-            tracing::warn!(
-                key = %settle.target.short(),
-                "could not settle a commit whose answer was lost; what it wrote stays until it expires"
-            );
+            store.settling.fetch_sub(1, Ordering::SeqCst);
+            if !done {
+                tracing::warn!(
+                    key = %settle.target.short(),
+                    "could not settle a commit whose answer was lost; what it wrote stays until it expires"
+                );
+            }
         });
     }
 
@@ -751,7 +790,7 @@ impl SessionStore for RedisStore {
             Err(err) => {
                 let pending = lock(&flight).take();
                 if let Some(settle) = pending {
-                    if err.kind() != StoreErrorKind::LimitReached {
+                    if self.may_have_applied(&err) {
                         self.settle_later(settle);
                     }
                 }
