@@ -80,8 +80,9 @@ static CLUSTER: LazyLock<Script> = script!("cluster.lua");
 /// creates, patches that never resurrect, a move that renames the record and updates the
 /// index, and the per-principal limit. [`SessionStore::update`] is one `EVALSHA` too
 /// (`HINCRBY` for increments), on a standalone server and in a cluster alike. A move also
-/// keeps a copy of the session as it was under `<prefix>u:<hex>` for about 30 seconds (see
-/// *Failures*); this needs Redis 6.2 or later (`COPY`).
+/// keeps a copy of the session as it was under `<prefix>u:<hex>` for as long as its
+/// commit may be settled (see *Failures*), about 35 seconds with the default timeout; this
+/// needs Redis 6.2 or later (`COPY`).
 ///
 /// # Redis Cluster
 ///
