@@ -8,7 +8,7 @@
 //! T=$(curl -s -X POST 'http://127.0.0.1:3000/login?user=alice')
 //! curl -H "Authorization: Bearer $T" http://127.0.0.1:3001/me       # alice, from the other instance
 //! curl -H "Authorization: Bearer $T" -X POST http://127.0.0.1:3001/visit
-//! curl -H "Authorization: Bearer $T" -X POST http://127.0.0.1:3000/visit   # counts on
+//! curl -H "Authorization: Bearer $T" -X POST http://127.0.0.1:3000/visit   # counts on, atomically
 //! curl -H "Authorization: Bearer $T" http://127.0.0.1:3000/sessions
 //! ```
 //!
@@ -39,9 +39,12 @@ async fn me(session: Session) -> String {
 }
 
 async fn visit(session: Session) -> String {
-    let n: u64 = session.get("visits").unwrap_or(0) + 1;
-    session.insert("visits", n).expect("a u64 serialises");
-    format!("visit {n}\n")
+    // Applied by Redis itself (one script, HINCRBY): concurrent visits through both
+    // instances all count, where get + insert would let one overwrite the other.
+    match session.increment("visits", 1).await {
+        Ok(n) => format!("visit {n}\n"),
+        Err(err) => format!("store error: {err}\n"),
+    }
 }
 
 async fn sessions(session: Session) -> String {

@@ -8,6 +8,8 @@ mod csrf;
 mod events;
 mod guards;
 mod memory_store_bounds;
+#[cfg(all(feature = "redis", feature = "test-util"))]
+mod redis_faults;
 mod reliability;
 mod security_binding;
 mod security_cookies;

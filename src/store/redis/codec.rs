@@ -13,12 +13,16 @@ use crate::record::{Patch, Record, SessionInfo};
 use crate::token::StoreKey;
 
 pub(super) fn from_redis(err: RedisError) -> StoreError {
-    let kind = if err.is_timeout() {
+    let kind = if err.code() == Some("LATE") || err.is_timeout() {
+        // LATE: the script started past its client's deadline and did nothing (prelude.lua).
         StoreErrorKind::Timeout
-    } else if matches!(
-        err.kind(),
-        redis::ErrorKind::UnexpectedReturnType | redis::ErrorKind::Parse
-    ) {
+    } else if err.code() == Some("WRONGTYPE")
+        || matches!(
+            err.kind(),
+            redis::ErrorKind::UnexpectedReturnType | redis::ErrorKind::Parse
+        )
+    {
+        // WRONGTYPE: a session key that holds no hash was written outside the store.
         StoreErrorKind::Corrupt
     } else {
         StoreErrorKind::Unavailable
@@ -38,43 +42,69 @@ pub(super) fn json(value: &impl serde::Serialize) -> Result<String, StoreError> 
     serde_json::to_string(value).map_err(corrupt)
 }
 
-/// A whole record as the arguments of the `put` step: expiry, field count, field/value pairs.
-pub(super) fn put_args(record: &Record) -> Result<Vec<String>, StoreError> {
-    let mut fields = HashMap::new();
-    fields.insert("c".to_owned(), record.created().to_string());
-    fields.insert("l".to_owned(), record.last_seen().to_string());
-    fields.insert("e".to_owned(), record.expires_at().to_string());
+/// A record's own fields and data fields, as the hash holds them.
+pub(super) fn record_fields(record: &Record) -> Result<Vec<(String, String)>, StoreError> {
+    let mut fields = vec![
+        ("c".to_owned(), record.created().to_string()),
+        ("l".to_owned(), record.last_seen().to_string()),
+        ("e".to_owned(), record.expires_at().to_string()),
+    ];
     if let Some(p) = record.principal() {
-        fields.insert("p".to_owned(), json(p)?);
-        fields.insert("pi".to_owned(), p.index_key().to_owned());
+        fields.push(("p".to_owned(), json(p)?));
+        fields.push(("pi".to_owned(), p.index_key().to_owned()));
     }
     if !record.flash().is_empty() {
-        fields.insert("f".to_owned(), json(&record.flash())?);
+        fields.push(("f".to_owned(), json(&record.flash())?));
     }
     if let Some(ua) = record.user_agent() {
-        fields.insert("u".to_owned(), ua.to_owned());
+        fields.push(("u".to_owned(), ua.to_owned()));
     }
     if let Some(hash) = record.bound_user_agent() {
-        fields.insert("bu".to_owned(), hash.to_owned());
+        fields.push(("bu".to_owned(), hash.to_owned()));
     }
     if let Some(ip) = record.bound_ip() {
-        fields.insert("bi".to_owned(), ip.to_string());
+        fields.push(("bi".to_owned(), ip.to_string()));
     }
     for (k, v) in record.data() {
-        fields.insert(format!("{DATA}{k}"), json(v)?);
+        fields.push((format!("{DATA}{k}"), json(v)?));
     }
-    Ok(field_args(fields))
+    Ok(fields)
 }
 
-pub(super) fn field_args(fields: HashMap<String, String>) -> Vec<String> {
-    let mut args = Vec::with_capacity(2 + 2 * fields.len());
-    args.push(fields.get("e").cloned().unwrap_or_else(|| "0".into()));
-    args.push(fields.len().to_string());
+/// A whole record as the arguments of the `put` step: expiry, field count, field/value pairs.
+#[cfg(test)]
+pub(super) fn put_args(record: &Record) -> Result<Vec<Vec<u8>>, StoreError> {
+    Ok(field_args(
+        record_fields(record)?
+            .into_iter()
+            .map(|(k, v)| (k.into_bytes(), v.into_bytes())),
+    ))
+}
+
+/// Fields as the scripts' `write` reads them: expiry, field count, then the pairs.
+pub(super) fn field_args(fields: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Vec<Vec<u8>> {
+    let mut expires = b"0".to_vec();
+    let mut args = vec![Vec::new(), Vec::new()];
     for (k, v) in fields {
+        if k == b"e" {
+            expires.clone_from(&v);
+        }
         args.push(k);
         args.push(v);
     }
+    args[0] = expires;
+    args[1] = ((args.len() - 2) / 2).to_string().into_bytes();
     args
+}
+
+/// A flat `[field, value, ...]` script answer as pairs (an odd last element is dropped).
+pub(super) fn pairs(flat: Vec<Vec<u8>>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::with_capacity(flat.len() / 2);
+    let mut it = flat.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        out.push((k, v));
+    }
+    out
 }
 
 /// A patch in the layout the scripts' `apply` reads.
@@ -101,6 +131,32 @@ pub(super) fn patch_args(patch: &Patch) -> Result<Vec<String>, StoreError> {
         args.push(json(v)?);
     }
     Ok(args)
+}
+
+/// Rebuilds a record from the raw bytes of its hash: any field that is not UTF-8 makes the
+/// record corrupt (never a conversion error of the client, which would read as "unavailable").
+pub(super) fn decode_hash(
+    fields: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+) -> Result<Record, StoreError> {
+    let mut text = HashMap::new();
+    for (k, v) in fields {
+        let k = String::from_utf8(k).map_err(|_| {
+            StoreError::new(StoreErrorKind::Corrupt, "a session field name is not UTF-8")
+        })?;
+        let v = String::from_utf8(v).map_err(|_| {
+            StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!("session field {k:?} is not UTF-8"),
+            )
+        })?;
+        text.insert(k, v);
+    }
+    decode(text)
+}
+
+/// A JSON value the store holds, or `Corrupt`.
+pub(super) fn parse_json(text: &[u8]) -> Result<Json, StoreError> {
+    serde_json::from_slice(text).map_err(corrupt)
 }
 
 /// Rebuilds a record from its hash through `Record`'s serde form.
@@ -191,13 +247,30 @@ mod tests {
             .insert("c".into(), json!("not the created field"));
         record.flash_mut().push("hi".into());
         let args = put_args(&record).unwrap();
-        let n: usize = args[1].parse().unwrap();
-        let fields: HashMap<String, String> = args[2..]
-            .chunks(2)
-            .map(|kv| (kv[0].clone(), kv[1].clone()))
-            .collect();
+        assert_eq!(args[0], record.expires_at().to_string().into_bytes());
+        let n: usize = String::from_utf8(args[1].clone()).unwrap().parse().unwrap();
+        let fields = pairs(args[2..].to_vec());
         assert_eq!(fields.len(), n);
-        assert_eq!(decode(fields).unwrap(), record);
+        assert_eq!(decode_hash(fields).unwrap(), record);
+    }
+
+    #[test]
+    fn non_utf8_and_non_json_fields_are_corrupt() {
+        let mut fields = vec![
+            (b"c".to_vec(), b"1".to_vec()),
+            (b"l".to_vec(), b"1".to_vec()),
+            (b"e".to_vec(), b"2".to_vec()),
+        ];
+        assert!(decode_hash(fields.clone()).is_ok());
+        fields.push((b"u".to_vec(), vec![0xff, 0xfe]));
+        let err = decode_hash(fields.clone()).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+        fields.pop();
+        fields.push((b"d:k".to_vec(), b"{not json".to_vec()));
+        assert_eq!(
+            decode_hash(fields).unwrap_err().kind(),
+            StoreErrorKind::Corrupt
+        );
     }
 
     #[test]

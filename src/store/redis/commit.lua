@@ -1,26 +1,28 @@
 -- One commit against a standalone server, atomically, in one round trip. It reaches keys
--- not listed in KEYS (the principal's index, sessions it evicts), which Redis allows outside
--- cluster mode; in a cluster the store runs cluster.lua's single-slot steps instead.
+-- not listed in KEYS (the principal's index, sessions it evicts, a move's undo copy), which
+-- Redis allows outside cluster mode; in a cluster the store runs cluster.lua's single-slot
+-- steps instead.
 -- KEYS[1]: the session (for a move: the source), KEYS[2]: the move target.
 -- ARGV: op, now, key prefix, limit (0: none), policy, hex of KEYS[1], hex of KEYS[2] or '',
--- then per op: create: principal ID or '', expires_at, field count, pairs;
--- patch / move: the patch (see apply); delete: nothing.
+-- commit ID, undo TTL (seconds), then per op: create: principal ID or '', expires_at, field
+-- count, pairs (with op); patch / move: the patch (see apply); delete: nothing.
 local op, now, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local limit, policy, hex, hex2 = tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
+local id, undo_ttl = ARGV[8], tonumber(ARGV[9])
 local sprefix = prefix .. 's:'
 local function index(pid)
   return prefix .. 'p:' .. pid
 end
 
 if op == 'create' then
-  if live(KEYS[1], now) then
+  if taken(KEYS[1], now) then
     return 'collision'
   end
-  local pid = ARGV[8]
+  local pid = ARGV[10]
   if pid ~= '' and not admit(index(pid), pid, hex, '', now, limit, policy, sprefix, now) then
     return 'limit'
   end
-  local ttl = put(KEYS[1], 9, now)
+  local ttl = put(KEYS[1], 11, now)
   if pid ~= '' then
     bump(index(pid), ttl)
   end
@@ -30,12 +32,12 @@ elseif op == 'patch' then
     return 'missing'
   end
   local old = redis.call('HGET', KEYS[1], 'pi') or ''
-  local new = owner_after(8, old)
+  local new = owner_after(10, old)
   if new ~= '' and new ~= old
       and not admit(index(new), new, hex, '', now, limit, policy, sprefix, now) then
     return 'limit'
   end
-  local ttl = apply(KEYS[1], 8, now)
+  local ttl = apply(KEYS[1], 10, now)
   if old ~= '' and old ~= new then
     redis.call('ZREM', index(old), hex)
   end
@@ -47,11 +49,11 @@ elseif op == 'move' then
   if not live(KEYS[1], now) then
     return 'missing'
   end
-  if live(KEYS[2], now) then
+  if taken(KEYS[2], now) then
     return 'collision'
   end
   local old = redis.call('HGET', KEYS[1], 'pi') or ''
-  local new = owner_after(8, old)
+  local new = owner_after(10, old)
   if new ~= '' then
     local rotating = ''
     if new == old then
@@ -61,9 +63,22 @@ elseif op == 'move' then
       return 'limit'
     end
   end
-  local ttl = apply(KEYS[1], 8, now)
+  -- The session as it was, kept for a while: if this answer never reaches the client (a
+  -- crash or a stall between this script and its reply), the client rolls the move back
+  -- (settle.lua) so the old ID works again and no logged-in session is left that nobody holds.
+  local undo = prefix .. 'u:' .. hex
+  redis.call('COPY', KEYS[1], undo, 'REPLACE')
+  redis.call('EXPIRE', undo, undo_ttl)
+  if old ~= '' then
+    local joined = redis.call('ZSCORE', index(old), hex)
+    if joined then
+      redis.call('HSET', undo, '_joined', joined)
+    end
+  end
+  local ttl = apply(KEYS[1], 10, now)
   if ttl > 0 then
     redis.call('RENAME', KEYS[1], KEYS[2])
+    redis.call('HSET', KEYS[2], 'op', id)
   end
   if old ~= '' then
     redis.call('ZREM', index(old), hex)
@@ -73,7 +88,7 @@ elseif op == 'move' then
   end
   return 'applied'
 elseif op == 'delete' then
-  local pid = redis.call('HGET', KEYS[1], 'pi')
+  local pid = hget(KEYS[1], 'pi')
   redis.call('DEL', KEYS[1])
   if pid then
     redis.call('ZREM', index(pid), hex)

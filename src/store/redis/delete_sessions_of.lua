@@ -3,9 +3,9 @@
 local now, sprefix, pid = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local n = 0
 for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local row = redis.call('HMGET', sprefix .. m, 'e', 'pi')
-  if row[2] == pid then
-    if row[1] and tonumber(row[1]) > now then
+  if hget(sprefix .. m, 'pi') == pid then
+    local e = int(hget(sprefix .. m, 'e'))
+    if e and e > now then
       n = n + 1
     end
     redis.call('DEL', sprefix .. m)

@@ -3,19 +3,31 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Script, Value};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{StoreError, StoreErrorKind};
-use crate::record::{Patch, Record, SessionInfo};
-use crate::store::{Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore};
+use crate::record::{Record, SessionInfo};
+use crate::store::{
+    Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore, Update, UpdateOutcome,
+};
 use crate::token::StoreKey;
+
+/// Script arguments of mixed types (text, bytes, numbers, lists of them) as one list.
+macro_rules! args {
+    ($($x:expr),* $(,)?) => {{
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        $( redis::ToRedisArgs::write_redis_args(&$x, &mut out); )*
+        out
+    }};
+}
 
 mod cluster;
 mod codec;
@@ -27,6 +39,15 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Field holding a data key's value: `d:<key>`, so data keys can never clash with the
 /// record's own fields.
 const DATA: &str = "d:";
+/// Upper bound of the margin between a script's deadline and its client's timeout.
+const MAX_MARGIN: Duration = Duration::from_millis(250);
+/// Shortest time a client keeps trying to settle a create or move whose answer it lost.
+const MIN_SETTLE_WINDOW: Duration = Duration::from_secs(30);
+/// Longest pause between two attempts to settle one commit.
+const MAX_SETTLE_PAUSE: Duration = Duration::from_secs(5);
+/// Most commits one store settles at a time: an outage during a login storm must not leave
+/// a task per failed login to stampede the server when it returns.
+const MAX_SETTLING: usize = 1024;
 
 macro_rules! script {
     ($file:literal) => {
@@ -35,6 +56,8 @@ macro_rules! script {
 }
 
 static COMMIT: LazyLock<Script> = script!("commit.lua");
+static UPDATE: LazyLock<Script> = script!("update.lua");
+static SETTLE: LazyLock<Script> = script!("settle.lua");
 static SESSIONS_OF: LazyLock<Script> = script!("sessions_of.lua");
 static DELETE_SESSIONS_OF: LazyLock<Script> = script!("delete_sessions_of.lua");
 static CLUSTER: LazyLock<Script> = script!("cluster.lua");
@@ -49,12 +72,17 @@ static CLUSTER: LazyLock<Script> = script!("cluster.lua");
 /// keys both survive. Each principal has an index, a sorted set under
 /// `<prefix>p:<principal ID>`. Records carry a server-side TTL equal to their remaining
 /// lifetime, and the store also re-checks [`Record::expires_at`] against its clock, so an
-/// expired record is never returned.
+/// expired record is never returned. Indexes carry a TTL that follows the longest-lived
+/// session they list.
 ///
 /// On a standalone server (or a primary with replicas), a load is one `HGETALL` and a commit
 /// is one `EVALSHA` of a Lua script that does the whole commit atomically: create-only
 /// creates, patches that never resurrect, a move that renames the record and updates the
-/// index, and the per-principal limit.
+/// index, and the per-principal limit. [`SessionStore::update`] is one `EVALSHA` too
+/// (`HINCRBY` for increments), on a standalone server and in a cluster alike. A move also
+/// keeps a copy of the session as it was under `<prefix>u:<hex>` for as long as its
+/// commit may be settled (see *Failures*), about 35 seconds with the default timeout; this
+/// needs Redis 6.2 or later (`COPY`).
 ///
 /// # Redis Cluster
 ///
@@ -63,21 +91,27 @@ static CLUSTER: LazyLock<Script> = script!("cluster.lua");
 /// target (two random IDs) or its principal's index, so the commits that cross slots run as
 /// several single-slot steps, each atomic:
 ///
-/// * a login or rotation (move) takes 3 to 4 round trips: admit the new key to the index,
-///   take the old record (it stops working at once), write the new one create-only, tidy the
-///   index;
+/// * a login takes 3 round trips before it answers (admit the new key to the index, write
+///   a stub under the new key, claim the old record) and 2 after (fill the stub, drop the
+///   old record's tombstone); a rotation within a principal takes one more before (who owns
+///   the session) and one more after (unindex the old key);
 /// * deleting a logged-in session takes 2; `sessions_of` and `delete_sessions_of` take one
-///   round trip per listed session plus one; with a per-principal limit, a login first prunes
-///   the index (as `sessions_of`).
+///   round trip per listed session plus one or two; with a per-principal limit, a login
+///   first prunes the index (as `sessions_of`).
 ///
-/// The steps are ordered so an interruption (a node failing mid-commit) never leaves the
-/// old ID of a move working, nor a live session missing from its principal's index; it can
-/// lose the session being moved (the client gets a 503 and logs in again) and leave stale
-/// index entries, which readers skip and prune. An index entry whose record does not exist
-/// yet counts as a login in flight for one command timeout before it is pruned. In a
-/// cluster, indexes carry no TTL (a patch cannot reach them); each is pruned whenever it is
-/// read. Use [`RedisStore::connect`] only for a standalone server: its commit script reaches
-/// keys of several slots, which a cluster refuses.
+/// The claim is the move's commit point and the last step a commit waits for: before it
+/// nothing a reader can see has changed (the stub is not a session), after it the move has
+/// happened, and what the tidying steps did not finish is finished by the next reader of the
+/// stub (a load of the new key, or `sessions_of`), which reads the moved record from the old
+/// key's tombstone. So a move cut short at any step leaves the session either untouched
+/// (the old key works, the stub is discarded once the move's deadline has passed) or moved,
+/// never half-done, and a live session is never missing from its principal's index. An
+/// index entry whose record does not exist yet counts as a login in flight for one command
+/// timeout before it is pruned. Each index's TTL is extended by the steps that add to or
+/// prune it, and by a patch that makes a session outlive it (each session records until when
+/// its index was last extended, so this costs two extra round trips at most once per idle
+/// timeout of activity). Use [`RedisStore::connect`] only for a standalone server: its
+/// commit script reaches keys of several slots, which a cluster refuses.
 ///
 /// # Failures
 ///
@@ -85,6 +119,35 @@ static CLUSTER: LazyLock<Script> = script!("cluster.lua");
 /// unreachable or hung server yields [`StoreErrorKind::Timeout`] or
 /// [`StoreErrorKind::Unavailable`], which the layer turns into a 503, and the connection is
 /// re-established in the background once the server is back.
+///
+/// A failure means nothing was applied. A command that has been written to a connection
+/// cannot be called back, so every script carries its own deadline: the moment its client
+/// gives up, `deadline = send time + command_timeout − margin` with
+/// `margin = min(command_timeout / 4, 250 ms)`, on the application's clock. A script that
+/// starts past it on the server's clock (`TIME`) does nothing and the call fails with
+/// `Timeout`, so a server that stalls and resumes later cannot apply what its client already
+/// reported as failed. The margin covers the reply's way back and a server clock up to that
+/// much behind the application's (keep clocks synchronised); a server clock ahead only makes
+/// slow calls fail a little early.
+///
+/// The one case no deadline covers is an answer lost after the script ran (the server
+/// crashes or stalls between running a commit and replying, or the connection breaks). For
+/// creates and moves, where that would leave a session, possibly logged in, that nobody
+/// holds the token of, the client settles the commit in the background once the commit's
+/// deadline has passed on the server: it recognises the commit by an ID stored with the
+/// record and rolls it back (the moved session is put back under its old key). It keeps
+/// trying for `max(30 s, 10 × command_timeout)`; a server down longer leaves such a session
+/// until it expires. A login rolled back this way keeps any evictions it made. Increments
+/// are not settled: one whose answer was lost may count without having been reported.
+///
+/// A record changed outside the store (a field that is not UTF-8, a data value that is not
+/// JSON, a time that is not a number, a key holding another type) loads as
+/// [`StoreErrorKind::Corrupt`], and never makes a delete, or a commit under another key,
+/// fail: the scripts read every field defensively. One whose times do not read as numbers
+/// is no session anywhere (not live for patches, not listed, not counted against a
+/// per-principal limit); one whose times read but whose other fields do not decode stays
+/// indexed, so "log out everywhere" still deletes it, and counts against a limit until it
+/// is deleted.
 ///
 /// # Example
 ///
@@ -108,6 +171,8 @@ pub struct RedisStore {
     timeout: Duration,
     clock: Arc<dyn Clock>,
     limit: Option<(usize, LimitPolicy)>,
+    /// Commits being settled in the background, shared by clones.
+    settling: Arc<AtomicUsize>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -161,6 +226,44 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// A create or move whose client never heard the answer: rolled back if it applied.
+#[derive(Clone, Debug)]
+struct Settle {
+    /// Where the commit filed its record (create: the key; move: the target).
+    target: StoreKey,
+    /// The move's source; `None` for a create.
+    source: Option<StoreKey>,
+    /// The commit's ID, stored as `op` with what it wrote.
+    id: String,
+    /// The commit's deadline (Unix ms): once past on the server, the commit cannot start.
+    deadline: i64,
+    /// The principal ID the target was admitted under, in a cluster (empty: none).
+    owner: Vec<u8>,
+}
+
+/// Where a commit stands while it runs, readable after its future was dropped by the
+/// timeout: set once the step that applies it has been sent.
+type Flight = Mutex<Option<Settle>>;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A fresh ID for one commit, so the commit can be recognised in the store afterwards.
+fn commit_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn flag(set: bool) -> &'static str {
+    if set {
+        "1"
+    } else {
+        "0"
+    }
+}
+
 impl RedisStore {
     /// A store on the standalone server at `url` (`redis://[:password@]host[:port][/db]`,
     /// `rediss://` needs a TLS feature of the `redis` crate).
@@ -197,9 +300,11 @@ impl RedisStore {
         S: AsRef<str>,
     {
         let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        // No response timeout of the cluster client: the store's own timeout
+        // (`command_timeout`) bounds every call, as on a standalone server, so a slow but
+        // working node is waited for as long as the caller asked and not a fixed 2 seconds.
         let client = ClusterClientBuilder::new(urls)
             .connection_timeout(DEFAULT_TIMEOUT)
-            .response_timeout(DEFAULT_TIMEOUT)
             .build()
             .map_err(unavailable)?;
         let conn = tokio::time::timeout(DEFAULT_TIMEOUT, client.get_async_connection())
@@ -214,7 +319,9 @@ impl RedisStore {
         Self::with_conn(Conn::Single(conn))
     }
 
-    /// A store on a Redis Cluster connection you configured yourself.
+    /// A store on a Redis Cluster connection you configured yourself. Leave its response
+    /// timeout unset (or longer than [`RedisStore::command_timeout`]), so that the store's
+    /// timeout is the one that counts.
     pub fn from_cluster_connection(conn: ClusterConnection) -> Self {
         Self::with_conn(Conn::Cluster(conn))
     }
@@ -226,6 +333,7 @@ impl RedisStore {
             timeout: DEFAULT_TIMEOUT,
             clock: Arc::new(SystemClock),
             limit: None,
+            settling: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -238,7 +346,8 @@ impl RedisStore {
     }
 
     /// Longest any store operation may take before it fails with
-    /// [`StoreErrorKind::Timeout`] (default 2 seconds).
+    /// [`StoreErrorKind::Timeout`] (default 2 seconds). Scripts sent to the server carry a
+    /// deadline derived from it (see the type's documentation).
     #[must_use]
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -247,6 +356,8 @@ impl RedisStore {
 
     /// Reads time from `clock` (default: the system clock) for expiry decisions and TTLs.
     /// Give it the same clock as the layer's [`SessionConfig::clock`](crate::SessionConfig::clock).
+    /// Script deadlines always follow the system clock, which the server's `TIME` is
+    /// compared with.
     #[must_use]
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -281,6 +392,31 @@ impl RedisStore {
         }
     }
 
+    /// The moment (Unix ms, system clock) after which a script sent now must not start: the
+    /// time this call gives up, less a margin for the reply's way back and for clock skew
+    /// between this machine and the server.
+    fn deadline(&self) -> i64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let margin = (self.timeout / 4).min(MAX_MARGIN);
+        let budget = i64::try_from((self.timeout - margin).as_millis()).unwrap_or(i64::MAX);
+        now.saturating_add(budget)
+    }
+
+    /// How long a lost answer is being settled (see the type's documentation).
+    fn settle_window(&self) -> Duration {
+        MIN_SETTLE_WINDOW.max(self.timeout.saturating_mul(10))
+    }
+
+    /// How long a move's undo copy is kept: until its settling has surely ended.
+    fn undo_ttl(&self) -> u64 {
+        self.settle_window()
+            .saturating_add(self.timeout)
+            .as_secs()
+            .saturating_add(5)
+    }
+
     /// Runs `op` under the command timeout.
     async fn bounded<T>(
         &self,
@@ -298,16 +434,23 @@ impl RedisStore {
             .map_err(from_redis)
     }
 
-    /// One `HGETALL`; a record the server still holds past its expiry (its TTL runs on the
-    /// server's clock) is reported as expired, never served.
-    async fn lookup_record(&self, key: &StoreKey) -> Result<Lookup, StoreError> {
-        let fields: HashMap<String, String> = self
+    /// One `HGETALL`, read as bytes (the record decodes them itself, so a byte that is not
+    /// UTF-8 is `Corrupt`, not a client error); a record the server still holds past its
+    /// expiry (its TTL runs on the server's clock) is reported as expired, never served.
+    async fn lookup_record(&self, key: &StoreKey, deadline: i64) -> Result<Lookup, StoreError> {
+        let fields: HashMap<Vec<u8>, Vec<u8>> = self
             .query(redis::cmd("HGETALL").arg(self.session_key(key)))
             .await?;
-        if fields.is_empty() {
-            return Ok(Lookup::Missing);
-        }
-        let record = decode(fields)?;
+        let fields = match Hash::of(fields) {
+            Hash::Record(fields) => fields,
+            // Only a cluster move writes stubs.
+            Hash::Stub(stub) => match self.resolve(key, &stub, deadline).await? {
+                cluster::Resolved::Committed(fields) => fields,
+                _ => return Ok(Lookup::Missing),
+            },
+            _ => return Ok(Lookup::Missing),
+        };
+        let record = decode_hash(fields)?;
         Ok(if record.is_expired(self.clock.now()) {
             Lookup::Expired(record)
         } else {
@@ -315,57 +458,281 @@ impl RedisStore {
         })
     }
 
-    async fn commit_standalone(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
+    async fn commit_standalone(
+        &self,
+        commit: Commit,
+        deadline: i64,
+        flight: &Flight,
+    ) -> Result<CommitOutcome, StoreError> {
         let now = self.clock.now();
+        let id = commit_id();
         let (limit, policy) = self.limit_args();
         let mut inv = COMMIT.prepare_invoke();
         let mut head = |op: &str, keys: &[&StoreKey]| {
             for key in keys {
                 inv.key(self.session_key(key));
             }
-            inv.arg(op)
+            inv.arg(deadline)
+                .arg(op)
                 .arg(now)
                 .arg(&*self.prefix)
                 .arg(limit)
                 .arg(policy)
                 .arg(keys[0].to_hex())
-                .arg(keys.get(1).map(|k| k.to_hex()).unwrap_or_default());
+                .arg(keys.get(1).map(|k| k.to_hex()).unwrap_or_default())
+                .arg(&id)
+                .arg(self.undo_ttl());
         };
-        match &commit {
+        let settle = |target: StoreKey, source: Option<StoreKey>| Settle {
+            target,
+            source,
+            id: id.clone(),
+            deadline,
+            owner: Vec::new(),
+        };
+        let pending = match &commit {
             Commit::Create { key, record } => {
                 head("create", &[key]);
                 let pid = record
                     .principal()
                     .map(|p| p.index_key())
                     .unwrap_or_default();
-                inv.arg(pid).arg(put_args(record)?);
+                let mut fields = record_fields(record)?;
+                fields.push(("op".to_owned(), id.clone()));
+                inv.arg(pid).arg(field_args(
+                    fields
+                        .into_iter()
+                        .map(|(k, v)| (k.into_bytes(), v.into_bytes())),
+                ));
+                Some(settle(*key, None))
             }
             Commit::Patch { key, patch } => {
                 head("patch", &[key]);
                 inv.arg(patch_args(patch)?);
+                None
             }
             Commit::Move { from, to, patch } => {
                 head("move", &[from, to]);
                 inv.arg(patch_args(patch)?);
+                Some(settle(*to, Some(*from)))
             }
-            Commit::Delete { key } => head("delete", &[key]),
-        }
+            Commit::Delete { key } => {
+                head("delete", &[key]);
+                None
+            }
+        };
+        *lock(flight) = pending;
         let answer: String = inv
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(from_redis)?;
         outcome(&answer)
     }
+
+    /// Settles a lost answer on a standalone server; `true` once there is nothing left to do.
+    async fn settle_standalone(&self, s: &Settle, deadline: i64) -> Result<bool, StoreError> {
+        let answer: String = SETTLE
+            .key(self.session_key(&s.target))
+            .arg(deadline)
+            .arg(s.deadline)
+            .arg(&s.id)
+            .arg(&*self.prefix)
+            .arg(self.clock.now())
+            .arg(s.target.to_hex())
+            .arg(s.source.map(|k| k.to_hex()).unwrap_or_default())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(from_redis)?;
+        if answer == "undone" {
+            tracing::info!(key = %s.target.short(), "rolled back a commit whose answer was lost");
+        }
+        Ok(answer != "wait")
+    }
+
+    /// Whether a failed commit may still have applied: not when nothing reached the server
+    /// (connection refused), nor when a standalone server refused it as late (one attempt,
+    /// no client retry); in a cluster a refusal may answer a retry of an attempt that ran.
+    fn may_have_applied(&self, err: &StoreError) -> bool {
+        if err.kind() == StoreErrorKind::LimitReached {
+            return false;
+        }
+        let redis = std::error::Error::source(err).and_then(|e| e.downcast_ref::<RedisError>());
+        match redis {
+            Some(e) if e.is_connection_refusal() => false,
+            Some(e) if e.code() == Some("LATE") => matches!(self.conn, Conn::Cluster(_)),
+            _ => true,
+        }
+    }
+
+    /// Rolls back, in the background, a create or move the caller was told failed but
+    /// which may have applied (see the type's documentation).
+    fn settle_later(&self, settle: Settle) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.settling.fetch_add(1, Ordering::SeqCst) >= MAX_SETTLING {
+            self.settling.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!(
+                key = %settle.target.short(),
+                "too many commits with lost answers to settle; this one stays until it expires"
+            );
+            return;
+        }
+        let store = self.clone();
+        runtime.spawn(async move {
+            let mut pause = (store.timeout / 2).max(Duration::from_millis(50));
+            let until = tokio::time::Instant::now() + store.settle_window();
+            let mut done = false;
+            while !done && tokio::time::Instant::now() < until {
+                tokio::time::sleep(pause).await;
+                let deadline = store.deadline();
+                let settled = match store.conn {
+                    Conn::Single(_) => {
+                        store
+                            .bounded(store.settle_standalone(&settle, deadline))
+                            .await
+                    }
+                    Conn::Cluster(_) => store.bounded(store.settle_cluster(&settle, deadline)).await,
+                };
+                match settled {
+                    Ok(true) => done = true,
+                    // Too early: the commit's deadline has not passed on the server yet.
+                    Ok(false) => {}
+                    Err(_) => pause = pause.saturating_mul(2).min(MAX_SETTLE_PAUSE),
+                }
+            }
+            store.settling.fetch_sub(1, Ordering::SeqCst);
+            if !done {
+                tracing::warn!(
+                    key = %settle.target.short(),
+                    "could not settle a commit whose answer was lost; what it wrote stays until it expires"
+                );
+            }
+        });
+    }
+
+    /// The update script against `key`'s `field`, with the operation's own arguments.
+    async fn run_update(
+        &self,
+        key: &StoreKey,
+        deadline: i64,
+        field: &str,
+        args: Vec<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        UPDATE
+            .key(self.session_key(key))
+            .arg(deadline)
+            .arg(self.clock.now())
+            .arg(field)
+            .arg(args)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(from_redis)
+    }
+
+    async fn update_once(
+        &self,
+        key: &StoreKey,
+        field: &str,
+        update: Update,
+        deadline: i64,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let field = format!("{DATA}{field}");
+        match update {
+            Update::Increment { by } => {
+                let answer = self
+                    .run_update(key, deadline, &field, args!["incr", by])
+                    .await?;
+                update_outcome(answer)
+            }
+            Update::CompareAndSet { expected, new } => {
+                let new_text = new.as_ref().map(json).transpose()?.unwrap_or_default();
+                let mut expected_text = expected
+                    .as_ref()
+                    .map(|v| json(v).map(String::into_bytes))
+                    .transpose()?;
+                for attempt in 0..2 {
+                    let args = args![
+                        "cas",
+                        flag(expected_text.is_some()),
+                        expected_text.clone().unwrap_or_default(),
+                        flag(new.is_some()),
+                        new_text,
+                    ];
+                    let answer = self.run_update(key, deadline, &field, args).await?;
+                    if answer.first().map(Vec::as_slice) != Some(b"conflict") {
+                        return update_outcome(answer);
+                    }
+                    let held = answer.into_iter().nth(1);
+                    let current = held.as_deref().map(parse_json).transpose()?;
+                    // The same value in other JSON text (written by another serialiser):
+                    // compare against the exact text the store holds, once.
+                    if attempt == 0 && current.is_some() && current == expected {
+                        expected_text = held;
+                        continue;
+                    }
+                    return Ok(UpdateOutcome::Conflict(current));
+                }
+                unreachable!("the second attempt returns")
+            }
+        }
+    }
 }
 
-/// `HMGET c l e pi u` of one indexed session.
-type IndexRow = (
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-);
+/// A row of sessions_of.lua: hex key, created, last seen, expires at, user agent (bytes:
+/// one that does not decode makes the row no session to list).
+type IndexRow = (Vec<u8>, i64, i64, i64, Option<Vec<u8>>);
+
+/// How the update script answered, as an [`UpdateOutcome`].
+fn update_outcome(answer: Vec<Vec<u8>>) -> Result<UpdateOutcome, StoreError> {
+    let mut answer = answer.into_iter();
+    let tag = answer.next().unwrap_or_default();
+    let value = answer.next().as_deref().map(parse_json).transpose()?;
+    match tag.as_slice() {
+        b"applied" => Ok(UpdateOutcome::Applied(value)),
+        b"conflict" => Ok(UpdateOutcome::Conflict(value)),
+        b"missing" => Ok(UpdateOutcome::Missing),
+        other => Err(StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!(
+                "unexpected answer from the update script: {:?}",
+                String::from_utf8_lossy(other)
+            ),
+        )),
+    }
+}
+
+/// What a session key holds, told apart before decoding.
+enum Hash {
+    /// Nothing.
+    Empty,
+    /// A record (or something that claims to be one; decoding tells).
+    Record(Vec<(Vec<u8>, Vec<u8>)>),
+    /// A cluster move's placeholder on its target.
+    Stub(cluster::Stub),
+    /// What a cluster move leaves on its source: the session is gone from this key.
+    Tombstone,
+}
+
+impl Hash {
+    fn of(fields: HashMap<Vec<u8>, Vec<u8>>) -> Self {
+        if fields.is_empty() {
+            return Self::Empty;
+        }
+        if fields.contains_key(&b"mv"[..]) {
+            return Self::Tombstone;
+        }
+        if let Some(source) = fields.get(&b"pf"[..]) {
+            let get = |name: &[u8]| fields.get(name).cloned().unwrap_or_default();
+            return Self::Stub(cluster::Stub {
+                source: source.clone(),
+                id: get(b"op"),
+                deadline: get(b"pd"),
+            });
+        }
+        Self::Record(fields.into_iter().collect())
+    }
+}
 
 fn outcome(answer: &str) -> Result<CommitOutcome, StoreError> {
     match answer {
@@ -382,30 +749,80 @@ fn outcome(answer: &str) -> Result<CommitOutcome, StoreError> {
 
 impl SessionStore for RedisStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        match self.bounded(self.lookup_record(key)).await? {
+        let deadline = self.deadline();
+        match self.bounded(self.lookup_record(key, deadline)).await? {
             Lookup::Live(record) => Ok(Some(record)),
             _ => Ok(None),
         }
     }
 
     async fn lookup(&self, key: &StoreKey) -> Result<Lookup, StoreError> {
-        self.bounded(self.lookup_record(key)).await
+        let deadline = self.deadline();
+        self.bounded(self.lookup_record(key, deadline)).await
     }
 
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
-        match self.conn {
-            Conn::Single(_) => self.bounded(self.commit_standalone(commit)).await,
-            Conn::Cluster(_) => self.bounded(self.commit_cluster(commit)).await,
+        let started = tokio::time::Instant::now();
+        let deadline = self.deadline();
+        let flight = Flight::default();
+        let result = match self.conn {
+            Conn::Single(_) => self
+                .bounded(self.commit_standalone(commit, deadline, &flight))
+                .await
+                .map(|outcome| (outcome, Vec::new())),
+            Conn::Cluster(_) => {
+                self.bounded(self.commit_cluster(commit, deadline, &flight))
+                    .await
+            }
+        };
+        match result {
+            Ok((outcome, tidy)) => {
+                if !tidy.is_empty() {
+                    // After the commit point the answer is known; tidying is best effort in
+                    // the time left, and readers finish what it leaves.
+                    let left = self.timeout.saturating_sub(started.elapsed());
+                    let tidied = tokio::time::timeout(left, self.tidy(tidy, deadline)).await;
+                    if !matches!(tidied, Ok(Ok(()))) {
+                        tracing::debug!("cluster commit applied; tidying left to readers");
+                    }
+                }
+                Ok(outcome)
+            }
+            Err(err) => {
+                let pending = lock(&flight).take();
+                if let Some(settle) = pending {
+                    if self.may_have_applied(&err) {
+                        self.settle_later(settle);
+                    }
+                }
+                Err(err)
+            }
         }
     }
 
+    async fn update(
+        &self,
+        key: &StoreKey,
+        field: &str,
+        update: Update,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let deadline = self.deadline();
+        self.bounded(self.update_once(key, field, update, deadline))
+            .await
+    }
+
     async fn sessions_of(&self, principal: &str) -> Result<Vec<SessionInfo>, StoreError> {
+        let deadline = self.deadline();
         let mut out = match self.conn {
-            Conn::Cluster(_) => self.bounded(self.sessions_in_cluster(principal)).await?,
+            Conn::Cluster(_) => {
+                self.bounded(self.sessions_in_cluster(principal, deadline))
+                    .await?
+            }
             Conn::Single(_) => {
                 self.bounded(async {
-                    let rows: Vec<(String, i64, i64, i64, Option<String>)> = SESSIONS_OF
+                    let rows: Vec<IndexRow> = SESSIONS_OF
                         .key(self.index_key(principal))
+                        .arg(deadline)
                         .arg(self.clock.now())
                         .arg(self.session_prefix())
                         .arg(principal)
@@ -413,11 +830,16 @@ impl SessionStore for RedisStore {
                         .await
                         .map_err(from_redis)?;
                     rows.into_iter()
-                        .map(|(hex, c, l, e, ua)| {
-                            let key = StoreKey::from_hex(&hex).ok_or_else(|| {
-                                StoreError::new(StoreErrorKind::Corrupt, "bad index member")
-                            })?;
-                            info(key, c, l, e, principal, ua)
+                        .filter_map(|(hex, c, l, e, ua)| {
+                            // A row that does not decode is no session to list.
+                            let key = std::str::from_utf8(&hex)
+                                .ok()
+                                .and_then(StoreKey::from_hex)?;
+                            let ua = match ua {
+                                Some(ua) => Some(String::from_utf8(ua).ok()?),
+                                None => None,
+                            };
+                            Some(info(key, c, l, e, principal, ua))
                         })
                         .collect::<Result<Vec<_>, _>>()
                 })
@@ -429,12 +851,17 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete_sessions_of(&self, principal: &str) -> Result<u64, StoreError> {
+        let deadline = self.deadline();
         match self.conn {
-            Conn::Cluster(_) => self.bounded(self.delete_in_cluster(principal)).await,
+            Conn::Cluster(_) => {
+                self.bounded(self.delete_in_cluster(principal, deadline))
+                    .await
+            }
             Conn::Single(_) => {
                 self.bounded(async {
                     DELETE_SESSIONS_OF
                         .key(self.index_key(principal))
+                        .arg(deadline)
                         .arg(self.clock.now())
                         .arg(self.session_prefix())
                         .arg(principal)
