@@ -1,5 +1,5 @@
-//! `RedisStore` under faults, on real `redis-server` processes this file starts itself (each
-//! on a free loopback port with its own directory) and a real three-master Redis Cluster:
+//! `RedisStore` under faults, on real `redis-server` processes (each on a free loopback port
+//! with its own directory, see `support::redis`) and a real three-master Redis Cluster:
 //! concurrent increments from two instances, a server stopped (SIGSTOP) during a login, a
 //! cluster master stopped for less than the command timeout, records broken outside the
 //! store, the TTL of a cluster index, and a run under mixed load through a stop and a crash.
@@ -7,10 +7,6 @@
 //! Nothing here asserts on timing: each test counts outcomes and prints the counts.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,298 +26,18 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-// ---- real servers ------------------------------------------------------------------------
+use crate::support::redis::{RedisCluster, RedisServer, Resp};
 
-static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
-
-/// A port nothing listens on now, low enough that `port + 10000` (the cluster bus) is free too.
-fn free_port() -> u16 {
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind loopback")
-            .local_addr()
-            .expect("local addr")
-            .port();
-        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// One RESP reply, enough of the protocol for the checks below.
-#[derive(Clone, Debug, PartialEq)]
-enum Reply {
-    Simple(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Vec<Reply>),
-}
-
-impl Reply {
-    fn int(&self) -> Option<i64> {
-        match self {
-            Self::Int(n) => Some(*n),
-            _ => None,
-        }
-    }
-
-    fn bytes(&self) -> Option<Vec<u8>> {
-        match self {
-            Self::Bulk(b) => b.clone(),
-            _ => None,
-        }
-    }
-
-    fn items(&self) -> Vec<Reply> {
-        match self {
-            Self::Array(items) => items.clone(),
-            _ => Vec::new(),
-        }
-    }
-}
-
-fn read_reply(r: &mut impl BufRead) -> Option<Reply> {
-    let mut line = Vec::new();
-    r.read_until(b'\n', &mut line).ok()?;
-    if line.len() < 3 {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&line[1..line.len() - 2]).into_owned();
-    Some(match line[0] {
-        b'+' => Reply::Simple(text),
-        b'-' => Reply::Error(text),
-        b':' => Reply::Int(text.parse().ok()?),
-        b'$' => {
-            let n: i64 = text.parse().ok()?;
-            if n < 0 {
-                Reply::Bulk(None)
-            } else {
-                let mut buf = vec![0; n as usize + 2];
-                r.read_exact(&mut buf).ok()?;
-                buf.truncate(n as usize);
-                Reply::Bulk(Some(buf))
-            }
-        }
-        b'*' => {
-            let n: i64 = text.parse().ok()?;
-            Reply::Array(
-                (0..n.max(0))
-                    .map(|_| read_reply(r))
-                    .collect::<Option<Vec<_>>>()?,
-            )
-        }
-        _ => return None,
-    })
-}
-
-/// A `redis-server` process; killed and its directory removed on drop.
-struct Server {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-    args: Vec<String>,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "tessera-faults-{}-{}",
-            std::process::id(),
-            NEXT_DIR.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut server = Self {
-            child: None,
-            port: free_port(),
-            dir,
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
-        };
-        server.spawn();
-        server
-    }
-
-    /// A durable standalone server: every write fsynced to the append-only file before it
-    /// is acknowledged, so a crash loses nothing acknowledged.
-    fn durable() -> Self {
-        Self::start(&["--appendonly", "yes", "--appendfsync", "always"])
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (apt-get install redis-server)");
-        self.child = Some(child);
-        for _ in 0..400 {
-            if self.cmd(&[b"PING"]) == Some(Reply::Simple("PONG".into())) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("redis-server on port {} did not come up", self.port);
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// One command, binary-safe; `None` when the server does not answer.
-    fn cmd(&self, parts: &[&[u8]]) -> Option<Reply> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let mut out = format!("*{}\r\n", parts.len()).into_bytes();
-        for part in parts {
-            out.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
-            out.extend_from_slice(part);
-            out.extend_from_slice(b"\r\n");
-        }
-        stream.write_all(&out).ok()?;
-        read_reply(&mut BufReader::new(stream))
-    }
-
-    fn text(&self, line: &str) -> Option<Reply> {
-        let parts: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
-        self.cmd(&parts)
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let status = Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill {signal} {pid}");
-    }
-
-    /// SIGSTOP: a server that keeps its connections open and answers nothing.
-    fn stop(&self) {
-        self.signal("-STOP");
-    }
-
-    fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    /// SIGKILL (a crash: no shutdown save), then the same server again on its directory.
-    fn crash_and_restart(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        self.spawn();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Three cluster-enabled masters joined with `redis-cli --cluster create`.
-struct Cluster {
-    nodes: Vec<Server>,
-}
-
-impl Cluster {
-    fn start() -> Self {
-        let nodes: Vec<Server> = (0..3)
-            .map(|_| {
-                Server::start(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "10000",
-                    "--appendonly",
-                    "no",
-                ])
-            })
-            .collect();
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let out = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let cluster = Self { nodes };
-        for _ in 0..400 {
-            let ok = cluster.nodes.iter().all(|n| {
-                n.text("CLUSTER INFO")
-                    .and_then(|r| r.bytes())
-                    .is_some_and(|b| String::from_utf8_lossy(&b).contains("cluster_state:ok"))
-            });
-            if ok {
-                return cluster;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("cluster did not reach cluster_state:ok");
-    }
-
-    fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(Server::url).collect()
-    }
-
-    /// The master holding `key`'s slot (the others answer MOVED).
-    fn owner(&self, key: &[u8]) -> &Server {
-        self.nodes
-            .iter()
-            .find(|n| matches!(n.cmd(&[b"EXISTS", key]), Some(Reply::Int(_))))
-            .expect("one node owns every slot")
-    }
-
-    /// A command sent to the master owning `key` (its second part).
-    fn cmd(&self, parts: &[&[u8]]) -> Option<Reply> {
-        self.owner(parts[1]).cmd(parts)
-    }
-
-    /// Every key matching `pattern`, over all masters.
-    fn keys(&self, pattern: &str) -> Vec<Vec<u8>> {
-        self.nodes
-            .iter()
-            .flat_map(|n| {
-                n.cmd(&[b"KEYS", pattern.as_bytes()])
-                    .map(|r| r.items())
-                    .unwrap_or_default()
-            })
-            .filter_map(|r| r.bytes())
-            .collect()
-    }
-}
+// ---- the backends -----------------------------------------------------------------------
 
 /// What the store behind a test runs on, for raw reads and writes beside it.
 enum Backend<'a> {
-    Single(&'a Server),
-    Cluster(&'a Cluster),
+    Single(&'a RedisServer),
+    Cluster(&'a RedisCluster),
 }
 
 impl Backend<'_> {
-    fn cmd(&self, parts: &[&[u8]]) -> Option<Reply> {
+    fn cmd(&self, parts: &[&[u8]]) -> Option<Resp> {
         match self {
             Self::Single(s) => s.cmd(parts),
             Self::Cluster(c) => c.cmd(parts),
@@ -330,13 +46,7 @@ impl Backend<'_> {
 
     fn keys(&self, pattern: &str) -> Vec<Vec<u8>> {
         match self {
-            Self::Single(s) => s
-                .cmd(&[b"KEYS", pattern.as_bytes()])
-                .map(|r| r.items())
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|r| r.bytes())
-                .collect(),
+            Self::Single(s) => s.keys(pattern),
             Self::Cluster(c) => c.keys(pattern),
         }
     }
@@ -589,7 +299,7 @@ async fn increments_through_two_layers(backend: &Backend<'_>, label: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn increments_from_two_instances_all_count() {
-    let server = Server::start(&["--appendonly", "no"]);
+    let server = RedisServer::start_with(&["--appendonly", "no"]);
     let backend = Backend::Single(&server);
     increments_from_two_stores(&backend, "standalone").await;
     increments_through_two_layers(&backend, "standalone").await;
@@ -637,7 +347,7 @@ async fn anonymous_session(backend: &Backend<'_>, prefix: &str, app: &Router) ->
 async fn login_during_a_stop<'a>(
     backend: &Backend<'_>,
     prefix: &str,
-    stop: impl Fn(&[u8]) -> Vec<&'a Server>,
+    stop: impl Fn(&[u8]) -> Vec<&'a RedisServer>,
     user: &str,
     app: &Router,
 ) -> (StatusCode, usize, String) {
@@ -667,7 +377,7 @@ async fn login_during_a_stop<'a>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_while_the_server_is_stopped_leaves_no_ghost() {
-    let server = Server::start(&["--appendonly", "no"]);
+    let server = RedisServer::start_with(&["--appendonly", "no"]);
     let backend = Backend::Single(&server);
     let store = backend.store("ghost:", Duration::from_millis(500)).await;
     let app = api(&Key::generate(), store);
@@ -751,9 +461,9 @@ impl CutProxy {
 /// login that creates its session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_answer_of_a_login_is_rolled_back() {
-    let server = Server::start(&["--appendonly", "no"]);
+    let server = RedisServer::start_with(&["--appendonly", "no"]);
     let backend = Backend::Single(&server);
-    let proxy = CutProxy::start(server.port).await;
+    let proxy = CutProxy::start(server.port()).await;
     let prefix = "lost:";
     let store = RedisStore::connect(&proxy.url())
         .await
@@ -866,7 +576,7 @@ async fn corrupt_records(backend: &Backend<'_>, label: &str) {
         assert!(
             matches!(
                 backend.cmd(&[b"HSET", &raw, field, value]),
-                Some(Reply::Int(_))
+                Some(Resp::Int(_))
             ),
             "{what}: written"
         );
@@ -935,14 +645,14 @@ async fn corrupt_records(backend: &Backend<'_>, label: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_records_are_reported_and_deleted() {
-    let server = Server::start(&["--appendonly", "no"]);
+    let server = RedisServer::start_with(&["--appendonly", "no"]);
     corrupt_records(&Backend::Single(&server), "standalone").await;
 }
 
 // ---- 3, 5 and the rest in a cluster --------------------------------------------------------
 
 /// A load with `command_timeout(5s)` from a master stopped for 3 s waits for it.
-async fn master_stopped_shorter_than_the_timeout(cluster: &Cluster) {
+async fn master_stopped_shorter_than_the_timeout(cluster: &RedisCluster) {
     let prefix = "slow:";
     let store = Backend::Cluster(cluster)
         .store(prefix, Duration::from_secs(5))
@@ -987,7 +697,7 @@ async fn master_stopped_shorter_than_the_timeout(cluster: &Cluster) {
 
 /// After a login the principal's index has a TTL, and keeps one through a rotation and
 /// after `sessions_of` pruned it.
-async fn index_ttl(cluster: &Cluster) {
+async fn index_ttl(cluster: &RedisCluster) {
     let prefix = "ttl:";
     let store = Backend::Cluster(cluster)
         .store(prefix, Duration::from_secs(2))
@@ -1032,7 +742,7 @@ async fn index_ttl(cluster: &Cluster) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_faults() {
-    let cluster = Cluster::start();
+    let cluster = RedisCluster::start();
     let backend = Backend::Cluster(&cluster);
     increments_from_two_stores(&backend, "cluster").await;
     increments_through_two_layers(&backend, "cluster").await;
@@ -1047,7 +757,7 @@ async fn cluster_faults() {
     let holder = |raw: &[u8]| vec![cluster.owner(raw)];
     let (status, ghosts, old) =
         login_during_a_stop(&backend, prefix, holder, "ghost-user", &app).await;
-    let all = |_: &[u8]| cluster.nodes.iter().collect::<Vec<_>>();
+    let all = |_: &[u8]| cluster.nodes().iter().collect::<Vec<_>>();
     let (status_all, ghosts_all, old_all) =
         login_during_a_stop(&backend, prefix, all, "ghost-user-2", &app).await;
     println!(
@@ -1147,7 +857,7 @@ async fn worker(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_load_through_a_stop_and_a_crash() {
-    let mut server = Server::durable();
+    let mut server = RedisServer::start();
     let prefix = "mixed:";
     let key = Key::generate();
     let timeout = Duration::from_millis(500);
@@ -1178,7 +888,7 @@ async fn mixed_load_through_a_stop_and_a_crash() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     server.resume();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    server.crash_and_restart();
+    server.restart();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::SeqCst);
     for w in workers {

@@ -1,7 +1,10 @@
-//! Real `redis-server` processes for the Redis tests: each on a free loopback port with its
-//! own temporary directory, killed and cleaned up on drop.
+//! Real `redis-server` processes for the Redis tests (`store_redis`, `store_redis_cluster`,
+//! `redis_faults`): each on a free loopback port with its own temporary directory, killed and
+//! cleaned up on drop; raw commands beside the store in binary-safe RESP, with typed replies;
+//! stops (SIGSTOP/SIGCONT) and crashes (SIGKILL, then a restart on the same directory); and a
+//! three-master Redis Cluster made with `redis-cli --cluster create`.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -9,6 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// How long a raw command waits for its reply before it counts as unanswered.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn binary(name: &str) -> String {
     let found = Command::new(name)
@@ -24,8 +30,9 @@ fn binary(name: &str) -> String {
     name.to_owned()
 }
 
-/// A port nothing listens on now, low enough that `port + 10000` (the cluster bus) is valid.
-pub fn free_port() -> u16 {
+/// A port nothing listens on now, low enough that `port + 10000` (the cluster bus) is valid
+/// and free too.
+fn free_port() -> u16 {
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
             .expect("bind loopback")
@@ -36,6 +43,83 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// One RESP reply, enough of the protocol for the tests' own reads and writes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resp {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Vec<Resp>),
+}
+
+impl Resp {
+    /// The integer of an integer reply.
+    pub fn int(&self) -> Option<i64> {
+        match self {
+            Self::Int(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The bytes of a non-nil bulk reply.
+    pub fn bytes(&self) -> Option<Vec<u8>> {
+        match self {
+            Self::Bulk(b) => b.clone(),
+            _ => None,
+        }
+    }
+
+    /// A bulk reply as text (lossy), as `INFO` and `CLUSTER INFO` answer.
+    pub fn text(&self) -> Option<String> {
+        self.bytes()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// The elements of an array reply (none for any other).
+    pub fn items(&self) -> Vec<Resp> {
+        match self {
+            Self::Array(items) => items.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Reads one whole reply; `None` on a timeout, a closed connection or anything malformed.
+fn read_reply(r: &mut impl BufRead) -> Option<Resp> {
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line).ok()?;
+    if line.len() < 3 {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&line[1..line.len() - 2]).into_owned();
+    Some(match line[0] {
+        b'+' => Resp::Simple(text),
+        b'-' => Resp::Error(text),
+        b':' => Resp::Int(text.parse().ok()?),
+        b'$' => {
+            let n: i64 = text.parse().ok()?;
+            if n < 0 {
+                Resp::Bulk(None)
+            } else {
+                let mut buf = vec![0; n as usize + 2];
+                r.read_exact(&mut buf).ok()?;
+                buf.truncate(n as usize);
+                Resp::Bulk(Some(buf))
+            }
+        }
+        b'*' => {
+            let n: i64 = text.parse().ok()?;
+            Resp::Array(
+                (0..n.max(0))
+                    .map(|_| read_reply(r))
+                    .collect::<Option<Vec<_>>>()?,
+            )
+        }
+        _ => return None,
+    })
 }
 
 /// One `redis-server` process.
@@ -89,7 +173,7 @@ impl RedisServer {
 
     fn wait_ready(&self) {
         for _ in 0..400 {
-            if self.command("PING").starts_with("+PONG") {
+            if self.cmd(&[b"PING"]) == Some(Resp::Simple("PONG".into())) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -97,28 +181,35 @@ impl RedisServer {
         panic!("redis-server on port {} did not come up", self.port);
     }
 
-    /// Sends one inline command and returns the raw reply ("" when unreachable).
-    pub fn command(&self, line: &str) -> String {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return String::new();
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        if stream.write_all(format!("{line}\r\n").as_bytes()).is_err() {
-            return String::new();
+    /// One command, binary-safe, on a fresh connection; `None` when the server does not
+    /// answer (down, or stopped for longer than the reply timeout).
+    pub fn cmd(&self, parts: &[&[u8]]) -> Option<Resp> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(REPLY_TIMEOUT)).ok()?;
+        let mut out = format!("*{}\r\n", parts.len()).into_bytes();
+        for part in parts {
+            out.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+            out.extend_from_slice(part);
+            out.extend_from_slice(b"\r\n");
         }
-        let mut reply = Vec::new();
-        let mut buf = [0u8; 65536];
-        // Bulk replies (INFO) may come in several reads; stop once a full reply is in.
-        while let Ok(n) = stream.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            reply.extend_from_slice(&buf[..n]);
-            if complete(&reply) {
-                break;
-            }
-        }
-        String::from_utf8_lossy(&reply).into_owned()
+        stream.write_all(&out).ok()?;
+        read_reply(&mut BufReader::new(stream))
+    }
+
+    /// A command written as words separated by white space, e.g. `"CONFIG RESETSTAT"`.
+    pub fn text(&self, line: &str) -> Option<Resp> {
+        let parts: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
+        self.cmd(&parts)
+    }
+
+    /// Every key matching `pattern` (`KEYS`).
+    pub fn keys(&self, pattern: &str) -> Vec<Vec<u8>> {
+        self.cmd(&[b"KEYS", pattern.as_bytes()])
+            .map(|r| r.items())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(Resp::bytes)
+            .collect()
     }
 
     pub fn port(&self) -> u16 {
@@ -137,17 +228,15 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port and directory.
+    /// Kills the process if it runs (SIGKILL), then starts the server again on the same
+    /// port and directory, so it reloads what it had made durable.
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
     }
 
-    /// Freezes (SIGSTOP) or thaws (SIGCONT) the process: a server that accepts nothing and
-    /// answers nothing.
-    pub fn freeze(&self, frozen: bool) {
+    fn signal(&self, signal: &str) {
         let pid = self.child.as_ref().expect("running").id().to_string();
-        let signal = if frozen { "-STOP" } else { "-CONT" };
         let status = Command::new("kill")
             .args([signal, &pid])
             .status()
@@ -155,9 +244,21 @@ impl RedisServer {
         assert!(status.success(), "kill {signal} {pid}");
     }
 
+    /// SIGSTOP: a server that keeps its connections open and accepts and answers nothing.
+    pub fn stop(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT: the stopped server runs again, starting with whatever was queued for it.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
     /// `calls` per command from `INFO commandstats`, e.g. `("hgetall", 10)`.
     pub fn command_calls(&self) -> Vec<(String, u64)> {
-        self.command("INFO commandstats")
+        self.text("INFO commandstats")
+            .and_then(|r| r.text())
+            .unwrap_or_default()
             .lines()
             .filter_map(|line| {
                 let rest = line.strip_prefix("cmdstat_")?;
@@ -174,19 +275,6 @@ impl RedisServer {
     }
 }
 
-/// Whether `reply` holds one whole RESP reply (simple, error, integer or bulk).
-fn complete(reply: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(reply);
-    let Some(end) = text.find("\r\n") else {
-        return false;
-    };
-    if !text.starts_with('$') {
-        return true;
-    }
-    let len: i64 = text[1..end].parse().unwrap_or(-1);
-    len < 0 || reply.len() >= end + 2 + len as usize + 2
-}
-
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
@@ -194,12 +282,15 @@ impl Drop for RedisServer {
     }
 }
 
-/// Three cluster-enabled masters joined with `redis-cli --cluster create`.
+/// Three cluster-enabled masters joined with `redis-cli --cluster create`, without replicas.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
+    /// Starts the masters, joins them and waits until every one reports `cluster_state:ok`.
+    /// The node timeout (10 s) is longer than any stop the fault tests make, so a stopped
+    /// master is never marked as failed.
     pub fn start() -> Self {
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {
@@ -209,7 +300,7 @@ impl RedisCluster {
                     "--cluster-config-file",
                     "nodes.conf",
                     "--cluster-node-timeout",
-                    "5000",
+                    "10000",
                     "--appendonly",
                     "no",
                 ])
@@ -234,11 +325,12 @@ impl RedisCluster {
         );
         let cluster = Self { nodes };
         for _ in 0..400 {
-            if cluster
-                .nodes
-                .iter()
-                .all(|n| n.command("CLUSTER INFO").contains("cluster_state:ok"))
-            {
+            let ok = cluster.nodes.iter().all(|n| {
+                n.text("CLUSTER INFO")
+                    .and_then(|r| r.text())
+                    .is_some_and(|info| info.contains("cluster_state:ok"))
+            });
+            if ok {
                 return cluster;
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -246,8 +338,31 @@ impl RedisCluster {
         panic!("cluster did not reach cluster_state:ok");
     }
 
+    /// The masters, in the order they were started.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The master holding `key`'s slot (the others answer MOVED).
+    pub fn owner(&self, key: &[u8]) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|n| matches!(n.cmd(&[b"EXISTS", key]), Some(Resp::Int(_))))
+            .expect("one node owns every slot")
+    }
+
+    /// A command sent to the master owning `key` (its second part).
+    pub fn cmd(&self, parts: &[&[u8]]) -> Option<Resp> {
+        self.owner(parts[1]).cmd(parts)
+    }
+
+    /// Every key matching `pattern`, over all masters.
+    pub fn keys(&self, pattern: &str) -> Vec<Vec<u8>> {
+        self.nodes.iter().flat_map(|n| n.keys(pattern)).collect()
     }
 
     /// Keys held by each master (`DBSIZE`), to show sessions spread over the nodes.
@@ -255,10 +370,9 @@ impl RedisCluster {
         self.nodes
             .iter()
             .map(|n| {
-                n.command("DBSIZE")
-                    .trim()
-                    .trim_start_matches(':')
-                    .parse()
+                n.cmd(&[b"DBSIZE"])
+                    .and_then(|r| r.int())
+                    .and_then(|n| u64::try_from(n).ok())
                     .unwrap_or(0)
             })
             .collect()
