@@ -4,8 +4,7 @@
 
 use std::sync::LazyLock;
 
-use axum_tessera::token::TokenCodec;
-use axum_tessera::transport::cookie_values;
+use axum_tessera::__fuzz::{cookie_values, TokenCodec};
 use axum_tessera::{Key, KeyRing};
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};

@@ -2,46 +2,22 @@
 //! input, and the mask/unmask round trip on arbitrary secrets.
 #![no_main]
 
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::LazyLock;
 
-use axum::body::Body;
-use axum::routing::get;
-use axum::Router;
-use axum_tessera::csrf::{mask, unmask, CSRF_TOKEN_LEN};
+use axum_tessera::__fuzz::{mask, unmask, CSRF_TOKEN_LEN};
 use axum_tessera::{Key, Session, SessionConfig, SessionLayer};
-use http::Request;
 use libfuzzer_sys::fuzz_target;
-use tower::ServiceExt as _;
 
 struct Fixture {
     session: Session,
     token: String,
 }
 
-/// A session as a handler sees it, taken out of one real request through the layer.
+/// A session as a handler sees it, on a real layer's configuration (test-util's
+/// `Session::detached`).
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
-    let slot: Arc<Mutex<Option<Session>>> = Arc::default();
-    let out = slot.clone();
-    let app = Router::new()
-        .route(
-            "/",
-            get(move |session: Session| {
-                let out = out.clone();
-                async move {
-                    let _ = session.csrf_token();
-                    *out.lock().unwrap() = Some(session);
-                }
-            }),
-        )
-        .layer(SessionLayer::new(SessionConfig::web(
-            Key::from_bytes(&[7u8; 32]).unwrap(),
-        )));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    rt.block_on(app.oneshot(Request::new(Body::empty())))
-        .unwrap();
-    let session = slot.lock().unwrap().take().unwrap();
+    let layer = SessionLayer::new(SessionConfig::web(Key::from_bytes(&[7u8; 32]).unwrap()));
+    let session = Session::detached(&layer);
     let token = session.csrf_token();
     Fixture { session, token }
 });

@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use axum_tessera::token::{SessionId, TokenCodec};
+use axum_tessera::__fuzz::{SessionId, TokenCodec};
 use axum_tessera::{Key, KeyRing};
 use libfuzzer_sys::fuzz_target;
 
