@@ -78,7 +78,6 @@ impl SessionStore for CountingStore {
             Commit::Patch { .. } => "patch",
             Commit::Move { .. } => "move",
             Commit::Delete { .. } => "delete",
-            _ => "other",
         };
         self.commits.lock().unwrap().push(kind);
         self.inner.commit(commit).await
@@ -354,7 +353,6 @@ impl SessionStore for ForgetfulStore {
                 records.remove(&key);
                 CommitOutcome::Applied
             }
-            _ => unreachable!("no other commit kind exists yet"),
         })
     }
 
