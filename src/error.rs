@@ -110,8 +110,6 @@ pub enum TimeoutConfigError {
     IdleExceedsAbsolute,
     /// The refresh fraction is outside `0..=1`.
     RefreshOutOfRange,
-    /// The allowed clock skew is negative.
-    NegativeSkew,
 }
 
 impl fmt::Display for TimeoutConfigError {
@@ -120,7 +118,6 @@ impl fmt::Display for TimeoutConfigError {
             Self::BelowOneSecond => "timeouts must be at least one second",
             Self::IdleExceedsAbsolute => "the idle timeout exceeds the absolute timeout",
             Self::RefreshOutOfRange => "refresh_after must be between 0 and 1",
-            Self::NegativeSkew => "clock skew must not be negative",
         })
     }
 }

@@ -86,11 +86,11 @@ impl LayerState {
             cookie_attributes: cookie_attributes(&config.cookie),
             cookie: config.cookie,
             timeouts: Timeouts {
-                idle: config.idle.whole_seconds(),
-                absolute: config.absolute.whole_seconds(),
-                refresh_after: (config.idle.as_seconds_f64() * config.refresh_fraction) as i64,
+                idle: whole_seconds(config.idle),
+                absolute: whole_seconds(config.absolute),
+                refresh_after: (config.idle.as_secs_f64() * config.refresh_fraction) as i64,
             },
-            skew: config.skew.whole_seconds(),
+            skew: whole_seconds(config.skew),
             require_existing: config.require_existing,
             default_transport,
             events: config.events,
@@ -188,6 +188,12 @@ impl LayerState {
     pub(crate) fn trusted_origins(&self) -> &[Origin] {
         &self.trusted_origins
     }
+}
+
+/// `d` in whole seconds, saturating: a `Duration` can hold more seconds than an `i64`, and
+/// "longer than the clock can count" means "never" either way.
+fn whole_seconds(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// The attributes every session cookie carries (`; HttpOnly; SameSite=Lax; Path=/`...),
