@@ -226,8 +226,41 @@ impl CookieConfig {
 /// | preset | token sources | cookie | idle / absolute | without a valid session |
 /// |---|---|---|---|---|
 /// | [`web`](Self::web) | cookie | `__Host-tessera`, persistent | 30 min / 12 h | anonymous session |
-/// | [`api`](Self::api) | bearer, then `X-Session-Token` | none | 1 h / 24 h | 401 |
+/// | [`api`](Self::api) | bearer, then `X-Session-Token` | none | 1 h / 24 h | anonymous session |
 /// | [`ephemeral`](Self::ephemeral) | cookie | browser-session (no `Max-Age`) | 15 min / 8 h | anonymous session |
+///
+/// Under every preset a handler taking [`Session`](crate::Session) can create a session (a
+/// login route), and the routes that need a logged-in caller say so with a guard
+/// ([`RequireScopes<(Authenticated,)>`](crate::RequireScopes), as an extractor or route
+/// layer), which answers 401.
+///
+/// # Example: a bearer-token API on one layer
+///
+/// ```
+/// use axum::{routing::{get, post}, Json, Router};
+/// use axum_tessera::{Authenticated, Key, Principal, RequireScopes, Session, SessionConfig,
+///                    SessionLayer};
+///
+/// async fn login(session: Session) -> Json<serde_json::Value> {
+///     // check the credentials first, then:
+///     session.login(Principal::user("alice"));
+///     Json(serde_json::json!({ "token": session.token() }))
+/// }
+///
+/// async fn me(guard: RequireScopes<(Authenticated,)>) -> String {
+///     guard.principal().id().to_owned()
+/// }
+///
+/// async fn logout(_: RequireScopes<(Authenticated,)>, session: Session) {
+///     session.logout();
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/login", post(login))
+///     .route("/me", get(me))
+///     .route("/logout", post(logout))
+///     .layer(SessionLayer::new(SessionConfig::api(Key::generate())));
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct SessionConfig {
@@ -294,8 +327,11 @@ impl SessionConfig {
     }
 
     /// API clients: tokens in `Authorization: Bearer`, then `X-Session-Token`; new tokens are
-    /// returned in the `X-Session-Token` response header; idle 1 hour, absolute 24 hours;
-    /// [`Session`](crate::Session) answers 401 without a valid session (`require_existing`).
+    /// returned in the `X-Session-Token` response header; idle 1 hour, absolute 24 hours.
+    ///
+    /// A request without a token gets an anonymous session, so a login route on the same
+    /// layer works; guard the other routes with
+    /// [`RequireScopes<(Authenticated,)>`](crate::RequireScopes).
     pub fn api(keys: impl Into<KeyRing>) -> Self {
         Self {
             sources: vec![
@@ -304,7 +340,6 @@ impl SessionConfig {
             ],
             idle: HOUR,
             absolute: HOUR * 24,
-            require_existing: true,
             ..Self::base(keys.into())
         }
     }
@@ -368,8 +403,14 @@ impl SessionConfig {
         self
     }
 
-    /// Whether [`Session`](crate::Session) rejects requests without a valid session with 401
-    /// (default off; on in the api preset).
+    /// Whether [`Session`](crate::Session) rejects every request without a valid, live
+    /// session with 401 [`SessionRequired`](crate::SessionRequired) (default off, in every
+    /// preset).
+    ///
+    /// On, no handler can create a session, so a login route needs a layer of its own. The
+    /// usual shape is one layer with this off and a guard
+    /// ([`RequireScopes<(Authenticated,)>`](crate::RequireScopes)) on the routes that need a
+    /// logged-in caller.
     #[must_use]
     pub fn require_existing(mut self, on: bool) -> Self {
         self.require_existing = on;

@@ -10,8 +10,8 @@ use axum::{Json, Router};
 use axum_tessera::store::MemoryStore;
 use axum_tessera::token::StoreKey;
 use axum_tessera::{
-    scope, CsrfProtected, Key, Principal, RequireScopes, Session, SessionConfig, SessionEvent,
-    SessionLayer,
+    scope, Authenticated, CsrfProtected, Key, Principal, RequireScopes, Session, SessionConfig,
+    SessionEvent, SessionLayer,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -42,15 +42,16 @@ pub fn router(web: SessionConfig, api: SessionConfig, store: MemoryStore) -> Rou
         .route("/sessions/logout-all", post(logout_all))
         .merge(admin_routes())
         .layer(SessionLayer::new(web).with_store(store.clone()));
-    let api_login = Router::new()
-        .route("/api/login", post(api_login))
-        .layer(SessionLayer::new(api.clone().require_existing(false)).with_store(store.clone()));
+    // One layer serves the whole API: `/api/login` creates the session, the guard refuses
+    // the other routes without a valid token (401 with `WWW-Authenticate: Bearer`).
     let api = Router::new()
         .route("/api/me", get(me))
         .route("/api/logout", post(api_logout))
         .route("/api/logout-all", post(api_logout_all))
+        .route_layer(RequireScopes::<(Authenticated,)>::layer())
+        .route("/api/login", post(api_login))
         .layer(SessionLayer::new(api).with_store(store));
-    browser.merge(api_login).merge(api)
+    browser.merge(api)
 }
 
 /// `/admin`: the route layer refuses before the handler runs (401 / 403, and browsers that
