@@ -26,6 +26,7 @@ use crate::error::{ConfigError, CookieConfigError, TimeoutConfigError};
 use crate::event::{Events, SessionEvent};
 use crate::key::KeyRing;
 use crate::origin::Origin;
+use crate::rejection::{RejectionInfo, Renderer};
 
 /// Cookies larger than this are refused by browsers; a configuration that could produce one is
 /// an error at start-up.
@@ -223,16 +224,20 @@ impl CookieConfig {
 ///
 /// Start from a preset and adjust with the builder methods:
 ///
-/// | preset | token sources | cookie | idle / absolute | without a valid session |
-/// |---|---|---|---|---|
-/// | [`web`](Self::web) | cookie | `__Host-tessera`, persistent | 30 min / 12 h | anonymous session |
-/// | [`api`](Self::api) | bearer, then `X-Session-Token` | none | 1 h / 24 h | anonymous session |
-/// | [`ephemeral`](Self::ephemeral) | cookie | browser-session (no `Max-Age`) | 15 min / 8 h | anonymous session |
+/// | preset | token sources | cookie | idle / absolute | no token | invalid token |
+/// |---|---|---|---|---|---|
+/// | [`web`](Self::web) | cookie | `__Host-tessera`, persistent | 30 min / 12 h | anonymous session | anonymous session |
+/// | [`api`](Self::api) | bearer, then `X-Session-Token` | none | 1 h / 24 h | anonymous session | 401 `invalid_token` |
+/// | [`ephemeral`](Self::ephemeral) | cookie | browser-session (no `Max-Age`) | 15 min / 8 h | anonymous session | anonymous session |
 ///
-/// Under every preset a handler taking [`Session`](crate::Session) can create a session (a
-/// login route), and the routes that need a logged-in caller say so with a guard
-/// ([`RequireScopes<(Authenticated,)>`](crate::RequireScopes), as an extractor or route
-/// layer), which answers 401.
+/// "No token" and "invalid token" say what the [`Session`](crate::Session) extractor does.
+/// Under every preset a handler taking `Session` can create a session (a login route), and
+/// the routes that need a logged-in caller say so with a guard
+/// ([`RequireScopes<(Authenticated,)>`](crate::RequireScopes), as an extractor or
+/// route layer), which answers 401 with a `WWW-Authenticate` challenge. A bearer or header
+/// token that does not authenticate (forged, expired, revoked, malformed) is refused by
+/// `Session` too rather than silently replaced by a new session; a stale cookie is not,
+/// so a browser recovers by itself.
 ///
 /// # Example: a bearer-token API on one layer
 ///
@@ -278,6 +283,7 @@ pub struct SessionConfig {
     pub(crate) bind_client_ip: bool,
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) events: Events,
+    pub(crate) render: Option<Renderer>,
 }
 
 impl fmt::Debug for SessionConfig {
@@ -295,6 +301,7 @@ impl fmt::Debug for SessionConfig {
             .field("bind_client_ip", &self.bind_client_ip)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("trusted_origins", &self.trusted_origins)
+            .field("render_rejection", &self.render.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -316,6 +323,7 @@ impl SessionConfig {
             bind_client_ip: false,
             trusted_proxies: Vec::new(),
             events: Events::default(),
+            render: None,
         }
     }
 
@@ -331,7 +339,8 @@ impl SessionConfig {
     ///
     /// A request without a token gets an anonymous session, so a login route on the same
     /// layer works; guard the other routes with
-    /// [`RequireScopes<(Authenticated,)>`](crate::RequireScopes).
+    /// [`RequireScopes<(Authenticated,)>`](crate::RequireScopes). A token that does not
+    /// authenticate is a 401 `invalid_token` from [`Session`](crate::Session) and every guard.
     pub fn api(keys: impl Into<KeyRing>) -> Self {
         Self {
             sources: vec![
@@ -514,6 +523,38 @@ impl SessionConfig {
     #[must_use]
     pub fn on_event(mut self, hook: impl Fn(&SessionEvent) + Send + Sync + 'static) -> Self {
         self.events.add_hook(Arc::new(hook));
+        self
+    }
+
+    /// Renders every rejection of this layer's extractors, guards and commit step (401, 403,
+    /// 503...) with `render` instead of the built-in short text or JSON body (default: built
+    /// in, see [`rejection`](crate::rejection#responses)).
+    ///
+    /// The hook gets a [`RejectionInfo`]: status, stable code, message, and whether the
+    /// client prefers JSON; [`RejectionInfo::default_response`] is the built-in answer, for
+    /// the cases the hook leaves alone. A 401's `WWW-Authenticate` challenge is added to the
+    /// hook's response unless it sets one. The hook runs on the request path: keep it cheap,
+    /// and do not panic. Rejections of axum's own extractors (a form that fails to
+    /// deserialise) and a missing layer (there is no layer to ask) keep their answer.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use axum::response::{Html, IntoResponse};
+    /// use axum_tessera::{Key, SessionConfig};
+    ///
+    /// let cfg = SessionConfig::web(Key::generate()).render_rejection(|info| {
+    ///     let page = format!("<h1>Sorry</h1><p>{}</p>", info.message());
+    ///     (info.status(), Html(page)).into_response()
+    /// });
+    /// # let _ = cfg;
+    /// ```
+    #[must_use]
+    pub fn render_rejection(
+        mut self,
+        render: impl Fn(&RejectionInfo) -> axum::response::Response + Send + Sync + 'static,
+    ) -> Self {
+        self.render = Some(Arc::new(render));
         self
     }
 

@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 
 use crate::commit::{CommitFailure, Finish, Running};
 use crate::error::{CommitError, StoreErrorKind};
-use crate::rejection::{CommitFailed, SessionLimitReached};
+use crate::rejection::{Captures, CommitFailed, SessionLimitReached};
 use crate::session::Session;
 use crate::state::LayerState;
 use crate::transport;
@@ -37,6 +37,8 @@ pin_project! {
         Commit {
             commit: Running,
             response: Option<Response<Body>>,
+            // Kept for the commit's rejections, which answer the way the request asked.
+            session: Session,
         },
     }
 }
@@ -93,10 +95,15 @@ where
                         Finish::Store(commit) => this.step.set(Step::Commit {
                             commit: Running::Here(Some(commit)),
                             response: Some(response),
+                            session,
                         }),
                     }
                 }
-                StepProj::Commit { commit, response } => {
+                StepProj::Commit {
+                    commit,
+                    response,
+                    session,
+                } => {
                     let outcome = ready!(commit.poll(cx, this.layer.in_flight()));
                     let mut response = response
                         .take()
@@ -107,7 +114,9 @@ where
                             if err.kind() == StoreErrorKind::LimitReached =>
                         {
                             tracing::info!("login refused: per-principal session limit reached");
-                            response = SessionLimitReached::from_err(err).into_response();
+                            response = SessionLimitReached::from_err(err)
+                                .captured(&session.capture())
+                                .into_response();
                         }
                         Err(failure) => {
                             let cause = match failure {
@@ -130,7 +139,9 @@ where
                                     CommitError::IdCollisions
                                 }
                             };
-                            response = CommitFailed::from_err(cause).into_response();
+                            response = CommitFailed::from_err(cause)
+                                .captured(&session.capture())
+                                .into_response();
                         }
                     }
                     return Poll::Ready(Ok(response));

@@ -88,10 +88,11 @@ pub use layer::SessionLayer;
 pub use principal::Principal;
 pub use record::{Patch, Record, SessionInfo};
 pub use rejection::{
-    BearerRequired, CommitFailed, CrossSiteRequest, CsrfBodyRejection, CsrfRejection,
-    CsrfTokenInvalid, CsrfTokenMissing, MissingScope, MissingSessionLayer, OriginNotAllowed,
-    ScopeRejection, SessionLimitReached, SessionRejection, SessionRequired, SessionUnavailable,
-    Unauthenticated,
+    BearerRequired, CommitFailed, CrossSiteRequest, CsrfBodyRejection, CsrfHeaderRequired,
+    CsrfRejection, CsrfTokenInvalid, CsrfTokenMissing, InsecureLocalDevelopment, InsecureOrigin,
+    MissingScope, MissingSessionLayer, OriginNotAllowed, RejectionInfo, ScopeRejection,
+    SessionLimitReached, SessionRejection, SessionRequired, SessionTokenInvalid,
+    SessionUnavailable, Unauthenticated,
 };
 pub use scope::{Authenticated, Scope, ScopeSet};
 pub use service::SessionService;

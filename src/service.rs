@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::header::USER_AGENT;
+use http::header::{ACCEPT, USER_AGENT};
 use http::{Request, Response};
 use tower_service::Service;
 
@@ -56,7 +56,7 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let now = self.state.now();
         let state = &self.state;
-        let incoming = transport::read(state, req.headers(), now, &mut |reason| {
+        let read = transport::read(state, req.headers(), now, &mut |reason| {
             state.events().emit(
                 EventKind::TokenRejected(reason),
                 Subject {
@@ -74,7 +74,9 @@ where
             self.state.clone(),
             RequestContext {
                 now,
-                incoming,
+                incoming: read.incoming,
+                presented: read.presented,
+                accept: req.headers().get(ACCEPT).cloned(),
                 user_agent,
                 client,
                 method: req.method().clone(),

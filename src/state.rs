@@ -10,6 +10,7 @@ use crate::config::{CookieConfig, SessionConfig, TokenSource};
 use crate::csrf::CsrfKeys;
 use crate::event::Events;
 use crate::origin::Origin;
+use crate::rejection::{Renderer, Scheme};
 use crate::store::{LayerStore, MemoryStore, SessionStore};
 use crate::token::TokenCodec;
 use crate::transport::Transport;
@@ -42,6 +43,10 @@ pub(crate) struct LayerState {
     trusted_origins: Vec<Origin>,
     /// Commits running on their own task; shared by clones of the layer.
     in_flight: Arc<InFlight>,
+    /// The application's rendering of rejections, if any.
+    render: Option<Renderer>,
+    /// The `WWW-Authenticate` scheme of this layer's 401s.
+    scheme: Scheme,
 }
 
 /// The expiry rules in whole seconds: what the commit decision needs of the configuration.
@@ -71,7 +76,16 @@ impl LayerState {
             Some(TokenSource::Cookie) => Transport::Cookie,
             _ => Transport::Header,
         };
+        // RFC 6750's challenge as soon as a bearer or header token is read: that is what an
+        // API client on this layer sends.
+        let scheme = if config.sources.iter().all(TokenSource::is_ambient) {
+            Scheme::Cookie
+        } else {
+            Scheme::Bearer
+        };
         Self {
+            scheme,
+            render: config.render.clone(),
             binding: Binding::new(&config),
             store: LayerStore::Memory(store),
             store_on_layer_clock: true,
@@ -182,6 +196,16 @@ impl LayerState {
 
     pub(crate) fn in_flight(&self) -> &Arc<InFlight> {
         &self.in_flight
+    }
+
+    /// How the application renders rejections, if it said.
+    pub(crate) fn renderer(&self) -> Option<&Renderer> {
+        self.render.as_ref()
+    }
+
+    /// The `WWW-Authenticate` scheme of this layer's 401s.
+    pub(crate) fn scheme(&self) -> Scheme {
+        self.scheme
     }
 
     /// Origins the CSRF checks accept besides the request's own; empty means only its own.

@@ -96,3 +96,406 @@ fn sub_second_timeouts_stay_a_config_error() {
     let err = SessionLayer::try_new(cfg).expect_err("sub-second idle timeout");
     assert!(err.to_string().contains("at least one second"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------
+// One layer serves a bearer-token API end to end; rejections a client can act on.
+
+use axum::response::IntoResponse;
+use axum::Json;
+use axum_tessera::{Authenticated, RejectionInfo, RequireScopes};
+
+const NO_TOKEN: &str = r#"Bearer realm="session""#;
+const INVALID_TOKEN: &str = r#"Bearer realm="session", error="invalid_token""#;
+
+/// The API a newcomer writes from the docs: one `api()` layer, a login route taking
+/// `Session`, the other routes behind a guard (as extractor and as route layer).
+fn api(cfg: SessionConfig) -> Router {
+    async fn login(session: Session) -> Json<serde_json::Value> {
+        session.login(Principal::user("alice"));
+        Json(serde_json::json!({ "token": session.token() }))
+    }
+    async fn me(guard: RequireScopes<(Authenticated,)>) -> String {
+        guard.principal().id().to_owned()
+    }
+    async fn logout(_: RequireScopes<(Authenticated,)>, session: Session) -> StatusCode {
+        session.logout();
+        StatusCode::NO_CONTENT
+    }
+    async fn visits(session: Session) -> String {
+        let n: u64 = session.get("n").unwrap_or(0) + 1;
+        session.insert("n", n).unwrap();
+        n.to_string()
+    }
+    Router::new()
+        .route("/orders", get(|| async { "orders" }))
+        .route_layer(RequireScopes::<(Authenticated,)>::layer())
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .route("/logout", post(logout))
+        .route("/visits", post(visits))
+        .layer(SessionLayer::new(cfg))
+}
+
+fn bearer(method: &str, path: &str, token: Option<&str>) -> Request<Body> {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    req.body(Body::empty()).unwrap()
+}
+
+async fn api_login(app: &Router) -> String {
+    let reply = send(app, bearer("POST", "/login", None)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    body["token"].as_str().expect("a token").to_owned()
+}
+
+#[tokio::test]
+async fn one_api_layer_serves_login_guarded_routes_and_logout() {
+    let app = api(SessionConfig::api(Key::generate()));
+
+    for path in ["/me", "/orders"] {
+        let reply = send(&app, bearer("GET", path, None)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{path} without a token"
+        );
+        assert_eq!(
+            reply.header(header::WWW_AUTHENTICATE),
+            Some(NO_TOKEN),
+            "{path}"
+        );
+    }
+
+    let token = api_login(&app).await;
+    let reply = send(&app, bearer("GET", "/me", Some(&token))).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::OK, "alice")
+    );
+    assert_eq!(
+        send(&app, bearer("GET", "/orders", Some(&token)))
+            .await
+            .body,
+        "orders"
+    );
+    let by_header = Request::get("/me")
+        .header("x-session-token", &token)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        send(&app, by_header).await.body,
+        "alice",
+        "X-Session-Token works too"
+    );
+
+    let out = send(&app, bearer("POST", "/logout", Some(&token))).await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    for path in ["/me", "/orders"] {
+        let reply = send(&app, bearer("GET", path, Some(&token))).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{path} after logout"
+        );
+        assert_eq!(
+            reply.header(header::WWW_AUTHENTICATE),
+            Some(INVALID_TOKEN),
+            "{path}"
+        );
+    }
+    let again = send(&app, bearer("POST", "/logout", Some(&token))).await;
+    assert_eq!(
+        again.status,
+        StatusCode::UNAUTHORIZED,
+        "logout needs a live token"
+    );
+}
+
+#[tokio::test]
+async fn tokens_that_do_not_authenticate_are_refused_alike() {
+    let clock = ManualClock::new(1_700_000_000);
+    let cfg = SessionConfig::api(Key::generate()).clock(clock.clone());
+    let app = api(cfg.clone());
+    let other_key = api(SessionConfig::api(Key::generate()).clock(clock.clone()));
+
+    let revoked = api_login(&app).await;
+    send(&app, bearer("POST", "/logout", Some(&revoked))).await;
+    let foreign = api_login(&other_key).await;
+    let expired = api_login(&app).await;
+    let live = api_login(&app).await;
+    // Past the idle timeout of `expired`; `live` is used again just before it would expire.
+    clock.advance(Duration::from_secs(50 * 60));
+    assert_eq!(
+        send(&app, bearer("GET", "/me", Some(&live))).await.body,
+        "alice"
+    );
+    clock.advance(Duration::from_secs(20 * 60));
+
+    struct Case {
+        name: &'static str,
+        token: String,
+    }
+    let cases = [
+        Case {
+            name: "revoked (logged out)",
+            token: revoked,
+        },
+        Case {
+            name: "signed by another key",
+            token: foreign,
+        },
+        Case {
+            name: "expired",
+            token: expired,
+        },
+        Case {
+            name: "malformed",
+            token: "garbage".into(),
+        },
+        Case {
+            name: "oversized",
+            token: "v1.".to_owned() + &"A".repeat(10_000),
+        },
+        Case {
+            name: "forged",
+            token: format!("v1.{}.1.{}", "A".repeat(43), "A".repeat(43)),
+        },
+    ];
+    let mut answers = Vec::new();
+    for case in &cases {
+        for (method, path) in [("GET", "/me"), ("GET", "/orders"), ("POST", "/visits")] {
+            let reply = send(&app, bearer(method, path, Some(&case.token))).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::UNAUTHORIZED,
+                "{} {path}",
+                case.name
+            );
+            assert_eq!(
+                reply.header(header::WWW_AUTHENTICATE),
+                Some(INVALID_TOKEN),
+                "{} {path}",
+                case.name
+            );
+            assert!(reply.header(header::SET_COOKIE).is_none(), "{}", case.name);
+            assert!(
+                reply.header(axum_tessera::SESSION_TOKEN_HEADER).is_none(),
+                "{}: no new session",
+                case.name
+            );
+            answers.push((path, reply.body));
+        }
+    }
+    // No oracle: every kind of bad token gets the same answer on a route.
+    for path in ["/me", "/orders", "/visits"] {
+        let bodies: std::collections::BTreeSet<_> = answers
+            .iter()
+            .filter(|(p, _)| *p == path)
+            .map(|(_, b)| b)
+            .collect();
+        assert_eq!(bodies.len(), 1, "{path}: {bodies:?}");
+    }
+    assert_eq!(
+        send(&app, bearer("POST", "/visits", Some("garbage")))
+            .await
+            .body,
+        "session token invalid or expired"
+    );
+    // Without any token, an unguarded handler gets a fresh session as before.
+    let reply = send(&app, bearer("POST", "/visits", None)).await;
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "1"));
+}
+
+#[tokio::test]
+async fn cookie_layers_give_stale_cookies_a_fresh_session_and_a_cookie_challenge() {
+    let cfg = SessionConfig::web(Key::generate())
+        .cookie(axum_tessera::CookieConfig::new("sid").secure(false));
+    let app = api(cfg);
+    let login = send(&app, bearer("POST", "/login", None)).await;
+    let cookie = login.cookie().unwrap();
+    let with_cookie = |method: &str, path: &str, cookie: Option<&str>| {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(cookie) = cookie {
+            req = req.header(header::COOKIE, cookie);
+        }
+        req.body(Body::empty()).unwrap()
+    };
+    let reply = send(&app, with_cookie("GET", "/me", None)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        reply.header(header::WWW_AUTHENTICATE),
+        Some(r#"Cookie realm="session""#)
+    );
+    send(&app, with_cookie("POST", "/logout", Some(&cookie))).await;
+
+    let reply = send(&app, with_cookie("GET", "/me", Some(&cookie))).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        reply.header(header::WWW_AUTHENTICATE),
+        Some(r#"Cookie realm="session", error="invalid_token""#)
+    );
+    let reply = send(&app, with_cookie("POST", "/visits", Some(&cookie))).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::OK, "1"),
+        "fresh session"
+    );
+    assert!(reply.cookie().is_some_and(|c| c != cookie), "a new cookie");
+}
+
+#[tokio::test]
+async fn require_existing_401s_carry_a_challenge() {
+    let app = api(SessionConfig::api(Key::generate()).require_existing(true));
+    let reply = send(&app, bearer("POST", "/visits", None)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.body, "a valid session is required");
+    assert_eq!(reply.header(header::WWW_AUTHENTICATE), Some(NO_TOKEN));
+}
+
+#[tokio::test]
+async fn json_clients_get_json_rejections_others_plain_text() {
+    let app = api(SessionConfig::api(Key::generate()));
+    struct Case {
+        name: &'static str,
+        accept: Option<&'static str>,
+        token: Option<&'static str>,
+        path: &'static str,
+        content_type: &'static str,
+        body: &'static str,
+    }
+    let json = "application/json";
+    let text = "text/plain; charset=utf-8";
+    let cases = [
+        Case {
+            name: "json, no token, guard",
+            accept: Some("application/json"),
+            token: None,
+            path: "/me",
+            content_type: json,
+            body: r#"{"error":"authentication_required","message":"authentication required"}"#,
+        },
+        Case {
+            name: "json, bad token, guard layer",
+            accept: Some("application/json, text/plain, */*"),
+            token: Some("garbage"),
+            path: "/orders",
+            content_type: json,
+            body: r#"{"error":"invalid_token","message":"authentication required"}"#,
+        },
+        Case {
+            name: "json, bad token, Session",
+            accept: Some("application/problem+json"),
+            token: Some("garbage"),
+            path: "/visits",
+            content_type: json,
+            body: r#"{"error":"invalid_token","message":"session token invalid or expired"}"#,
+        },
+        Case {
+            name: "browser",
+            accept: Some("text/html,application/xhtml+xml,*/*;q=0.8"),
+            token: Some("garbage"),
+            path: "/visits",
+            content_type: text,
+            body: "session token invalid or expired",
+        },
+        Case {
+            name: "curl",
+            accept: Some("*/*"),
+            token: None,
+            path: "/me",
+            content_type: text,
+            body: "authentication required",
+        },
+        Case {
+            name: "no accept",
+            accept: None,
+            token: None,
+            path: "/orders",
+            content_type: text,
+            body: "authentication required",
+        },
+    ];
+    for case in cases {
+        let method = if case.path == "/visits" {
+            "POST"
+        } else {
+            "GET"
+        };
+        let mut req = bearer(method, case.path, case.token);
+        if let Some(accept) = case.accept {
+            req.headers_mut()
+                .insert(header::ACCEPT, accept.parse().unwrap());
+        }
+        let reply = send(&app, req).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", case.name);
+        assert_eq!(
+            reply.header(header::CONTENT_TYPE),
+            Some(case.content_type),
+            "{}",
+            case.name
+        );
+        assert_eq!(reply.body, case.body, "{}", case.name);
+        assert!(
+            reply.header(header::WWW_AUTHENTICATE).is_some(),
+            "{}",
+            case.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_render_hook_answers_every_rejection_its_way() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let cfg = SessionConfig::api(Key::generate()).render_rejection(move |info: &RejectionInfo| {
+        log.lock()
+            .unwrap()
+            .push((info.status(), info.code(), info.wants_json()));
+        if info.code() == "insufficient_scope" {
+            return info.default_response();
+        }
+        (info.status(), format!("custom: {}", info.message())).into_response()
+    });
+    let app = api(cfg);
+
+    let reply = send(&app, bearer("GET", "/orders", Some("garbage"))).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.body, "custom: authentication required");
+    assert_eq!(
+        reply.header(header::WWW_AUTHENTICATE),
+        Some(INVALID_TOKEN),
+        "the challenge is added to the hook's response"
+    );
+    let mut req = bearer("POST", "/visits", Some("garbage"));
+    req.headers_mut()
+        .insert(header::ACCEPT, "application/json".parse().unwrap());
+    let reply = send(&app, req).await;
+    assert_eq!(reply.body, "custom: session token invalid or expired");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (StatusCode::UNAUTHORIZED, "invalid_token", false),
+            (StatusCode::UNAUTHORIZED, "invalid_token", true),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_guard_outside_the_layer_names_the_order_to_use() {
+    let wrong: Router = Router::new()
+        .route("/me", get(|| async { "me" }))
+        .layer(SessionLayer::new(SessionConfig::api(Key::generate())))
+        .route_layer(RequireScopes::<(Authenticated,)>::layer());
+    let reply = send(&wrong, bearer("GET", "/me", None)).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        reply.body.contains(
+            "add .route_layer(guard) before .layer(SessionLayer::new(..)): layers added later run first"
+        ),
+        "{}",
+        reply.body
+    );
+}

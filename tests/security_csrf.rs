@@ -1153,8 +1153,9 @@ async fn cookie_and_bearer_together_the_source_that_authenticated_decides() {
         "bearer first, forged bearer: the cookie session is checked",
     )
     .await;
-    // A bearer token whose session has ended still decides the source: the request is exempt
-    // but anonymous, and alice's cookie session is not used.
+    // A bearer token whose session has ended still decides the source, and alice's cookie
+    // session is not used: `Session` refuses the dead bearer token with 401 rather than
+    // hand the request an anonymous session.
     let api = site.sharing(SessionConfig::api(key(1)).require_existing(false));
     let out = api
         .send(
@@ -1165,10 +1166,11 @@ async fn cookie_and_bearer_together_the_source_that_authenticated_decides() {
         )
         .await;
     assert_eq!(out.status, StatusCode::OK);
-    let body = site
-        .accepted(with_bearer(Some(&alice), &bearer), "dead bearer first")
-        .await;
-    assert_eq!(body, "acted as -");
+    let before = site.rejections();
+    let reply = site.send(with_bearer(Some(&alice), &bearer)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "dead bearer first");
+    assert!(!reply.body.contains("acted as"), "{}", reply.body);
+    assert_eq!(site.rejections(), before, "not a CSRF refusal");
 }
 
 // ---- login CSRF ---------------------------------------------------------------------------

@@ -45,7 +45,7 @@ pub use scopes::{AnyScope, RequireScopes, ScopeLayer};
 
 use crate::error::StoreError;
 use crate::load::Load;
-use crate::rejection::{MissingSessionLayer, SessionUnavailable};
+use crate::rejection::{Capture, Captures, MissingSessionLayer, SessionUnavailable};
 use crate::session::{Session, SessionHandle};
 use crate::store::BoxFuture;
 
@@ -166,7 +166,11 @@ fn verdict<G: Guard>(guard: &G, parts: &Parts) -> Verdict {
         return Verdict::Pass;
     }
     let Some(SessionHandle(session)) = parts.extensions.get::<SessionHandle>() else {
-        return Verdict::Refuse(MissingSessionLayer::default().into_response());
+        return Verdict::Refuse(
+            MissingSessionLayer::default()
+                .captured(&Capture::of(parts))
+                .into_response(),
+        );
     };
     match session.load() {
         Load::Ready(Some(loaded)) => match refusal(guard, parts, session, loaded) {
@@ -187,7 +191,11 @@ fn refusal<G: Guard>(
 ) -> Option<Response> {
     match loaded {
         Ok(()) => guard.refusal(parts, session),
-        Err(err) => Some(SessionUnavailable::from_err(err).into_response()),
+        Err(err) => Some(
+            SessionUnavailable::from_err(err)
+                .captured(&Capture::of(parts))
+                .into_response(),
+        ),
     }
 }
 

@@ -38,7 +38,8 @@ use crate::extract::loaded;
 use crate::guard::{sealed, Guard, GuardService, ScopeService};
 use crate::principal::Principal;
 use crate::rejection::{
-    BearerRequired, MissingScope, ScopeRejection, StatusRefusal, Unauthenticated,
+    with_challenge, BearerRequired, Capture, Captures, MissingScope, Scheme, ScopeRejection,
+    StatusRefusal, Unauthenticated,
 };
 use crate::scope::ScopeSet;
 use crate::session::Session;
@@ -76,15 +77,10 @@ impl Rule {
     /// The guard decision on a loaded session, shared by the extractors and the layer.
     fn decide(&self, session: &Session) -> Result<Principal, ScopeRejection> {
         let Some(principal) = session.principal() else {
-            let bearer = session
-                .layer()
-                .sources()
-                .first()
-                .is_some_and(|source| !source.is_ambient());
-            return Err(if bearer {
-                BearerRequired::default().into()
-            } else {
-                Unauthenticated::default().into()
+            let challenge = session.challenge();
+            return Err(match challenge.scheme {
+                Scheme::Bearer => with_challenge(BearerRequired::default(), challenge).into(),
+                Scheme::Cookie => with_challenge(Unauthenticated::default(), challenge).into(),
             });
         };
         if !(self.check)(&principal) {
@@ -174,8 +170,11 @@ macro_rules! guard_type {
                 parts: &mut Parts,
                 _state: &St,
             ) -> Result<Self, Self::Rejection> {
-                let session = loaded(parts).await?;
-                let principal = Rule::$rule::<S>().decide(&session)?;
+                let principal = match loaded(parts).await {
+                    Ok(session) => Rule::$rule::<S>().decide(&session),
+                    Err(rejection) => Err(rejection.into()),
+                }
+                .map_err(|r: ScopeRejection| r.captured(&Capture::of(parts)))?;
                 Ok(Self {
                     principal,
                     scopes: PhantomData,
@@ -269,19 +268,22 @@ impl ScopeLayer {
         self
     }
 
-    fn refuse(&self, rejection: ScopeRejection, headers: &HeaderMap, uri: &Uri) -> Response {
+    fn refuse(&self, rejection: ScopeRejection, parts: &Parts, uri: &Uri) -> Response {
         let unauthenticated = matches!(
             rejection,
             ScopeRejection::Unauthenticated(_) | ScopeRejection::BearerRequired(_)
         );
+        let capture = Capture::of(parts);
         match (&self.redirect, self.status) {
-            (Some(login), _) if unauthenticated && accepts_html(headers) => {
+            (Some(login), _) if unauthenticated && accepts_html(&parts.headers) => {
                 Redirect::to(&login_location(login, uri)).into_response()
             }
             (_, Some(status)) if !matches!(rejection, ScopeRejection::Session(_)) => {
-                StatusRefusal::new(status, rejection).into_response()
+                StatusRefusal::new(status, rejection)
+                    .captured(&capture)
+                    .into_response()
             }
-            _ => rejection.into_response(),
+            _ => rejection.captured(&capture).into_response(),
         }
     }
 }
@@ -307,7 +309,7 @@ impl sealed::Sealed for ScopeLayer {
                 .extensions
                 .get::<OriginalUri>()
                 .map_or(&parts.uri, |o| &o.0);
-            self.refuse(rejection, &parts.headers, uri)
+            self.refuse(rejection, parts, uri)
         })
     }
 }

@@ -11,7 +11,7 @@ use http::HeaderMap;
 use super::rules::{body_token, header_tokens, is_safe};
 use super::{check_header, check_tokens, needs_token};
 use crate::extract::loaded;
-use crate::rejection::{CsrfBodyRejection, CsrfRejection};
+use crate::rejection::{Capture, Captures, CsrfBodyRejection, CsrfRejection};
 use crate::session::Session;
 
 /// Proof that the request passed the CSRF check; with `E` it also carries the extracted body.
@@ -80,7 +80,11 @@ impl<S: Send + Sync> FromRequestParts<S> for CsrfProtected {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         if !is_safe(&parts.method) {
-            check_header(parts, &loaded(parts).await?)?;
+            let checked = match loaded(parts).await {
+                Ok(session) => check_header(parts, &session),
+                Err(rejection) => Err(rejection.into()),
+            };
+            checked.map_err(|r: CsrfRejection| r.captured(&Capture::of(parts)))?;
         }
         Ok(CsrfProtected(()))
     }

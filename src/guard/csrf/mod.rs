@@ -52,10 +52,10 @@ use rules::{check_origin, header_tokens, is_safe};
 /// Counts a refusal and tells the layer's event hooks, naming the missing piece.
 fn reported(session: &Session, rejection: CsrfRejection) -> CsrfRejection {
     let why = match &rejection {
-        CsrfRejection::TokenMissing(_) => "token missing",
+        CsrfRejection::TokenMissing(_) | CsrfRejection::HeaderRequired(_) => "token missing",
         CsrfRejection::TokenInvalid(_) => "token invalid",
         CsrfRejection::CrossSite(_) => "cross-site (Sec-Fetch-Site)",
-        CsrfRejection::Origin(_) => "origin not allowed",
+        CsrfRejection::Origin(_) | CsrfRejection::InsecureOrigin(_) => "origin not allowed",
         CsrfRejection::Session(_) => return rejection,
     };
     session.report_now(EventKind::CsrfRejected(why));
