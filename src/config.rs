@@ -284,6 +284,7 @@ pub struct SessionConfig {
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) events: Events,
     pub(crate) render: Option<Renderer>,
+    pub(crate) insecure_local_development: bool,
 }
 
 impl fmt::Debug for SessionConfig {
@@ -302,6 +303,10 @@ impl fmt::Debug for SessionConfig {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("trusted_origins", &self.trusted_origins)
             .field("render_rejection", &self.render.is_some())
+            .field(
+                "insecure_local_development",
+                &self.insecure_local_development,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -324,6 +329,7 @@ impl SessionConfig {
             trusted_proxies: Vec::new(),
             events: Events::default(),
             render: None,
+            insecure_local_development: false,
         }
     }
 
@@ -558,6 +564,58 @@ impl SessionConfig {
         self
     }
 
+    /// **Insecure**: serves plain-http development on localhost, and nothing else (default
+    /// off). The one switch a local setup needs; remove it for production.
+    ///
+    /// What it gives up, for requests to a loopback host only:
+    ///
+    /// * the session cookie loses its `__Host-` / `__Secure-` prefix (`__Host-tessera`
+    ///   becomes `tessera`) and its `Secure` attribute, so a browser sends it over http and
+    ///   any process on the machine can read it on the wire;
+    /// * the CSRF `Origin` check (rule 3 of [`CsrfProtected`](crate::CsrfProtected)) also
+    ///   accepts `http://localhost`, `http://127.0.0.1` and `http://[::1]` on any port, so a
+    ///   front-end dev server on another port can post; the CSRF token is still required.
+    ///
+    /// The layer never sees the address it is bound to, and production apps behind a proxy
+    /// often bind 127.0.0.1, so the switch is tied to the request instead: it serves only
+    /// requests whose `Host` (or HTTP/2 `:authority`) is `localhost`, `127.0.0.1` or
+    /// `[::1]`, any port. Every other request is refused with a 500
+    /// [`InsecureLocalDevelopment`](crate::InsecureLocalDevelopment) naming this call, so
+    /// the switch cannot ship to production silently. The layer also logs a warning when it
+    /// is built.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use axum_tessera::{Key, SessionConfig};
+    ///
+    /// let cfg = SessionConfig::web(Key::generate());
+    /// // Only in a development build:
+    /// let cfg = if cfg!(debug_assertions) { cfg.insecure_local_development() } else { cfg };
+    /// assert!(cfg.validate().is_ok());
+    /// ```
+    #[must_use]
+    pub fn insecure_local_development(mut self) -> Self {
+        self.insecure_local_development = true;
+        self
+    }
+
+    /// The cookie settings the layer runs with: as configured, unless
+    /// [`insecure_local_development`](Self::insecure_local_development) takes `Secure` and the
+    /// prefix that requires it away (whatever order the builders were called in).
+    pub(crate) fn cookie_in_effect(&self) -> CookieConfig {
+        if !self.insecure_local_development {
+            return self.cookie.clone();
+        }
+        let name = self.cookie.cookie_name();
+        let bare = name
+            .strip_prefix("__Host-")
+            .or_else(|| name.strip_prefix("__Secure-"))
+            .unwrap_or(name)
+            .to_owned();
+        self.cookie.clone().name(bare).secure(false)
+    }
+
     /// Checks the settings together.
     ///
     /// # Errors
@@ -570,7 +628,7 @@ impl SessionConfig {
             return Err(ConfigError::NoTokenSource);
         }
         if self.sources.contains(&TokenSource::Cookie) {
-            self.cookie.validate()?;
+            self.cookie_in_effect().validate()?;
         }
         // Expiry is kept in whole seconds: a sub-second timeout would end every session at birth.
         if self.idle < SECOND || self.absolute < SECOND {
@@ -617,7 +675,7 @@ mod tests {
             Case {
                 name: "host without secure",
                 cfg: web().cookie(CookieConfig::default().secure(false)),
-                expect: "must be Secure",
+                expect: "a __Host- cookie must be Secure; for plain-http development on localhost use SessionConfig::insecure_local_development()",
             },
             Case {
                 name: "host with domain",
@@ -725,13 +783,51 @@ mod tests {
     }
 
     #[test]
+    fn local_development_drops_secure_and_its_prefixes_in_any_order() {
+        struct Case {
+            name: &'static str,
+            cfg: SessionConfig,
+            expect: &'static str,
+        }
+        let cases = [
+            Case {
+                name: "default cookie",
+                cfg: web().insecure_local_development(),
+                expect: "tessera",
+            },
+            Case {
+                name: "cookie set afterwards",
+                cfg: web()
+                    .insecure_local_development()
+                    .cookie(CookieConfig::new("__Secure-app")),
+                expect: "app",
+            },
+            Case {
+                name: "plain name kept",
+                cfg: web()
+                    .cookie(CookieConfig::new("sid"))
+                    .insecure_local_development(),
+                expect: "sid",
+            },
+        ];
+        for case in cases {
+            let cookie = case.cfg.cookie_in_effect();
+            assert_eq!(cookie.cookie_name(), case.expect, "{}", case.name);
+            assert!(!cookie.is_secure(), "{}", case.name);
+            assert_eq!(case.cfg.validate(), Ok(()), "{}", case.name);
+        }
+    }
+
+    #[test]
     fn presets_are_valid() {
         let key = Key::from_bytes(&[1u8; 32]).unwrap();
         for cfg in [
             SessionConfig::web(key.clone()),
             SessionConfig::api(key.clone()),
             SessionConfig::ephemeral(key.clone()),
-            SessionConfig::web(key).cookie(CookieConfig::new("dev").secure(false)),
+            SessionConfig::web(key.clone()).cookie(CookieConfig::new("dev").secure(false)),
+            SessionConfig::web(key.clone()).insecure_local_development(),
+            SessionConfig::ephemeral(key).insecure_local_development(),
         ] {
             assert_eq!(cfg.validate(), Ok(()), "{cfg:?}");
         }

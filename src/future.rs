@@ -33,6 +33,8 @@ pin_project! {
 pin_project! {
     #[project = StepProj]
     enum Step<F> {
+        /// Answered without calling the inner service.
+        Refused { response: Option<Response<Body>> },
         Inner { #[pin] future: F },
         Commit {
             commit: Running,
@@ -65,6 +67,24 @@ impl<F> ResponseFuture<F> {
     }
 }
 
+impl<F> ResponseFuture<F> {
+    /// A future that answers `response` at once, without the inner service.
+    pub(crate) fn refused(
+        response: Response<Body>,
+        layer: Arc<LayerState>,
+        span: tracing::Span,
+    ) -> Self {
+        Self {
+            step: Step::Refused {
+                response: Some(response),
+            },
+            session: None,
+            layer,
+            span,
+        }
+    }
+}
+
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
@@ -78,6 +98,12 @@ where
         let _entered = this.span.enter();
         loop {
             match this.step.as_mut().project() {
+                StepProj::Refused { response } => {
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response));
+                }
                 StepProj::Inner { future } => {
                     let mut response = ready!(future.poll(cx))?.map(Body::new);
                     let session = this

@@ -47,6 +47,8 @@ pub(crate) struct LayerState {
     render: Option<Renderer>,
     /// The `WWW-Authenticate` scheme of this layer's 401s.
     scheme: Scheme,
+    /// [`SessionConfig::insecure_local_development`]: loopback hosts only, plain http.
+    local_development: bool,
 }
 
 /// The expiry rules in whole seconds: what the commit decision needs of the configuration.
@@ -83,8 +85,10 @@ impl LayerState {
         } else {
             Scheme::Bearer
         };
+        let cookie = config.cookie_in_effect();
         Self {
             scheme,
+            local_development: config.insecure_local_development,
             render: config.render.clone(),
             binding: Binding::new(&config),
             store: LayerStore::Memory(store),
@@ -92,13 +96,13 @@ impl LayerState {
             clock: config.clock.clone(),
             cookie_codec: TokenCodec::new(
                 &config.keys,
-                &format!("cookie:{}", config.cookie.cookie_name()),
+                &format!("cookie:{}", cookie.cookie_name()),
             ),
             header_codec: TokenCodec::new(&config.keys, "header"),
             csrf: CsrfKeys::new(&config.keys),
             sources: config.sources,
-            cookie_attributes: cookie_attributes(&config.cookie),
-            cookie: config.cookie,
+            cookie_attributes: cookie_attributes(&cookie),
+            cookie,
             timeouts: Timeouts {
                 idle: whole_seconds(config.idle),
                 absolute: whole_seconds(config.absolute),
@@ -206,6 +210,12 @@ impl LayerState {
     /// The `WWW-Authenticate` scheme of this layer's 401s.
     pub(crate) fn scheme(&self) -> Scheme {
         self.scheme
+    }
+
+    /// Whether the layer runs in insecure local-development mode (loopback hosts only; the
+    /// CSRF checks also accept plain-http loopback origins).
+    pub(crate) fn local_development(&self) -> bool {
+        self.local_development
     }
 
     /// Origins the CSRF checks accept besides the request's own; empty means only its own.

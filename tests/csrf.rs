@@ -860,13 +860,15 @@ async fn secure_cookies_imply_an_https_origin() {
             "ok",
         ),
         case(
-            "http origin",
+            "http origin: refused, and told why",
             "POST",
             "/header",
             &[("x-csrf-token", "{tok}"), ("origin", "http://app.test")],
             None,
             S::FORBIDDEN,
-            ORIGIN,
+            "cross-origin request refused: the page was loaded over http but the session \
+             cookie is Secure; serve the site over https, or for plain-http development on \
+             localhost use SessionConfig::insecure_local_development()",
         ),
     ];
     let cfg = SessionConfig::web(Key::generate()).cookie(CookieConfig::new("__Host-id"));

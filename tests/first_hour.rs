@@ -499,3 +499,252 @@ async fn a_guard_outside_the_layer_names_the_order_to_use() {
         reply.body
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Local development over plain http: one switch, loopback hosts only.
+
+use axum_tessera::{CookieConfig, CsrfProtected};
+
+/// `GET /token` hands out a CSRF token (and the session cookie); `POST /act` is protected.
+fn browser_app(cfg: SessionConfig) -> Router {
+    Router::new()
+        .route("/token", get(|s: Session| async move { s.csrf_token() }))
+        .route("/act", post(|_: CsrfProtected| async { "done" }))
+        .layer(SessionLayer::new(cfg))
+}
+
+fn to_host(method: &str, path: &str, host: Option<&str>) -> axum::http::request::Builder {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(host) = host {
+        req = req.header(header::HOST, host);
+    }
+    req
+}
+
+#[tokio::test]
+async fn insecure_local_development_serves_plain_http_on_loopback() {
+    let app = browser_app(SessionConfig::web(Key::generate()).insecure_local_development());
+    let reply = send(
+        &app,
+        to_host("GET", "/token", Some("localhost:3000"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let set_cookie = reply.header(header::SET_COOKIE).unwrap().to_owned();
+    assert!(set_cookie.starts_with("tessera="), "{set_cookie}");
+    assert!(!set_cookie.contains("Secure"), "{set_cookie}");
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    let cookie = reply.cookie().unwrap();
+    let token = reply.body;
+
+    struct Case {
+        name: &'static str,
+        origin: &'static str,
+        fetch_site: Option<&'static str>,
+        expect: StatusCode,
+    }
+    let cases = [
+        Case {
+            name: "own origin",
+            origin: "http://localhost:3000",
+            fetch_site: Some("same-origin"),
+            expect: StatusCode::OK,
+        },
+        Case {
+            name: "dev server on another port",
+            origin: "http://localhost:5173",
+            fetch_site: Some("same-site"),
+            expect: StatusCode::OK,
+        },
+        Case {
+            name: "127.0.0.1, any port",
+            origin: "http://127.0.0.1:8080",
+            fetch_site: Some("cross-site"),
+            expect: StatusCode::OK,
+        },
+        Case {
+            name: "[::1], any port",
+            origin: "http://[::1]:1",
+            fetch_site: None,
+            expect: StatusCode::OK,
+        },
+        Case {
+            name: "another host",
+            origin: "http://evil.example",
+            fetch_site: Some("cross-site"),
+            expect: StatusCode::FORBIDDEN,
+        },
+        Case {
+            name: "a look-alike",
+            origin: "http://localhost.evil.example:3000",
+            fetch_site: None,
+            expect: StatusCode::FORBIDDEN,
+        },
+        Case {
+            name: "https loopback is not widened",
+            origin: "https://localhost:5173",
+            fetch_site: None,
+            expect: StatusCode::FORBIDDEN,
+        },
+    ];
+    for case in cases {
+        let mut req = to_host("POST", "/act", Some("localhost:3000"))
+            .header(header::COOKIE, &cookie)
+            .header(header::ORIGIN, case.origin)
+            .header("x-csrf-token", &token);
+        if let Some(site) = case.fetch_site {
+            req = req.header("sec-fetch-site", site);
+        }
+        let reply = send(&app, req.body(Body::empty()).unwrap()).await;
+        assert_eq!(reply.status, case.expect, "{}: {}", case.name, reply.body);
+    }
+    let no_token = to_host("POST", "/act", Some("localhost:3000"))
+        .header(header::COOKIE, &cookie)
+        .header(header::ORIGIN, "http://localhost:5173")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        send(&app, no_token).await.status,
+        StatusCode::FORBIDDEN,
+        "the token is still required"
+    );
+}
+
+#[tokio::test]
+async fn insecure_local_development_refuses_every_other_host() {
+    let app = browser_app(SessionConfig::web(Key::generate()).insecure_local_development());
+    let loopback = [
+        "localhost",
+        "LocalHost:8080",
+        "127.0.0.1",
+        "127.0.0.1:3000",
+        "[::1]",
+        "[::1]:3000",
+    ];
+    for host in loopback {
+        let reply = send(
+            &app,
+            to_host("GET", "/token", Some(host))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{host}: {}", reply.body);
+    }
+    let others = [
+        Some("example.com"),
+        Some("app.example:443"),
+        Some("192.168.1.10:3000"),
+        Some("10.0.0.1"),
+        Some("localhost.evil.example"),
+        Some("127.0.0.1.nip.io"),
+        Some("[::2]:3000"),
+        None,
+    ];
+    for host in others {
+        let reply = send(
+            &app,
+            to_host("GET", "/token", host).body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{host:?}");
+        assert!(
+            reply.body.contains("insecure local-development mode"),
+            "{host:?}: {}",
+            reply.body
+        );
+        assert!(
+            reply
+                .body
+                .contains("remove SessionConfig::insecure_local_development() in production"),
+            "{host:?}: {}",
+            reply.body
+        );
+        assert!(
+            reply.header(header::SET_COOKIE).is_none(),
+            "{host:?}: nothing is handed out"
+        );
+    }
+    // Absolute-form targets name the host too: `GET http://example.com/` with a loopback Host.
+    let req = Request::get("http://example.com/token")
+        .header(header::HOST, "localhost")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        send(&app, req).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    let json = to_host("GET", "/token", Some("example.com"))
+        .header(header::ACCEPT, "application/json")
+        .body(Body::empty())
+        .unwrap();
+    let reply = send(&app, json).await;
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["error"], "insecure_local_development");
+}
+
+#[test]
+fn conflicting_cookie_settings_name_the_call_to_make() {
+    let cfg = SessionConfig::web(Key::generate()).cookie(CookieConfig::default().secure(false));
+    let err = SessionLayer::try_new(cfg.clone()).expect_err("a __Host- cookie without Secure");
+    assert!(
+        err.to_string().ends_with(
+            "a __Host- cookie must be Secure; for plain-http development on localhost use SessionConfig::insecure_local_development()"
+        ),
+        "{err}"
+    );
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SessionLayer::new(cfg)))
+        .expect_err("panics");
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains("use SessionConfig::insecure_local_development()"),
+        "{message}"
+    );
+    // The switch fixes exactly that configuration, in either order.
+    let fixed = SessionConfig::web(Key::generate())
+        .insecure_local_development()
+        .cookie(CookieConfig::default().secure(false));
+    assert!(SessionLayer::try_new(fixed).is_ok());
+}
+
+#[tokio::test]
+async fn an_http_page_on_a_secure_site_is_told_about_the_switch() {
+    let app = browser_app(SessionConfig::web(Key::generate()));
+    let reply = send(
+        &app,
+        to_host("GET", "/token", Some("app.localtest:3000"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let (cookie, token) = (reply.cookie().unwrap(), reply.body);
+    let req = to_host("POST", "/act", Some("app.localtest:3000"))
+        .header(header::COOKIE, &cookie)
+        .header(header::ORIGIN, "http://app.localtest:3000")
+        .header("x-csrf-token", &token)
+        .body(Body::empty())
+        .unwrap();
+    let reply = send(&app, req).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(
+        reply
+            .body
+            .contains("loaded over http but the session cookie is Secure"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply
+            .body
+            .contains("SessionConfig::insecure_local_development()"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        !reply.body.contains("app.localtest"),
+        "the Origin is not echoed: {}",
+        reply.body
+    );
+}

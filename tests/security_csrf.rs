@@ -33,6 +33,8 @@ enum Refusal {
     Invalid,
     CrossSite,
     Origin,
+    /// The allowed origin's host over http while the cookie is Secure: the body says so.
+    InsecureOrigin,
 }
 
 impl Refusal {
@@ -44,6 +46,11 @@ impl Refusal {
             Self::Invalid => "CSRF token invalid for this session",
             Self::CrossSite => "cross-site request refused (Sec-Fetch-Site)",
             Self::Origin => "cross-origin request refused (Origin not allowed)",
+            Self::InsecureOrigin => {
+                "cross-origin request refused: the page was loaded over http but the session \
+                 cookie is Secure; serve the site over https, or for plain-http development \
+                 on localhost use SessionConfig::insecure_local_development()"
+            }
         }
     }
 
@@ -52,7 +59,7 @@ impl Refusal {
             Self::Missing => "token missing",
             Self::Invalid => "token invalid",
             Self::CrossSite => "cross-site (Sec-Fetch-Site)",
-            Self::Origin => "origin not allowed",
+            Self::Origin | Self::InsecureOrigin => "origin not allowed",
         }
     }
 }
@@ -724,7 +731,12 @@ async fn foreign_origins_are_refused_by_exact_match() {
         "",
     ];
     for origin in foreign {
-        site.refused(from_origin(&me, origin), Refusal::Origin, &me, origin)
+        let why = if origin == "http://site.example" {
+            Refusal::InsecureOrigin
+        } else {
+            Refusal::Origin
+        };
+        site.refused(from_origin(&me, origin), why, &me, origin)
             .await;
     }
     // Two Origin headers, one of them ours.
@@ -760,7 +772,7 @@ async fn scheme_downgrade_and_upgrade_origins_are_refused() {
     let me = site.visitor().await;
     site.refused(
         from_origin(&me, "http://site.example"),
-        Refusal::Origin,
+        Refusal::InsecureOrigin,
         &me,
         "http page, secure site",
     )
@@ -796,7 +808,12 @@ async fn configured_trusted_origins_match_exactly() {
         "https://partner.example.evil.test:8443",
         "https://partner.example:8443@evil.test",
     ] {
-        site.refused(from_origin(&me, origin), Refusal::Origin, &me, origin)
+        let why = if origin == "http://partner.example:8443" {
+            Refusal::InsecureOrigin
+        } else {
+            Refusal::Origin
+        };
+        site.refused(from_origin(&me, origin), why, &me, origin)
             .await;
     }
     // A trusted partner may post cross-site, but still needs the session's token.

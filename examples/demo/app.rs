@@ -62,11 +62,12 @@ fn admin_routes() -> Router {
         .route_layer(RequireScopes::<(Admin,)>::layer().redirect_to("/"))
 }
 
-/// Development settings: a plain cookie name without `Secure`, so the demo works over http on
-/// localhost. Production keeps the `web()` defaults (`__Host-` name, `Secure`).
+/// Development settings: the one switch for plain http on localhost (cookie `tessera`
+/// without `Secure`, loopback origins allowed, loopback hosts only). Production drops the
+/// `insecure_local_development()` line and keeps the `web()` defaults.
 pub fn dev_configs(key: Key) -> (SessionConfig, SessionConfig) {
     let web = SessionConfig::web(key.clone())
-        .cookie(axum_tessera::CookieConfig::new("tessera").secure(false))
+        .insecure_local_development()
         .on_event(log_event);
     (web, SessionConfig::api(key).on_event(log_event))
 }

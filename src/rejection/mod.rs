@@ -63,7 +63,9 @@ use http::StatusCode;
 use crate::error::{CommitError, StoreError};
 
 pub use reply::RejectionInfo;
-pub(crate) use reply::{prefers_json_in, Capture, Captures, Challenge, Renderer, Reply, Scheme};
+pub(crate) use reply::{
+    prefers_json, prefers_json_in, Capture, Captures, Challenge, Renderer, Reply, Scheme,
+};
 use reply::{respond, RejectionParts};
 
 /// Declares a rejection type in the style of axum-core's rejections: a `#[non_exhaustive]`
@@ -392,7 +394,7 @@ define_rejection! {
     #[code = "insecure_local_development"]
     #[body = "this session layer is in insecure local-development mode and serves only loopback hosts (localhost, 127.0.0.1, [::1]): remove SessionConfig::insecure_local_development() in production"]
     /// A layer configured with
-    /// `SessionConfig::insecure_local_development` got a
+    /// [`insecure_local_development`](crate::SessionConfig::insecure_local_development) got a
     /// request whose `Host` is not a loopback name: the development switch must never serve
     /// a real site, so every such request is refused.
     pub struct InsecureLocalDevelopment;

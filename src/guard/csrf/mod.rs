@@ -47,7 +47,7 @@ use http::request::Parts;
 use crate::event::EventKind;
 use crate::rejection::{CsrfRejection, CsrfTokenInvalid, CsrfTokenMissing};
 use crate::session::Session;
-use rules::{check_origin, header_tokens, is_safe};
+use rules::{check_origin, header_tokens, is_safe, Allowed};
 
 /// Counts a refusal and tells the layer's event hooks, naming the missing piece.
 fn reported(session: &Session, rejection: CsrfRejection) -> CsrfRejection {
@@ -76,8 +76,12 @@ fn needs_token(parts: &Parts, session: &Session) -> Result<bool, CsrfRejection> 
     if exempt {
         return Ok(false);
     }
-    check_origin(parts, layer.trusted_origins(), layer.cookie().is_secure())
-        .map_err(|r| reported(session, r))?;
+    let allowed = Allowed {
+        trusted: layer.trusted_origins(),
+        secure: layer.cookie().is_secure(),
+        loopback_http: layer.local_development(),
+    };
+    check_origin(parts, allowed).map_err(|r| reported(session, r))?;
     Ok(true)
 }
 

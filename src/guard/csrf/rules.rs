@@ -1,13 +1,13 @@
 //! The CSRF rules that read only the request: safe methods, `Origin` and `Sec-Fetch-Site`
 //! (rules 2 and 3 of [`CsrfProtected`](super::CsrfProtected)), and where a token may travel.
 
-use http::header::{HOST, ORIGIN};
+use http::header::ORIGIN;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 
-use crate::origin::Origin;
-use crate::rejection::{CrossSiteRequest, CsrfRejection, OriginNotAllowed};
+use crate::origin::{request_authority, Origin};
+use crate::rejection::{CrossSiteRequest, CsrfRejection, InsecureOrigin, OriginNotAllowed};
 
 /// The request header carrying the CSRF token.
 pub const CSRF_HEADER: HeaderName = HeaderName::from_static("x-csrf-token");
@@ -26,13 +26,20 @@ pub(super) fn is_safe(method: &Method) -> bool {
     [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE].contains(method)
 }
 
+/// Which origins rules 2 and 3 accept.
+#[derive(Clone, Copy)]
+pub(super) struct Allowed<'a> {
+    /// The configured trusted origins; empty means the request's own origin.
+    pub(super) trusted: &'a [Origin],
+    /// The session cookie is `Secure`: the request's own origin is `https`.
+    pub(super) secure: bool,
+    /// Insecure local development: plain-http loopback origins pass too, on any port.
+    pub(super) loopback_http: bool,
+}
+
 /// Rules 2 and 3 of [`CsrfProtected`](super::CsrfProtected): `Sec-Fetch-Site` unless the
 /// origin is trusted, then `Origin` against the allowed origins.
-pub(super) fn check_origin(
-    parts: &Parts,
-    trusted: &[Origin],
-    secure: bool,
-) -> Result<(), CsrfRejection> {
+pub(super) fn check_origin(parts: &Parts, allowed: Allowed<'_>) -> Result<(), CsrfRejection> {
     let headers = &parts.headers;
     let mut values = headers.get_all(ORIGIN).iter();
     let origin = match (values.next(), values.next()) {
@@ -46,7 +53,11 @@ pub(super) fn check_origin(
         ),
         (Some(_), Some(_)) => return Err(OriginNotAllowed::default().into()),
     };
-    let trusted_origin = origin.as_ref().is_some_and(|o| trusted.contains(o));
+    // A dev server on another loopback port is `same-site`, not `same-origin`: under the
+    // local-development switch it counts as trusted, as configured origins do.
+    let trusted_origin = origin.as_ref().is_some_and(|o| {
+        allowed.trusted.contains(o) || (allowed.loopback_http && o.is_loopback_http())
+    });
     if !trusted_origin {
         if let Some(site) = headers.get(SEC_FETCH_SITE) {
             if site != "same-origin" && site != "none" {
@@ -58,27 +69,35 @@ pub(super) fn check_origin(
         // No Origin: a non-browser client or an old browser; the token decides.
         return Ok(());
     };
-    let allowed = if trusted.is_empty() {
-        let scheme = if secure { "https" } else { "http" };
-        request_authority(parts)
+    if trusted_origin {
+        return Ok(());
+    }
+    let own = || {
+        let scheme = if allowed.secure { "https" } else { "http" };
+        request_authority(&parts.uri, &parts.headers)
             .and_then(|authority| Origin::from_host(scheme, authority))
-            .is_some_and(|own| own == origin)
-    } else {
-        trusted_origin
     };
-    if allowed {
-        Ok(())
+    let own = if allowed.trusted.is_empty() {
+        own()
+    } else {
+        None
+    };
+    if own.as_ref() == Some(&origin) {
+        return Ok(());
+    }
+    // The page came over http to a host whose Secure cookie calls for https: say so, since
+    // "Origin not allowed" sends a developer looking in the wrong place. Only the host is
+    // compared, and nothing of the Origin value is echoed.
+    let https_twin = origin.is_http()
+        && allowed.secure
+        && own
+            .iter()
+            .chain(allowed.trusted)
+            .any(|o| !o.is_http() && o.same_host(&origin));
+    if https_twin {
+        Err(InsecureOrigin::default().into())
     } else {
         Err(OriginNotAllowed::default().into())
-    }
-}
-
-/// The authority the request was sent to: the request-target's (HTTP/2, absolute form), else
-/// `Host`.
-fn request_authority(parts: &Parts) -> Option<&str> {
-    match parts.uri.authority() {
-        Some(authority) => Some(authority.as_str()),
-        None => parts.headers.get(HOST)?.to_str().ok(),
     }
 }
 
@@ -200,6 +219,7 @@ mod tests {
             headers: &'static [(&'static str, &'static str)],
             trusted: &'static [&'static str],
             secure: bool,
+            local: bool,
             expect: &'static str,
         }
         const HOST_HEADER: (&str, &str) = ("host", "example.com");
@@ -210,6 +230,7 @@ mod tests {
                 headers: &[HOST_HEADER],
                 trusted: &[],
                 secure: true,
+                local: false,
                 expect: "pass",
             },
             Case {
@@ -218,6 +239,7 @@ mod tests {
                 headers: &[HOST_HEADER, ("origin", "https://example.com")],
                 trusted: &[],
                 secure: true,
+                local: false,
                 expect: "pass",
             },
             Case {
@@ -229,15 +251,17 @@ mod tests {
                 ],
                 trusted: &[],
                 secure: false,
+                local: false,
                 expect: "pass",
             },
             Case {
-                name: "scheme differs from the cookie's",
+                name: "scheme differs from the cookie's: said so",
                 uri: "/",
                 headers: &[HOST_HEADER, ("origin", "http://example.com")],
                 trusted: &[],
                 secure: true,
-                expect: "origin",
+                local: false,
+                expect: "insecure",
             },
             Case {
                 name: "another origin",
@@ -245,6 +269,7 @@ mod tests {
                 headers: &[HOST_HEADER, ("origin", "https://evil.example")],
                 trusted: &[],
                 secure: true,
+                local: false,
                 expect: "origin",
             },
             Case {
@@ -253,6 +278,7 @@ mod tests {
                 headers: &[HOST_HEADER, ("origin", "null")],
                 trusted: &[],
                 secure: true,
+                local: false,
                 expect: "origin",
             },
             Case {
@@ -265,6 +291,7 @@ mod tests {
                 ],
                 trusted: &[],
                 secure: true,
+                local: false,
                 expect: "origin",
             },
             Case {
@@ -273,6 +300,7 @@ mod tests {
                 headers: &[("host", "evil.example"), ("origin", "https://example.com")],
                 trusted: &[],
                 secure: true,
+                local: false,
                 expect: "pass",
             },
             Case {
@@ -281,6 +309,7 @@ mod tests {
                 headers: &[HOST_HEADER, ("sec-fetch-site", "cross-site")],
                 trusted: &[],
                 secure: true,
+                local: false,
                 expect: "cross-site",
             },
             Case {
@@ -293,6 +322,7 @@ mod tests {
                 ],
                 trusted: &[],
                 secure: true,
+                local: false,
                 expect: "cross-site",
             },
             Case {
@@ -301,6 +331,7 @@ mod tests {
                 headers: &[HOST_HEADER, ("sec-fetch-site", "none")],
                 trusted: &[],
                 secure: true,
+                local: false,
                 expect: "pass",
             },
             Case {
@@ -313,6 +344,7 @@ mod tests {
                 ],
                 trusted: &["https://app.example"],
                 secure: true,
+                local: false,
                 expect: "pass",
             },
             Case {
@@ -321,6 +353,83 @@ mod tests {
                 headers: &[HOST_HEADER, ("origin", "https://example.com")],
                 trusted: &["https://app.example"],
                 secure: true,
+                local: false,
+                expect: "origin",
+            },
+            Case {
+                name: "http twin of a trusted https origin",
+                uri: "/",
+                headers: &[HOST_HEADER, ("origin", "http://app.example")],
+                trusted: &["https://app.example"],
+                secure: true,
+                local: false,
+                expect: "insecure",
+            },
+            Case {
+                name: "http from another host is just not allowed",
+                uri: "/",
+                headers: &[HOST_HEADER, ("origin", "http://evil.example")],
+                trusted: &[],
+                secure: true,
+                local: false,
+                expect: "origin",
+            },
+            Case {
+                name: "local development: a dev server on another loopback port",
+                uri: "/",
+                headers: &[
+                    ("host", "localhost:3000"),
+                    ("sec-fetch-site", "same-site"),
+                    ("origin", "http://localhost:5173"),
+                ],
+                trusted: &[],
+                secure: false,
+                local: true,
+                expect: "pass",
+            },
+            Case {
+                name: "local development: 127.0.0.1 and [::1] on any port",
+                uri: "/",
+                headers: &[("host", "localhost:3000"), ("origin", "http://[::1]:8080")],
+                trusted: &[],
+                secure: false,
+                local: true,
+                expect: "pass",
+            },
+            Case {
+                name: "local development: https loopback is not widened",
+                uri: "/",
+                headers: &[
+                    ("host", "localhost:3000"),
+                    ("origin", "https://localhost:5173"),
+                ],
+                trusted: &[],
+                secure: false,
+                local: true,
+                expect: "origin",
+            },
+            Case {
+                name: "local development: other hosts stay refused",
+                uri: "/",
+                headers: &[
+                    ("host", "localhost:3000"),
+                    ("origin", "http://evil.example"),
+                ],
+                trusted: &[],
+                secure: false,
+                local: true,
+                expect: "origin",
+            },
+            Case {
+                name: "without the switch a loopback dev server is another origin",
+                uri: "/",
+                headers: &[
+                    ("host", "localhost:3000"),
+                    ("origin", "http://localhost:5173"),
+                ],
+                trusted: &[],
+                secure: false,
+                local: false,
                 expect: "origin",
             },
         ];
@@ -335,10 +444,16 @@ mod tests {
                 .iter()
                 .map(|o| Origin::parse(o).unwrap())
                 .collect();
-            let verdict = match check_origin(&parts, &trusted, case.secure) {
+            let allowed = Allowed {
+                trusted: &trusted,
+                secure: case.secure,
+                loopback_http: case.local,
+            };
+            let verdict = match check_origin(&parts, allowed) {
                 Ok(()) => "pass",
                 Err(CsrfRejection::CrossSite(_)) => "cross-site",
                 Err(CsrfRejection::Origin(_)) => "origin",
+                Err(CsrfRejection::InsecureOrigin(_)) => "insecure",
                 Err(other) => panic!("{}: {other:?}", case.name),
             };
             assert_eq!(verdict, case.expect, "{}", case.name);
