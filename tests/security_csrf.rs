@@ -30,6 +30,8 @@ const OWN_ORIGIN: &str = "https://site.example";
 #[derive(Clone, Copy, Debug)]
 enum Refusal {
     Missing,
+    /// A header-only guard saw a form post without the header: told to send the header.
+    HeaderRequired,
     Invalid,
     CrossSite,
     Origin,
@@ -42,6 +44,10 @@ impl Refusal {
         match self {
             Self::Missing => {
                 "CSRF token missing: send it in the X-CSRF-Token header or the csrf_token field"
+            }
+            Self::HeaderRequired => {
+                "CSRF token missing: this check reads only the X-CSRF-Token header; send the \
+                 token there, or take CsrfProtected<Form<T>> to read the csrf_token form field"
             }
             Self::Invalid => "CSRF token invalid for this session",
             Self::CrossSite => "cross-site request refused (Sec-Fetch-Site)",
@@ -56,7 +62,7 @@ impl Refusal {
 
     fn event(self) -> &'static str {
         match self {
-            Self::Missing => "token missing",
+            Self::Missing | Self::HeaderRequired => "token missing",
             Self::Invalid => "token invalid",
             Self::CrossSite => "cross-site (Sec-Fetch-Site)",
             Self::Origin | Self::InsecureOrigin => "origin not allowed",
@@ -1026,9 +1032,9 @@ async fn urlencoded_form_post_is_checked() {
     let ct = "application/x-www-form-urlencoded; charset=UTF-8";
     let req = post_body("/form", &me, ct, format!("text=hi&csrf_token={}", me.token));
     assert_eq!(site.accepted(req, "own field").await, "hi");
-    // The header-only guard does not read bodies.
+    // The header-only guard does not read bodies, and says what to do instead.
     let req = post_body("/act", &me, FORM, format!("csrf_token={}", me.token));
-    site.refused(req, Refusal::Missing, &me, "header-only route")
+    site.refused(req, Refusal::HeaderRequired, &me, "header-only route")
         .await;
 }
 

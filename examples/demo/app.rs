@@ -141,10 +141,6 @@ struct Credentials {
     next: Option<String>,
 }
 
-/// A form that carries nothing but its CSRF token.
-#[derive(Deserialize)]
-struct NoFields {}
-
 async fn login(
     session: Session,
     CsrfProtected(Form(form)): CsrfProtected<Form<Credentials>>,
@@ -163,12 +159,12 @@ async fn login(
     }
 }
 
-async fn logout(session: Session, _: CsrfProtected<Form<NoFields>>) -> Redirect {
+async fn logout(session: Session, _: CsrfProtected<Form<()>>) -> Redirect {
     session.logout();
     Redirect::to("/")
 }
 
-async fn counter(session: Session, _: CsrfProtected<Form<NoFields>>) -> Redirect {
+async fn counter(session: Session, _: CsrfProtected<Form<()>>) -> Redirect {
     let n: u64 = session.get("counter").unwrap_or(0);
     session
         .insert("counter", n + 1)
@@ -280,7 +276,7 @@ async fn logout_one(
     }
 }
 
-async fn logout_all(session: Session, _: CsrfProtected<Form<NoFields>>) -> Response {
+async fn logout_all(session: Session, _: CsrfProtected<Form<()>>) -> Response {
     match session.logout_everywhere().await {
         Ok(_) => Redirect::to("/").into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "session store unavailable").into_response(),

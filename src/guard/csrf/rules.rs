@@ -116,26 +116,132 @@ struct JsonField {
     csrf_token: Option<String>,
 }
 
+/// What a `Content-Type` says the body is, as far as the `csrf_token` field goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BodyKind {
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    /// `application/json` or a `+json` type.
+    Json,
+    /// Anything else, or no `Content-Type`: no field is read.
+    Other,
+}
+
+impl BodyKind {
+    pub(super) fn of(content_type: Option<&HeaderValue>) -> Self {
+        let Some(mime) = content_type.and_then(|v| v.to_str().ok()) else {
+            return Self::Other;
+        };
+        let essence = mime.split(';').next().unwrap_or_default().trim();
+        if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            Self::Form
+        } else if essence.eq_ignore_ascii_case("application/json")
+            || essence.to_ascii_lowercase().ends_with("+json")
+        {
+            Self::Json
+        } else {
+            Self::Other
+        }
+    }
+}
+
 /// The `csrf_token` field of a urlencoded form or JSON object body, by `Content-Type`.
 pub(super) fn body_token(content_type: Option<&HeaderValue>, body: &[u8]) -> Option<String> {
-    let mime = content_type?.to_str().ok()?;
-    let essence = mime.split(';').next().unwrap_or_default().trim();
-    if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        form_urlencoded::parse(body)
+    match BodyKind::of(content_type) {
+        BodyKind::Form => form_urlencoded::parse(body)
             .find(|(name, _)| name == CSRF_FIELD)
-            .map(|(_, value)| value.into_owned())
-    } else if essence.eq_ignore_ascii_case("application/json")
-        || essence.to_ascii_lowercase().ends_with("+json")
-    {
+            .map(|(_, value)| value.into_owned()),
         // A derived struct also deserialises from an array, positionally: objects only.
-        let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-        is_object
-            .then(|| serde_json::from_slice::<JsonField>(body).ok())
-            .flatten()?
-            .csrf_token
-    } else {
-        None
+        BodyKind::Json if is_json_object(body) => {
+            serde_json::from_slice::<JsonField>(body).ok()?.csrf_token
+        }
+        BodyKind::Json | BodyKind::Other => None,
     }
+}
+
+fn is_json_object(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// The body without its `csrf_token` field, so the inner extractor sees only the
+/// application's fields (`#[serde(deny_unknown_fields)]` and `Form<()>` work); `None` when
+/// there is none to remove. Every other byte is kept as sent: form pairs are dropped whole,
+/// JSON values are copied verbatim (no number is re-encoded).
+pub(super) fn without_token_field(kind: BodyKind, body: &[u8]) -> Option<Vec<u8>> {
+    match kind {
+        BodyKind::Form => without_form_field(body),
+        BodyKind::Json if is_json_object(body) => without_json_field(body),
+        BodyKind::Json | BodyKind::Other => None,
+    }
+}
+
+fn without_form_field(body: &[u8]) -> Option<Vec<u8>> {
+    let mut found = false;
+    let kept: Vec<&[u8]> = body
+        .split(|&b| b == b'&')
+        .filter(|pair| {
+            let token = form_urlencoded::parse(pair)
+                .next()
+                .is_some_and(|(name, _)| name == CSRF_FIELD);
+            found |= token;
+            !token
+        })
+        .collect();
+    found.then(|| kept.join(&b'&'))
+}
+
+fn without_json_field(body: &[u8]) -> Option<Vec<u8>> {
+    use serde_json::value::RawValue;
+
+    /// A JSON object's members in order, values as the raw text they were sent as.
+    struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+    impl<'de> Deserialize<'de> for Members<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Members<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Self::Value, A::Error> {
+                    let mut members = Vec::new();
+                    while let Some(member) = map.next_entry()? {
+                        members.push(member);
+                    }
+                    Ok(Members(members))
+                }
+            }
+            d.deserialize_map(Visit)
+        }
+    }
+
+    // A body that is not valid JSON is left for the inner extractor to reject as usual.
+    let Members(members) = serde_json::from_slice(body).ok()?;
+    if !members.iter().any(|(name, _)| name == CSRF_FIELD) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len());
+    out.push(b'{');
+    for (name, value) in members.iter().filter(|(name, _)| name != CSRF_FIELD) {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        // Serialising a string cannot fail.
+        serde_json::to_writer(&mut out, name).ok()?;
+        out.push(b':');
+        out.extend_from_slice(value.get().as_bytes());
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+/// Whether the request is an urlencoded form post, which may carry the token in a field.
+pub(super) fn is_form(headers: &HeaderMap) -> bool {
+    BodyKind::of(headers.get(http::header::CONTENT_TYPE)) == BodyKind::Form
 }
 
 #[cfg(test)]
@@ -208,6 +314,83 @@ mod tests {
                 "{}",
                 case.name
             );
+        }
+    }
+
+    #[test]
+    fn the_token_field_is_removed_and_nothing_else_changes() {
+        struct Case {
+            name: &'static str,
+            kind: BodyKind,
+            body: &'static str,
+            expect: Option<&'static str>,
+        }
+        let cases = [
+            Case {
+                name: "form, middle",
+                kind: BodyKind::Form,
+                body: "a=1&csrf_token=t%2B&b=x+y%20z",
+                expect: Some("a=1&b=x+y%20z"),
+            },
+            Case {
+                name: "form, only the token",
+                kind: BodyKind::Form,
+                body: "csrf_token=t",
+                expect: Some(""),
+            },
+            Case {
+                name: "form, encoded name, twice",
+                kind: BodyKind::Form,
+                body: "csrf%5Ftoken=t&a=1&csrf_token=u",
+                expect: Some("a=1"),
+            },
+            Case {
+                name: "form, similar names stay",
+                kind: BodyKind::Form,
+                body: "csrf_token2=t&xcsrf_token=u",
+                expect: None,
+            },
+            Case {
+                name: "json, numbers verbatim",
+                kind: BodyKind::Json,
+                body: r#"{"big":123456789012345678901234567890,"csrf_token":"t","f":1.50,"s":"é"}"#,
+                expect: Some(r#"{"big":123456789012345678901234567890,"f":1.50,"s":"é"}"#),
+            },
+            Case {
+                name: "json, non-string token removed too",
+                kind: BodyKind::Json,
+                body: r#" { "csrf_token" : 5 } "#,
+                expect: Some("{}"),
+            },
+            Case {
+                name: "json, nested field stays",
+                kind: BodyKind::Json,
+                body: r#"{"a":{"csrf_token":"t"}}"#,
+                expect: None,
+            },
+            Case {
+                name: "json, invalid is left alone",
+                kind: BodyKind::Json,
+                body: r#"{"csrf_token":"t","#,
+                expect: None,
+            },
+            Case {
+                name: "json array",
+                kind: BodyKind::Json,
+                body: r#"["csrf_token"]"#,
+                expect: None,
+            },
+            Case {
+                name: "other types are never rewritten",
+                kind: BodyKind::Other,
+                body: "csrf_token=t",
+                expect: None,
+            },
+        ];
+        for case in cases {
+            let got = without_token_field(case.kind, case.body.as_bytes());
+            let got = got.as_deref().map(|b| std::str::from_utf8(b).unwrap());
+            assert_eq!(got, case.expect, "{}", case.name);
         }
     }
 
