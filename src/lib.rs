@@ -78,8 +78,8 @@ pub use event::{EventKind, ExpiryReason, RejectReason, RotateReason, SessionEven
 pub use extract::OptionalSession;
 pub use future::ResponseFuture;
 pub use guard::{
-    AnyScope, CsrfLayer, CsrfProtected, CsrfService, RequireScopes, ScopeLayer, ScopeService,
-    CSRF_FIELD, CSRF_HEADER,
+    safe_return_to, AnyScope, CsrfLayer, CsrfProtected, CsrfService, RequireScopes, ReturnTo,
+    ScopeLayer, ScopeService, CSRF_FIELD, CSRF_HEADER,
 };
 /// Networks accepted by [`SessionConfig::trusted_proxies`].
 pub use ipnet::IpNet;

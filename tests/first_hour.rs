@@ -894,7 +894,8 @@ async fn csrf_forms_and_json_work_the_first_time() {
             body: "title=hi&extra=1&csrf_token={tok}",
             header_token: false,
             status: StatusCode::UNPROCESSABLE_ENTITY,
-            expect: "Failed to deserialize form body: extra: unknown field `extra`, expected `title`",
+            expect:
+                "Failed to deserialize form body: extra: unknown field `extra`, expected `title`",
         },
         Case {
             name: "no token at all",
@@ -939,4 +940,377 @@ async fn csrf_forms_and_json_work_the_first_time() {
         assert_eq!(reply.status, case.status, "{}: {}", case.name, reply.body);
         assert_eq!(reply.body, case.expect, "{}", case.name);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Safe return-to paths for `?next=`.
+
+use axum::response::Redirect;
+use axum_tessera::guard::{safe_return_to, ReturnTo};
+use proptest::prelude::*;
+
+/// `text` percent-decoded until nothing changes (at most 8 rounds), as bytes.
+fn fully_decoded(text: &str) -> Vec<u8> {
+    let mut bytes = text.as_bytes().to_vec();
+    for _ in 0..8 {
+        let next: Vec<u8> = form_decode(&bytes);
+        if next == bytes {
+            break;
+        }
+        bytes = next;
+    }
+    bytes
+}
+
+/// Percent-decoding only (no `+`), independent of the crate's own.
+fn form_decode(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(
+                std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                16,
+            ) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+/// What a browser does with a `Location`: resolve it against the page's URL.
+fn stays_on_site(location: &str) -> bool {
+    let base = url::Url::parse("https://site.example/login").unwrap();
+    base.join(location).is_ok_and(|u| {
+        u.scheme() == "https" && u.host_str() == Some("site.example") && u.port().is_none()
+    })
+}
+
+/// Pieces an attacker combines: slashes, backslashes, encodings of them and of controls.
+fn hostile() -> impl Strategy<Value = String> {
+    let piece = prop::sample::select(vec![
+        "/",
+        "//",
+        "\\",
+        "%2f",
+        "%2F",
+        "%5c",
+        "%5C",
+        "%25",
+        "%252f",
+        "%09",
+        "%0a",
+        "%0d",
+        "%00",
+        "%1f",
+        "%7f",
+        "\t",
+        "\n",
+        "\r",
+        "\u{0}",
+        "\u{85}",
+        " ",
+        ".",
+        "..",
+        ":",
+        "@",
+        "?",
+        "#",
+        "evil.example",
+        "https:",
+        "javascript:",
+        "a",
+        "é",
+        "%",
+        "%2",
+        "2f",
+    ]);
+    prop::collection::vec(piece, 0..10).prop_map(|pieces| pieces.concat())
+}
+
+proptest! {
+    #[test]
+    fn return_to_is_the_input_or_root(next in hostile()) {
+        let out = safe_return_to(&next);
+        prop_assert!(out == next || out == "/");
+    }
+
+    #[test]
+    fn return_to_never_leaves_the_site(next in hostile()) {
+        let out = safe_return_to(&next);
+        prop_assert!(stays_on_site(out), "{out:?}");
+        prop_assert!(out.starts_with('/'));
+        prop_assert!(axum::http::HeaderValue::from_str(out).is_ok(), "{out:?}");
+        let decoded = fully_decoded(out);
+        prop_assert!(!decoded.windows(2).any(|w| w == b"//"), "{out:?}");
+        prop_assert!(!decoded.iter().any(|&b| b == b'\\' || b < 0x20 || b == 0x7f), "{out:?}");
+        // Whatever decodes it again still gets a path on this site.
+        if let Ok(once) = std::str::from_utf8(&decoded) {
+            prop_assert!(stays_on_site(once), "{out:?} decodes to {once:?}");
+        }
+    }
+
+    #[test]
+    fn return_to_keeps_plain_local_paths(
+        segments in prop::collection::vec("[a-zA-Z0-9._~-]{1,8}", 0..6),
+        query in prop::option::of("[a-z]{1,5}=[a-z0-9]{0,5}"),
+    ) {
+        let mut path = format!("/{}", segments.join("/"));
+        if let Some(q) = query {
+            path = format!("{path}?{q}");
+        }
+        prop_assert_eq!(safe_return_to(&path), path.as_str());
+    }
+
+    #[test]
+    fn return_to_survives_any_string(next in any::<String>()) {
+        let out = safe_return_to(&next);
+        prop_assert!(out == next || out == "/");
+        prop_assert!(stays_on_site(out), "{out:?}");
+        prop_assert!(axum::http::HeaderValue::from_str(out).is_ok(), "{out:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_return_to_extractor_reads_next_from_the_query() {
+    let app: Router = Router::new().route(
+        "/done",
+        get(|next: ReturnTo| async move { Redirect::to(next.as_str()) }),
+    );
+    struct Case {
+        query: &'static str,
+        expect: &'static str,
+    }
+    let cases = [
+        Case {
+            query: "",
+            expect: "/",
+        },
+        Case {
+            query: "?next=%2Fadmin%3Ftab%3D1",
+            expect: "/admin?tab=1",
+        },
+        Case {
+            query: "?next=%2F%2Fevil.example",
+            expect: "/",
+        },
+        Case {
+            query: "?next=%2F%2509%2Fevil.example%2F",
+            expect: "/",
+        },
+        Case {
+            query: "?next=/%09/evil.example/",
+            expect: "/",
+        },
+        Case {
+            query: "?next=%2F%0D%0ASet-Cookie:%20x",
+            expect: "/",
+        },
+        Case {
+            query: "?next=https://evil.example",
+            expect: "/",
+        },
+        Case {
+            query: "?other=1&next=/ok&next=//evil",
+            expect: "/ok",
+        },
+    ];
+    for case in cases {
+        let reply = send(
+            &app,
+            Request::get(format!("/done{}", case.query))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", case.query);
+        assert_eq!(
+            reply.header(header::LOCATION),
+            Some(case.expect),
+            "{}",
+            case.query
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The demo, driven in-process.
+
+#[path = "../examples/demo/app.rs"]
+mod app;
+
+/// The demo router as `cargo run --example demo` serves it, and a helper that sends a
+/// request to it as a browser on `localhost:3000` would.
+fn demo() -> Router {
+    let (web, api) = app::dev_configs(Key::generate());
+    app::router(web, api, axum_tessera::store::MemoryStore::new())
+}
+
+fn to_demo(method: &str, path: &str) -> axum::http::request::Builder {
+    to_host(method, path, Some("localhost:3000"))
+}
+
+/// Opens the sign-in page: the anonymous session's cookie and the form's CSRF token.
+async fn sign_in_page(app: &Router) -> (String, String) {
+    let reply = send(app, to_demo("GET", "/").body(Body::empty()).unwrap()).await;
+    let token = reply
+        .body
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    (reply.cookie().unwrap(), token)
+}
+
+#[tokio::test]
+async fn demo_login_returns_only_to_local_paths() {
+    let app = demo();
+    struct Case {
+        name: &'static str,
+        /// The `next` field as posted (form-encoded here).
+        next: &'static str,
+        expect: &'static str,
+    }
+    let cases = [
+        Case {
+            name: "local",
+            next: "/admin",
+            expect: "/admin",
+        },
+        Case {
+            name: "encoded tab",
+            next: "/%09/evil.example/",
+            expect: "/",
+        },
+        Case {
+            name: "raw tab",
+            next: "/\t/evil.example/",
+            expect: "/",
+        },
+        Case {
+            name: "CR LF is not a 500",
+            next: "/\r\nSet-Cookie: x=y",
+            expect: "/",
+        },
+        Case {
+            name: "scheme-relative",
+            next: "//evil.example",
+            expect: "/",
+        },
+        Case {
+            name: "backslash",
+            next: "/\\evil.example",
+            expect: "/",
+        },
+    ];
+    for case in cases {
+        let (cookie, token) = sign_in_page(&app).await;
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("username", "alice")
+            .append_pair("password", "alice")
+            .append_pair("next", case.next)
+            .append_pair("csrf_token", &token)
+            .finish();
+        let req = to_demo("POST", "/login")
+            .header(header::COOKIE, &cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap();
+        let reply = send(&app, req).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SEE_OTHER,
+            "{}: {}",
+            case.name,
+            reply.body
+        );
+        assert_eq!(
+            reply.header(header::LOCATION),
+            Some(case.expect),
+            "{}",
+            case.name
+        );
+    }
+    // The sign-in page does not carry an unsafe `next` into its form either.
+    let reply = send(
+        &app,
+        to_demo("GET", "/?next=%2F%2509%2Fevil.example%2F")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(!reply.body.contains("evil.example"), "{}", reply.body);
+}
+
+#[tokio::test]
+async fn demo_field_less_forms_take_a_header_token() {
+    let app = demo();
+    let (cookie, token) = sign_in_page(&app).await;
+    let body = format!("username=alice&password=alice&csrf_token={token}");
+    let login = to_demo("POST", "/login")
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let cookie = send(&app, login)
+        .await
+        .cookie()
+        .expect("a logged-in cookie");
+    let me = send(
+        &app,
+        to_demo("GET", "/me")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let me: serde_json::Value = serde_json::from_str(&me.body).unwrap();
+    let token = me["csrf_token"].as_str().unwrap().to_owned();
+
+    // fetch('/counter', {method: 'POST', headers: {'X-CSRF-Token': token}}): no body, no type.
+    let counter = to_demo("POST", "/counter")
+        .header(header::COOKIE, &cookie)
+        .header("x-csrf-token", &token)
+        .body(Body::empty())
+        .unwrap();
+    let reply = send(&app, counter).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    // And the form itself, which posts only its token field.
+    let counter = to_demo("POST", "/counter")
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("csrf_token={token}")))
+        .unwrap();
+    assert_eq!(send(&app, counter).await.status, StatusCode::SEE_OTHER);
+    let me = send(
+        &app,
+        to_demo("GET", "/me")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(me.body.contains("\"counter\":2"), "{}", me.body);
+
+    let logout = to_demo("POST", "/logout")
+        .header(header::COOKIE, &cookie)
+        .header("x-csrf-token", &token)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, logout).await.status, StatusCode::SEE_OTHER);
+    let me = send(
+        &app,
+        to_demo("GET", "/me")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(me.body.contains("\"authenticated\":false"), "{}", me.body);
 }

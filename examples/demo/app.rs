@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use axum_tessera::guard::safe_return_to;
 use axum_tessera::store::MemoryStore;
 use axum_tessera::token::StoreKey;
 use axum_tessera::{
@@ -85,11 +86,6 @@ fn escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-/// Where to go after signing in: only a path on this site, never `//host` or `/\host`.
-fn local_path(next: Option<&str>) -> Option<&str> {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\"))
-}
-
 #[derive(Deserialize)]
 struct HomeQuery {
     next: Option<String>,
@@ -97,7 +93,12 @@ struct HomeQuery {
 
 async fn home(session: Session, Query(query): Query<HomeQuery>) -> Html<String> {
     let csrf = escape(&session.csrf_token());
-    let next = local_path(query.next.as_deref())
+    // Only a path on this site is carried through the form (never `//host`, `/%09/host`...).
+    let next = query
+        .next
+        .as_deref()
+        .map(safe_return_to)
+        .filter(|n| *n != "/")
         .map(|n| format!(r#"<input type="hidden" name="next" value="{}">"#, escape(n)))
         .unwrap_or_default();
     let flashes: String = session
@@ -149,7 +150,8 @@ async fn login(
         Some(principal) => {
             session.login(principal);
             session.flash("Signed in.");
-            Redirect::to(local_path(form.next.as_deref()).unwrap_or("/")).into_response()
+            // The form field is client-controlled: only a local path, whatever was posted.
+            Redirect::to(safe_return_to(form.next.as_deref().unwrap_or("/"))).into_response()
         }
         None => (
             StatusCode::UNAUTHORIZED,

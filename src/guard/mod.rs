@@ -1,5 +1,6 @@
 //! Route guards: the scope guards and CSRF protection, each as an extractor and as a route
-//! layer, and [`GuardService`], the one middleware both route layers run.
+//! layer, [`GuardService`], the one middleware both route layers run, and
+//! [`safe_return_to`] / [`ReturnTo`] for the `?next=` of the login redirect.
 //!
 //! The extractors ([`RequireScopes`], [`AnyScope`], [`CsrfProtected`]) guard one handler; the
 //! layers ([`ScopeLayer`], [`CsrfLayer`]) guard every route of a router, so refused requests
@@ -24,6 +25,7 @@
 //! ```
 
 mod csrf;
+mod return_to;
 mod scopes;
 
 use std::fmt;
@@ -41,6 +43,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 pub use csrf::{CsrfLayer, CsrfProtected, CSRF_FIELD, CSRF_HEADER};
+pub use return_to::{safe_return_to, ReturnTo};
 pub use scopes::{AnyScope, RequireScopes, ScopeLayer};
 
 use crate::error::StoreError;

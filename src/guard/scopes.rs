@@ -35,7 +35,7 @@ use tower_layer::Layer;
 
 use crate::event::EventKind;
 use crate::extract::loaded;
-use crate::guard::{sealed, Guard, GuardService, ScopeService};
+use crate::guard::{safe_return_to, sealed, Guard, GuardService, ScopeService};
 use crate::principal::Principal;
 use crate::rejection::{
     with_challenge, BearerRequired, Capture, Captures, MissingScope, Scheme, ScopeRejection,
@@ -253,8 +253,9 @@ impl ScopeLayer {
     ///
     /// # Security
     ///
-    /// `next` is the request's own path (a path starting with `//` is replaced by `/`), but
-    /// the login handler must still only redirect to local paths after login.
+    /// `next` is the request's own path (one that [`safe_return_to`] refuses is replaced by
+    /// `/`), but the login handler must still only redirect to local paths after login: read
+    /// it with [`ReturnTo`](crate::guard::ReturnTo) or pass it through [`safe_return_to`].
     pub fn redirect_to(mut self, login: impl Into<String>) -> Self {
         self.redirect = Some(Arc::from(login.into()));
         self
@@ -337,14 +338,9 @@ fn accepts_html(headers: &HeaderMap) -> bool {
 
 /// `login` with `next=<path and query of uri>` added to its query.
 fn login_location(login: &str, uri: &Uri) -> String {
-    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    // `//host/..` and `/\host` would be read as another site by a naive `next` redirect.
-    let target =
-        if target.starts_with('/') && !target.starts_with("//") && !target.starts_with("/\\") {
-            target
-        } else {
-            "/"
-        };
+    // A path a login handler must not redirect to (`//host`, `/%09/host`...) is not offered
+    // as `next` at all: the login page would have to refuse it anyway.
+    let target = safe_return_to(uri.path_and_query().map_or("/", |pq| pq.as_str()));
     let next: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();
     let sep = if login.contains('?') { '&' } else { '?' };
     format!("{login}{sep}next={next}")
