@@ -1314,3 +1314,19 @@ async fn demo_field_less_forms_take_a_header_token() {
     .await;
     assert!(me.body.contains("\"authenticated\":false"), "{}", me.body);
 }
+
+#[tokio::test]
+async fn a_guard_answering_a_chosen_401_still_challenges() {
+    let app: Router = Router::new()
+        .route("/x", get(|| async { "x" }))
+        .route_layer(RequireScopes::<(Authenticated,)>::layer().status(StatusCode::UNAUTHORIZED))
+        .layer(SessionLayer::new(SessionConfig::api(Key::generate())));
+    let reply = send(&app, bearer("GET", "/x", None)).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::UNAUTHORIZED, "Unauthorized")
+    );
+    assert_eq!(reply.header(header::WWW_AUTHENTICATE), Some(NO_TOKEN));
+    let reply = send(&app, bearer("GET", "/x", Some("garbage"))).await;
+    assert_eq!(reply.header(header::WWW_AUTHENTICATE), Some(INVALID_TOKEN));
+}

@@ -42,7 +42,7 @@ use crate::rejection::{
     StatusRefusal, Unauthenticated,
 };
 use crate::scope::ScopeSet;
-use crate::session::Session;
+use crate::session::{Session, SessionHandle};
 
 /// What a guard checks, as plain functions so [`ScopeLayer`] is not generic.
 #[derive(Clone, Copy)]
@@ -280,9 +280,13 @@ impl ScopeLayer {
                 Redirect::to(&login_location(login, uri)).into_response()
             }
             (_, Some(status)) if !matches!(rejection, ScopeRejection::Session(_)) => {
-                StatusRefusal::new(status, rejection)
-                    .captured(&capture)
-                    .into_response()
+                let mut refusal = StatusRefusal::new(status, rejection).captured(&capture);
+                if status == StatusCode::UNAUTHORIZED {
+                    if let Some(SessionHandle(session)) = parts.extensions.get() {
+                        refusal = with_challenge(refusal, session.challenge());
+                    }
+                }
+                refusal.into_response()
             }
             _ => rejection.captured(&capture).into_response(),
         }

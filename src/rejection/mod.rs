@@ -603,6 +603,13 @@ challenged!(
     BearerRequired
 );
 
+/// A [`StatusRefusal`] set to answer 401 is a 401 like any other: it carries the challenge.
+impl Challenged for StatusRefusal {
+    fn reply_mut(&mut self) -> &mut Reply {
+        &mut self.reply
+    }
+}
+
 define_rejection! {
     #[status = FORBIDDEN]
     #[code = "insufficient_scope"]
