@@ -1330,3 +1330,65 @@ async fn a_guard_answering_a_chosen_401_still_challenges() {
     let reply = send(&app, bearer("GET", "/x", Some("garbage"))).await;
     assert_eq!(reply.header(header::WWW_AUTHENTICATE), Some(INVALID_TOKEN));
 }
+
+#[tokio::test]
+async fn csrf_and_commit_rejections_answer_json_clients_in_json() {
+    use axum_tessera::store::{Commit, CommitOutcome, MemoryStore, SessionStore};
+    use axum_tessera::token::StoreKey;
+    use axum_tessera::{Record, SessionInfo, StoreError, StoreErrorKind};
+
+    /// A store whose commits fail: the layer must answer 503 instead of the handler's 200.
+    #[derive(Clone, Default)]
+    struct Unwritable(MemoryStore);
+
+    impl SessionStore for Unwritable {
+        async fn load(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+            self.0.load(key).await
+        }
+        async fn commit(&self, _: Commit) -> Result<CommitOutcome, StoreError> {
+            Err(StoreError::from_kind(StoreErrorKind::Unavailable))
+        }
+        async fn sessions_of(&self, principal: &str) -> Result<Vec<SessionInfo>, StoreError> {
+            self.0.sessions_of(principal).await
+        }
+        async fn delete_sessions_of(&self, principal: &str) -> Result<u64, StoreError> {
+            self.0.delete_sessions_of(principal).await
+        }
+    }
+
+    let app = csrf_app();
+    let reply = send(&app, Request::get("/token").body(Body::empty()).unwrap()).await;
+    let req = Request::post("/header-only")
+        .header(header::COOKIE, reply.cookie().unwrap())
+        .header(header::ACCEPT, "application/json")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("csrf_token={}", reply.body)))
+        .unwrap();
+    let reply = send(&app, req).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(reply.header(header::CONTENT_TYPE), Some("application/json"));
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["error"], "csrf_header_required");
+
+    let app: Router = Router::new()
+        .route(
+            "/write",
+            post(|s: Session| async move { s.insert("k", 1).unwrap() }),
+        )
+        .layer(
+            SessionLayer::new(SessionConfig::api(Key::generate()))
+                .with_store(Unwritable::default()),
+        );
+    let req = Request::post("/write")
+        .header(header::ACCEPT, "application/json")
+        .body(Body::empty())
+        .unwrap();
+    let reply = send(&app, req).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        reply.body,
+        r#"{"error":"session_not_saved","message":"session could not be saved; please retry"}"#
+    );
+    let reply = send(&app, Request::post("/write").body(Body::empty()).unwrap()).await;
+    assert_eq!(reply.body, "session could not be saved; please retry");
+}
