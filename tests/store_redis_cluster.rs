@@ -16,6 +16,10 @@ use http_body_util::BodyExt;
 use support::RedisCluster;
 use tower::ServiceExt;
 
+/// What `Session` answers a bearer token that no longer authenticates: a 401, not a
+/// fresh anonymous session.
+const DEAD_TOKEN: &str = "session token invalid or expired";
+
 async fn cluster_store(cluster: &RedisCluster) -> RedisStore {
     RedisStore::connect_cluster(cluster.urls())
         .await
@@ -120,7 +124,7 @@ async fn login_rotation_and_logout_everywhere_on_a_cluster() {
     let (status, second) = send(&app, "POST", "/login", Some(&first)).await;
     assert_eq!(status, StatusCode::OK);
     assert_ne!(first, second, "login rotates the ID");
-    assert_eq!(send(&app, "GET", "/me", Some(&first)).await.1, "anonymous");
+    assert_eq!(send(&app, "GET", "/me", Some(&first)).await.1, DEAD_TOKEN);
     assert_eq!(send(&app, "GET", "/me", Some(&second)).await.1, "alice");
     assert_eq!(
         send(&app, "POST", "/count", Some(&second)).await.1,
@@ -130,7 +134,7 @@ async fn login_rotation_and_logout_everywhere_on_a_cluster() {
 
     // Rotating again within the principal, and a second device.
     let (_, third) = send(&app, "POST", "/login", Some(&second)).await;
-    assert_eq!(send(&app, "GET", "/me", Some(&second)).await.1, "anonymous");
+    assert_eq!(send(&app, "GET", "/me", Some(&second)).await.1, DEAD_TOKEN);
     let (_, other_device) = send(&app, "POST", "/login", None).await;
     assert_eq!(
         send(&app, "GET", "/me", Some(&other_device)).await.1,
@@ -138,9 +142,9 @@ async fn login_rotation_and_logout_everywhere_on_a_cluster() {
     );
 
     assert_eq!(send(&app, "POST", "/everywhere", Some(&third)).await.1, "2");
-    assert_eq!(send(&app, "GET", "/me", Some(&third)).await.1, "anonymous");
+    assert_eq!(send(&app, "GET", "/me", Some(&third)).await.1, DEAD_TOKEN);
     assert_eq!(
         send(&app, "GET", "/me", Some(&other_device)).await.1,
-        "anonymous"
+        DEAD_TOKEN
     );
 }
