@@ -63,7 +63,7 @@ async fn logout(session: Session) -> &'static str {
 }
 
 fn app(name: &'static str, key: Key, store: RedisStore) -> Router {
-    let config = SessionConfig::api(key).require_existing(false);
+    let config = SessionConfig::api(key);
     Router::new()
         .route("/login", post(login))
         .route("/logout", post(logout))

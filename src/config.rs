@@ -4,33 +4,39 @@
 //! # Example
 //!
 //! ```
+//! use std::time::Duration;
 //! use axum_tessera::{Key, SessionConfig};
-//! use time::Duration;
 //!
 //! let cfg = SessionConfig::web(Key::generate())
-//!     .idle_timeout(Duration::minutes(30))
-//!     .absolute_timeout(Duration::hours(12));
+//!     .idle_timeout(Duration::from_secs(30 * 60))
+//!     .absolute_timeout(Duration::from_secs(12 * 60 * 60));
 //! assert!(cfg.validate().is_ok());
 //! ```
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cookie::SameSite;
 use http::HeaderName;
 /// Networks accepted by [`SessionConfig::trusted_proxies`].
 pub use ipnet::IpNet;
-use time::Duration;
 
 use crate::clock::Clock;
 use crate::error::{ConfigError, CookieConfigError, TimeoutConfigError};
 use crate::event::{Events, SessionEvent};
 use crate::key::KeyRing;
 use crate::origin::Origin;
+use crate::rejection::{RejectionInfo, Renderer};
 
 /// Cookies larger than this are refused by browsers; a configuration that could produce one is
 /// an error at start-up.
 pub const MAX_COOKIE_BYTES: usize = 4096;
+
+// `Duration::from_mins` / `from_hours` are newer than the crate's `rust-version`.
+const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(60 * 60);
 
 /// Where the layer looks for a token, in the configured order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,11 +225,48 @@ impl CookieConfig {
 ///
 /// Start from a preset and adjust with the builder methods:
 ///
-/// | preset | token sources | cookie | idle / absolute | without a valid session |
-/// |---|---|---|---|---|
-/// | [`web`](Self::web) | cookie | `__Host-tessera`, persistent | 30 min / 12 h | anonymous session |
-/// | [`api`](Self::api) | bearer, then `X-Session-Token` | none | 1 h / 24 h | 401 |
-/// | [`ephemeral`](Self::ephemeral) | cookie | browser-session (no `Max-Age`) | 15 min / 8 h | anonymous session |
+/// | preset | token sources | cookie | idle / absolute | no token | invalid token |
+/// |---|---|---|---|---|---|
+/// | [`web`](Self::web) | cookie | `__Host-tessera`, persistent | 30 min / 12 h | anonymous session | anonymous session |
+/// | [`api`](Self::api) | bearer, then `X-Session-Token` | none | 1 h / 24 h | anonymous session | 401 `invalid_token` |
+/// | [`ephemeral`](Self::ephemeral) | cookie | browser-session (no `Max-Age`) | 15 min / 8 h | anonymous session | anonymous session |
+///
+/// "No token" and "invalid token" say what the [`Session`](crate::Session) extractor does.
+/// Under every preset a handler taking `Session` can create a session (a login route), and
+/// the routes that need a logged-in caller say so with a guard
+/// ([`RequireScopes<(Authenticated,)>`](crate::RequireScopes), as an extractor or
+/// route layer), which answers 401 with a `WWW-Authenticate` challenge. A bearer or header
+/// token that does not authenticate (forged, expired, revoked, malformed) is refused by
+/// `Session` too rather than silently replaced by a new session; a stale cookie is not,
+/// so a browser recovers by itself.
+///
+/// # Example: a bearer-token API on one layer
+///
+/// ```
+/// use axum::{routing::{get, post}, Json, Router};
+/// use axum_tessera::{Authenticated, Key, Principal, RequireScopes, Session, SessionConfig,
+///                    SessionLayer};
+///
+/// async fn login(session: Session) -> Json<serde_json::Value> {
+///     // check the credentials first, then:
+///     session.login(Principal::user("alice"));
+///     Json(serde_json::json!({ "token": session.token() }))
+/// }
+///
+/// async fn me(guard: RequireScopes<(Authenticated,)>) -> String {
+///     guard.principal().id().to_owned()
+/// }
+///
+/// async fn logout(_: RequireScopes<(Authenticated,)>, session: Session) {
+///     session.logout();
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/login", post(login))
+///     .route("/me", get(me))
+///     .route("/logout", post(logout))
+///     .layer(SessionLayer::new(SessionConfig::api(Key::generate())));
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct SessionConfig {
@@ -241,6 +284,8 @@ pub struct SessionConfig {
     pub(crate) bind_client_ip: bool,
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) events: Events,
+    pub(crate) render: Option<Renderer>,
+    pub(crate) insecure_local_development: bool,
 }
 
 impl fmt::Debug for SessionConfig {
@@ -258,6 +303,11 @@ impl fmt::Debug for SessionConfig {
             .field("bind_client_ip", &self.bind_client_ip)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("trusted_origins", &self.trusted_origins)
+            .field("render_rejection", &self.render.is_some())
+            .field(
+                "insecure_local_development",
+                &self.insecure_local_development,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -268,10 +318,10 @@ impl SessionConfig {
             keys,
             sources: vec![TokenSource::Cookie],
             cookie: CookieConfig::default(),
-            idle: Duration::minutes(30),
-            absolute: Duration::hours(12),
+            idle: MINUTE * 30,
+            absolute: HOUR * 12,
             refresh_fraction: 0.25,
-            skew: Duration::seconds(60),
+            skew: MINUTE,
             require_existing: false,
             trusted_origins: Vec::new(),
             clock: crate::clock::default_clock(),
@@ -279,6 +329,8 @@ impl SessionConfig {
             bind_client_ip: false,
             trusted_proxies: Vec::new(),
             events: Events::default(),
+            render: None,
+            insecure_local_development: false,
         }
     }
 
@@ -290,17 +342,20 @@ impl SessionConfig {
     }
 
     /// API clients: tokens in `Authorization: Bearer`, then `X-Session-Token`; new tokens are
-    /// returned in the `X-Session-Token` response header; idle 1 hour, absolute 24 hours;
-    /// [`Session`](crate::Session) answers 401 without a valid session (`require_existing`).
+    /// returned in the `X-Session-Token` response header; idle 1 hour, absolute 24 hours.
+    ///
+    /// A request without a token gets an anonymous session, so a login route on the same
+    /// layer works; guard the other routes with
+    /// [`RequireScopes<(Authenticated,)>`](crate::RequireScopes). A token that does not
+    /// authenticate is a 401 `invalid_token` from [`Session`](crate::Session) and every guard.
     pub fn api(keys: impl Into<KeyRing>) -> Self {
         Self {
             sources: vec![
                 TokenSource::Bearer,
                 TokenSource::Header(SESSION_TOKEN_HEADER),
             ],
-            idle: Duration::hours(1),
-            absolute: Duration::hours(24),
-            require_existing: true,
+            idle: HOUR,
+            absolute: HOUR * 24,
             ..Self::base(keys.into())
         }
     }
@@ -310,20 +365,22 @@ impl SessionConfig {
     pub fn ephemeral(keys: impl Into<KeyRing>) -> Self {
         Self {
             cookie: CookieConfig::default().persistent(false),
-            idle: Duration::minutes(15),
-            absolute: Duration::hours(8),
+            idle: MINUTE * 15,
+            absolute: HOUR * 8,
             ..Self::base(keys.into())
         }
     }
 
-    /// Idle timeout: a session unused this long is dead (preset default).
+    /// Idle timeout: a session unused this long is dead (preset default). Kept in whole
+    /// seconds; below one second is a configuration error.
     #[must_use]
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle = idle;
         self
     }
 
-    /// Absolute timeout since creation, never extended (preset default).
+    /// Absolute timeout since creation, never extended (preset default). Kept in whole
+    /// seconds; below one second is a configuration error.
     #[must_use]
     pub fn absolute_timeout(mut self, absolute: Duration) -> Self {
         self.absolute = absolute;
@@ -339,7 +396,7 @@ impl SessionConfig {
     }
 
     /// How far in the future a token's issue time may lie, for clock skew between servers
-    /// (default 60 seconds).
+    /// (default 60 seconds; whole seconds).
     #[must_use]
     pub fn clock_skew(mut self, skew: Duration) -> Self {
         self.skew = skew;
@@ -362,8 +419,14 @@ impl SessionConfig {
         self
     }
 
-    /// Whether [`Session`](crate::Session) rejects requests without a valid session with 401
-    /// (default off; on in the api preset).
+    /// Whether [`Session`](crate::Session) rejects every request without a valid, live
+    /// session with 401 [`SessionRequired`](crate::SessionRequired) (default off, in every
+    /// preset).
+    ///
+    /// On, no handler can create a session, so a login route needs a layer of its own. The
+    /// usual shape is one layer with this off and a guard
+    /// ([`RequireScopes<(Authenticated,)>`](crate::RequireScopes)) on the routes that need a
+    /// logged-in caller.
     #[must_use]
     pub fn require_existing(mut self, on: bool) -> Self {
         self.require_existing = on;
@@ -471,6 +534,90 @@ impl SessionConfig {
         self
     }
 
+    /// Renders every rejection of this layer's extractors, guards and commit step (401, 403,
+    /// 503...) with `render` instead of the built-in short text or JSON body (default: built
+    /// in, see [`rejection`](crate::rejection#responses)).
+    ///
+    /// The hook gets a [`RejectionInfo`]: status, stable code, message, and whether the
+    /// client prefers JSON; [`RejectionInfo::default_response`] is the built-in answer, for
+    /// the cases the hook leaves alone. A 401's `WWW-Authenticate` challenge is added to the
+    /// hook's response unless it sets one. The hook runs on the request path: keep it cheap,
+    /// and do not panic. Rejections of axum's own extractors (a form that fails to
+    /// deserialise) and a missing layer (there is no layer to ask) keep their answer.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use axum::response::{Html, IntoResponse};
+    /// use axum_tessera::{Key, SessionConfig};
+    ///
+    /// let cfg = SessionConfig::web(Key::generate()).render_rejection(|info| {
+    ///     let page = format!("<h1>Sorry</h1><p>{}</p>", info.message());
+    ///     (info.status(), Html(page)).into_response()
+    /// });
+    /// # let _ = cfg;
+    /// ```
+    #[must_use]
+    pub fn render_rejection(
+        mut self,
+        render: impl Fn(&RejectionInfo) -> axum::response::Response + Send + Sync + 'static,
+    ) -> Self {
+        self.render = Some(Arc::new(render));
+        self
+    }
+
+    /// **Insecure**: serves plain-http development on localhost, and nothing else (default
+    /// off). The one switch a local setup needs; remove it for production.
+    ///
+    /// What it gives up, for requests to a loopback host only:
+    ///
+    /// * the session cookie loses its `__Host-` / `__Secure-` prefix (`__Host-tessera`
+    ///   becomes `tessera`) and its `Secure` attribute, so a browser sends it over http and
+    ///   any process on the machine can read it on the wire;
+    /// * the CSRF `Origin` check (rule 3 of [`CsrfProtected`](crate::CsrfProtected)) also
+    ///   accepts `http://localhost`, `http://127.0.0.1` and `http://[::1]` on any port, so a
+    ///   front-end dev server on another port can post; the CSRF token is still required.
+    ///
+    /// The layer never sees the address it is bound to, and production apps behind a proxy
+    /// often bind 127.0.0.1, so the switch is tied to the request instead: it serves only
+    /// requests whose `Host` (or HTTP/2 `:authority`) is `localhost`, `127.0.0.1` or
+    /// `[::1]`, any port. Every other request is refused with a 500
+    /// [`InsecureLocalDevelopment`](crate::InsecureLocalDevelopment) naming this call, so
+    /// the switch cannot ship to production silently. The layer also logs a warning when it
+    /// is built.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use axum_tessera::{Key, SessionConfig};
+    ///
+    /// let cfg = SessionConfig::web(Key::generate());
+    /// // Only in a development build:
+    /// let cfg = if cfg!(debug_assertions) { cfg.insecure_local_development() } else { cfg };
+    /// assert!(cfg.validate().is_ok());
+    /// ```
+    #[must_use]
+    pub fn insecure_local_development(mut self) -> Self {
+        self.insecure_local_development = true;
+        self
+    }
+
+    /// The cookie settings the layer runs with: as configured, unless
+    /// [`insecure_local_development`](Self::insecure_local_development) takes `Secure` and the
+    /// prefix that requires it away (whatever order the builders were called in).
+    pub(crate) fn cookie_in_effect(&self) -> CookieConfig {
+        if !self.insecure_local_development {
+            return self.cookie.clone();
+        }
+        let name = self.cookie.cookie_name();
+        let bare = name
+            .strip_prefix("__Host-")
+            .or_else(|| name.strip_prefix("__Secure-"))
+            .unwrap_or(name)
+            .to_owned();
+        self.cookie.clone().name(bare).secure(false)
+    }
+
     /// Checks the settings together.
     ///
     /// # Errors
@@ -483,10 +630,10 @@ impl SessionConfig {
             return Err(ConfigError::NoTokenSource);
         }
         if self.sources.contains(&TokenSource::Cookie) {
-            self.cookie.validate()?;
+            self.cookie_in_effect().validate()?;
         }
         // Expiry is kept in whole seconds: a sub-second timeout would end every session at birth.
-        if self.idle < Duration::SECOND || self.absolute < Duration::SECOND {
+        if self.idle < SECOND || self.absolute < SECOND {
             return Err(ConfigError::Timeouts(TimeoutConfigError::BelowOneSecond));
         }
         if self.idle > self.absolute {
@@ -496,9 +643,6 @@ impl SessionConfig {
         }
         if !(0.0..=1.0).contains(&self.refresh_fraction) {
             return Err(ConfigError::Timeouts(TimeoutConfigError::RefreshOutOfRange));
-        }
-        if self.skew < Duration::ZERO {
-            return Err(ConfigError::Timeouts(TimeoutConfigError::NegativeSkew));
         }
         if let Some(bad) = self
             .trusted_origins
@@ -533,7 +677,7 @@ mod tests {
             Case {
                 name: "host without secure",
                 cfg: web().cookie(CookieConfig::default().secure(false)),
-                expect: "must be Secure",
+                expect: "a __Host- cookie must be Secure; for plain-http development on localhost use SessionConfig::insecure_local_development()",
             },
             Case {
                 name: "host with domain",
@@ -561,7 +705,7 @@ mod tests {
             },
             Case {
                 name: "idle over absolute",
-                cfg: web().idle_timeout(Duration::hours(13)),
+                cfg: web().idle_timeout(HOUR * 13),
                 expect: "exceeds",
             },
             Case {
@@ -571,7 +715,7 @@ mod tests {
             },
             Case {
                 name: "sub-second idle",
-                cfg: web().idle_timeout(Duration::milliseconds(500)),
+                cfg: web().idle_timeout(Duration::from_millis(500)),
                 expect: "at least one second",
             },
             Case {
@@ -631,17 +775,48 @@ mod tests {
             },
             Case {
                 name: "idle over absolute",
-                cfg: web().idle_timeout(Duration::hours(13)),
+                cfg: web().idle_timeout(HOUR * 13),
                 expect: ConfigError::Timeouts(TimeoutConfigError::IdleExceedsAbsolute),
-            },
-            Case {
-                name: "negative skew",
-                cfg: web().clock_skew(Duration::seconds(-1)),
-                expect: ConfigError::Timeouts(TimeoutConfigError::NegativeSkew),
             },
         ];
         for case in cases {
             assert_eq!(case.cfg.validate(), Err(case.expect), "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn local_development_drops_secure_and_its_prefixes_in_any_order() {
+        struct Case {
+            name: &'static str,
+            cfg: SessionConfig,
+            expect: &'static str,
+        }
+        let cases = [
+            Case {
+                name: "default cookie",
+                cfg: web().insecure_local_development(),
+                expect: "tessera",
+            },
+            Case {
+                name: "cookie set afterwards",
+                cfg: web()
+                    .insecure_local_development()
+                    .cookie(CookieConfig::new("__Secure-app")),
+                expect: "app",
+            },
+            Case {
+                name: "plain name kept",
+                cfg: web()
+                    .cookie(CookieConfig::new("sid"))
+                    .insecure_local_development(),
+                expect: "sid",
+            },
+        ];
+        for case in cases {
+            let cookie = case.cfg.cookie_in_effect();
+            assert_eq!(cookie.cookie_name(), case.expect, "{}", case.name);
+            assert!(!cookie.is_secure(), "{}", case.name);
+            assert_eq!(case.cfg.validate(), Ok(()), "{}", case.name);
         }
     }
 
@@ -652,7 +827,9 @@ mod tests {
             SessionConfig::web(key.clone()),
             SessionConfig::api(key.clone()),
             SessionConfig::ephemeral(key.clone()),
-            SessionConfig::web(key).cookie(CookieConfig::new("dev").secure(false)),
+            SessionConfig::web(key.clone()).cookie(CookieConfig::new("dev").secure(false)),
+            SessionConfig::web(key.clone()).insecure_local_development(),
+            SessionConfig::ephemeral(key).insecure_local_development(),
         ] {
             assert_eq!(cfg.validate(), Ok(()), "{cfg:?}");
         }

@@ -86,11 +86,19 @@ impl fmt::Display for CookieConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::InvalidName => "the cookie name must be a non-empty HTTP token",
-            Self::HostPrefixNeedsSecure => "a __Host- cookie must be Secure",
+            Self::HostPrefixNeedsSecure => {
+                "a __Host- cookie must be Secure; for plain-http development on localhost use \
+                 SessionConfig::insecure_local_development()"
+            }
             Self::HostPrefixWithDomain => "a __Host- cookie must not set Domain",
             Self::HostPrefixNeedsRootPath => "a __Host- cookie must have Path=/",
-            Self::SecurePrefixNeedsSecure => "a __Secure- cookie must be Secure",
-            Self::SameSiteNoneNeedsSecure => "SameSite=None requires Secure",
+            Self::SecurePrefixNeedsSecure => {
+                "a __Secure- cookie must be Secure; for plain-http development on localhost use \
+                 SessionConfig::insecure_local_development()"
+            }
+            Self::SameSiteNoneNeedsSecure => {
+                "SameSite=None requires Secure; keep Secure, or use SameSite::Lax (the default)"
+            }
             Self::InvalidPath => "the path must start with / and hold no ; or spaces",
             Self::InvalidDomain => "the domain holds invalid characters",
             Self::TooLarge => "the cookie could exceed 4096 bytes",
@@ -110,17 +118,17 @@ pub enum TimeoutConfigError {
     IdleExceedsAbsolute,
     /// The refresh fraction is outside `0..=1`.
     RefreshOutOfRange,
-    /// The allowed clock skew is negative.
-    NegativeSkew,
 }
 
 impl fmt::Display for TimeoutConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::BelowOneSecond => "timeouts must be at least one second",
-            Self::IdleExceedsAbsolute => "the idle timeout exceeds the absolute timeout",
+            Self::IdleExceedsAbsolute => {
+                "the idle timeout exceeds the absolute timeout; raise absolute_timeout(..) or \
+                 lower idle_timeout(..)"
+            }
             Self::RefreshOutOfRange => "refresh_after must be between 0 and 1",
-            Self::NegativeSkew => "clock skew must not be negative",
         })
     }
 }

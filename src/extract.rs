@@ -4,11 +4,13 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
 use crate::rejection::{
-    MissingSessionLayer, SessionRejection, SessionRequired, SessionUnavailable,
+    with_challenge, Capture, Captures, MissingSessionLayer, SessionRejection, SessionRequired,
+    SessionTokenInvalid, SessionUnavailable,
 };
 use crate::session::{Session, SessionHandle};
 
-/// The request's session, loaded; no `require_existing` check.
+/// The request's session, loaded; no `require_existing` check. A rejection is not yet
+/// [captured](Captures): the extractor that answers with it does that.
 pub(crate) async fn loaded(parts: &Parts) -> Result<Session, SessionRejection> {
     let session = parts
         .extensions
@@ -19,17 +21,37 @@ pub(crate) async fn loaded(parts: &Parts) -> Result<Session, SessionRejection> {
     Ok(session)
 }
 
-/// Always succeeds under the layer (a fresh anonymous session when the request had none),
-/// except: 401 under `require_existing` without a valid session, 503 when the store is
-/// unreachable, 500 when the layer is missing.
+/// Whether `Session` may hand this loaded session to a handler.
+fn admit(session: &Session) -> Result<(), SessionRejection> {
+    if session.is_live() {
+        return Ok(());
+    }
+    // A bearer or header token is sent on purpose: answering it with a fresh anonymous
+    // session would let the client believe it is still logged in, and write into a session
+    // it never gets the token of. A stale cookie is the browser's doing, and a fresh
+    // session is how it recovers.
+    if session.presented().explicit {
+        return Err(with_challenge(SessionTokenInvalid::default(), session.challenge()).into());
+    }
+    if session.require_existing() {
+        return Err(with_challenge(SessionRequired::default(), session.challenge()).into());
+    }
+    Ok(())
+}
+
+/// Always succeeds under the layer (a fresh anonymous session when the request had no
+/// token, or only a cookie that did not authenticate), except: 401
+/// ([`SessionTokenInvalid`]) for a bearer or header token that does not authenticate, 401
+/// ([`SessionRequired`]) under `require_existing` without a valid session, 503 when the
+/// store is unreachable, 500 when the layer is missing.
 impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let session = loaded(parts).await?;
-        if session.require_existing() && !session.is_live() {
-            return Err(SessionRequired::default().into());
-        }
+        let session = loaded(parts)
+            .await
+            .map_err(|r| r.captured(&Capture::of(parts)))?;
+        admit(&session).map_err(|r| r.captured(&Capture::of(parts)))?;
         Ok(session)
     }
 }
@@ -42,7 +64,9 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Session {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        let session = loaded(parts).await?;
+        let session = loaded(parts)
+            .await
+            .map_err(|r| r.captured(&Capture::of(parts)))?;
         Ok(session.is_live().then_some(session))
     }
 }

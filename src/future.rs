@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 
 use crate::commit::{CommitFailure, Finish, Running};
 use crate::error::{CommitError, StoreErrorKind};
-use crate::rejection::{CommitFailed, SessionLimitReached};
+use crate::rejection::{Captures, CommitFailed, SessionLimitReached};
 use crate::session::Session;
 use crate::state::LayerState;
 use crate::transport;
@@ -33,10 +33,14 @@ pin_project! {
 pin_project! {
     #[project = StepProj]
     enum Step<F> {
+        /// Answered without calling the inner service.
+        Refused { response: Option<Response<Body>> },
         Inner { #[pin] future: F },
         Commit {
             commit: Running,
             response: Option<Response<Body>>,
+            // Kept for the commit's rejections, which answer the way the request asked.
+            session: Session,
         },
     }
 }
@@ -63,6 +67,24 @@ impl<F> ResponseFuture<F> {
     }
 }
 
+impl<F> ResponseFuture<F> {
+    /// A future that answers `response` at once, without the inner service.
+    pub(crate) fn refused(
+        response: Response<Body>,
+        layer: Arc<LayerState>,
+        span: tracing::Span,
+    ) -> Self {
+        Self {
+            step: Step::Refused {
+                response: Some(response),
+            },
+            session: None,
+            layer,
+            span,
+        }
+    }
+}
+
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
@@ -76,6 +98,12 @@ where
         let _entered = this.span.enter();
         loop {
             match this.step.as_mut().project() {
+                StepProj::Refused { response } => {
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response));
+                }
                 StepProj::Inner { future } => {
                     let mut response = ready!(future.poll(cx))?.map(Body::new);
                     let session = this
@@ -93,10 +121,15 @@ where
                         Finish::Store(commit) => this.step.set(Step::Commit {
                             commit: Running::Here(Some(commit)),
                             response: Some(response),
+                            session,
                         }),
                     }
                 }
-                StepProj::Commit { commit, response } => {
+                StepProj::Commit {
+                    commit,
+                    response,
+                    session,
+                } => {
                     let outcome = ready!(commit.poll(cx, this.layer.in_flight()));
                     let mut response = response
                         .take()
@@ -107,7 +140,9 @@ where
                             if err.kind() == StoreErrorKind::LimitReached =>
                         {
                             tracing::info!("login refused: per-principal session limit reached");
-                            response = SessionLimitReached::from_err(err).into_response();
+                            response = SessionLimitReached::from_err(err)
+                                .captured(&session.capture())
+                                .into_response();
                         }
                         Err(failure) => {
                             let cause = match failure {
@@ -130,7 +165,9 @@ where
                                     CommitError::IdCollisions
                                 }
                             };
-                            response = CommitFailed::from_err(cause).into_response();
+                            response = CommitFailed::from_err(cause)
+                                .captured(&session.capture())
+                                .into_response();
                         }
                     }
                     return Poll::Ready(Ok(response));

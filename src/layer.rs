@@ -74,6 +74,13 @@ impl SessionLayer {
     /// The [`ConfigError`] from [`SessionConfig::validate`].
     pub fn try_new(config: SessionConfig) -> Result<Self, ConfigError> {
         config.validate()?;
+        if config.insecure_local_development {
+            tracing::warn!(
+                "SessionLayer in insecure local-development mode: cookie without Secure, \
+                 plain-http loopback origins allowed, loopback hosts only; remove \
+                 SessionConfig::insecure_local_development() in production"
+            );
+        }
         Ok(Self {
             state: Arc::new(LayerState::new(config)),
         })

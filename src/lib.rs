@@ -5,9 +5,9 @@
 //! commits what the handler changed in one store call after the response.
 //!
 //! ```
+//! use std::time::Duration;
 //! use axum::{routing::{get, post}, Router};
 //! use axum_tessera::{Key, Principal, Session, SessionConfig, SessionLayer};
-//! use time::Duration;
 //!
 //! async fn login(session: Session) -> &'static str {
 //!     // verify the password elsewhere, then:
@@ -20,8 +20,8 @@
 //! }
 //!
 //! let cfg = SessionConfig::web(Key::generate())
-//!     .idle_timeout(Duration::minutes(30))
-//!     .absolute_timeout(Duration::hours(12));
+//!     .idle_timeout(Duration::from_secs(30 * 60))
+//!     .absolute_timeout(Duration::from_secs(12 * 60 * 60));
 //! let app: Router = Router::new()
 //!     .route("/login", post(login))
 //!     .route("/me", get(whoami))
@@ -77,7 +77,7 @@ pub use cookie::SameSite;
 pub use error::{ConfigError, StoreError};
 pub use event::{EventKind, SessionEvent, Stats};
 pub use extract::OptionalSession;
-pub use guard::{AnyScope, CsrfProtected, RequireScopes};
+pub use guard::{AnyScope, CsrfProtected, RequireScopes, ReturnTo};
 pub use key::{Key, KeyRing};
 pub use layer::SessionLayer;
 pub use principal::Principal;

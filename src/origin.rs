@@ -1,6 +1,25 @@
 //! Web origins (`scheme://host[:port]`) as the CSRF defence-in-depth checks compare them.
 
+use http::header::HOST;
 use http::uri::Authority;
+use http::{HeaderMap, Uri};
+
+/// The authority a request was sent to: the request-target's (HTTP/2 `:authority`, absolute
+/// form), else `Host`.
+pub(crate) fn request_authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    match uri.authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => headers.get(HOST)?.to_str().ok(),
+    }
+}
+
+/// Whether a request was sent to a loopback host (`localhost`, `127.0.0.1`, `[::1]`, any
+/// port), by its [`request_authority`].
+pub(crate) fn is_loopback_request(uri: &Uri, headers: &HeaderMap) -> bool {
+    request_authority(uri, headers)
+        .and_then(|authority| Origin::from_host("http", authority))
+        .is_some_and(|origin| origin.is_loopback())
+}
 
 /// A parsed origin: lowercase scheme and host, and the port with the scheme's default filled
 /// in, so `https://Example.com:443` and `https://example.com` are the same origin.
@@ -30,6 +49,25 @@ impl Origin {
     /// The origin of a request addressed to `authority` (a `Host` header value) under `scheme`.
     pub(crate) fn from_host(scheme: &str, authority: &str) -> Option<Self> {
         Self::with_authority(scheme.to_owned(), authority)
+    }
+
+    /// Whether the host is a loopback name: `localhost`, `127.0.0.1` or `[::1]`. Only these
+    /// exact spellings, so `localhost.evil.example` or `127.0.0.1.nip.io` never count.
+    pub(crate) fn is_loopback(&self) -> bool {
+        matches!(self.host.as_str(), "localhost" | "127.0.0.1" | "[::1]")
+    }
+
+    /// A plain-http origin on a loopback host, any port: what a local dev server sends.
+    pub(crate) fn is_loopback_http(&self) -> bool {
+        self.scheme == "http" && self.is_loopback()
+    }
+
+    pub(crate) fn is_http(&self) -> bool {
+        self.scheme == "http"
+    }
+
+    pub(crate) fn same_host(&self, other: &Origin) -> bool {
+        self.host == other.host
     }
 
     fn with_authority(scheme: String, authority: &str) -> Option<Self> {
@@ -143,6 +181,26 @@ mod tests {
                 port,
             });
             assert_eq!(got, expect, "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn loopback_means_exactly_the_three_names() {
+        for (host, expect) in [
+            ("localhost", true),
+            ("LocalHost:3000", true),
+            ("127.0.0.1:8080", true),
+            ("[::1]:5173", true),
+            ("[::1]", true),
+            ("localhost.evil.example", false),
+            ("127.0.0.1.nip.io", false),
+            ("127.0.0.2", false),
+            ("example.com", false),
+            ("user@localhost", false),
+            ("localhost:port", false),
+        ] {
+            let loopback = Origin::from_host("http", host).is_some_and(|o| o.is_loopback());
+            assert_eq!(loopback, expect, "{host}");
         }
     }
 

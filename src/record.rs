@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::clock::to_datetime;
 use crate::principal::Principal;
@@ -305,9 +306,10 @@ impl SessionInfo {
         to_datetime(self.expires_at)
     }
 
-    /// Time left at `now`, never negative.
+    /// Time left at `now`; zero once expired.
     pub fn remaining(&self, now: OffsetDateTime) -> Duration {
-        (self.expires() - now).max(Duration::ZERO)
+        // The conversion fails only for a negative span: expired.
+        Duration::try_from(self.expires() - now).unwrap_or(Duration::ZERO)
     }
 
     /// The principal ID, when logged in.

@@ -5,13 +5,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
+use axum::response::IntoResponse;
 use bytes::Bytes;
-use http::header::USER_AGENT;
+use http::header::{ACCEPT, USER_AGENT};
 use http::{Request, Response};
 use tower_service::Service;
 
 use crate::event::{EventKind, Subject};
 use crate::future::ResponseFuture;
+use crate::origin::{is_loopback_request, request_authority};
+use crate::rejection::{prefers_json, Capture, Captures, InsecureLocalDevelopment};
 use crate::session::{RequestContext, Session, SessionHandle};
 use crate::state::LayerState;
 use crate::transport;
@@ -38,6 +41,26 @@ impl<S> SessionService<S> {
     }
 }
 
+impl<S> SessionService<S> {
+    /// The answer of a layer in insecure local-development mode to a request for a host that
+    /// is not loopback: such a request means the switch reached a real deployment.
+    fn refuse_non_loopback<B, F>(&self, req: &Request<B>) -> ResponseFuture<F> {
+        tracing::error!(
+            host = ?request_authority(req.uri(), req.headers()),
+            "SessionLayer in insecure local-development mode refused a request for a host \
+             that is not loopback; remove SessionConfig::insecure_local_development()"
+        );
+        let capture = Capture {
+            wants_json: prefers_json(req.headers()),
+            render: self.state.renderer().cloned(),
+        };
+        let response = InsecureLocalDevelopment::default()
+            .captured(&capture)
+            .into_response();
+        ResponseFuture::refused(response, self.state.clone(), tracing::Span::none())
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -54,9 +77,12 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        if self.state.local_development() && !is_loopback_request(req.uri(), req.headers()) {
+            return self.refuse_non_loopback(&req);
+        }
         let now = self.state.now();
         let state = &self.state;
-        let incoming = transport::read(state, req.headers(), now, &mut |reason| {
+        let read = transport::read(state, req.headers(), now, &mut |reason| {
             state.events().emit(
                 EventKind::TokenRejected(reason),
                 Subject {
@@ -74,7 +100,9 @@ where
             self.state.clone(),
             RequestContext {
                 now,
-                incoming,
+                incoming: read.incoming,
+                presented: read.presented,
+                accept: req.headers().get(ACCEPT).cloned(),
                 user_agent,
                 client,
                 method: req.method().clone(),

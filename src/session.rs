@@ -17,10 +17,11 @@ use crate::error::StoreError;
 use crate::event::{EventKind, RotateReason, Subject};
 use crate::principal::Principal;
 use crate::record::{Record, SessionInfo};
+use crate::rejection::{prefers_json_in, Capture, Challenge};
 use crate::state::LayerState;
 use crate::store::Commit;
 use crate::token::{SessionId, StoreKey};
-use crate::transport::{Incoming, Transport};
+use crate::transport::{Incoming, Presented, Transport};
 
 /// What the layer puts into request extensions. Private, so the only way to a [`Session`] is
 /// through the extractors, which load it first: a handle reached before loading would read
@@ -72,6 +73,11 @@ pub(crate) struct RequestContext {
     /// When the request arrived (Unix seconds).
     pub(crate) now: i64,
     pub(crate) incoming: Option<Incoming>,
+    /// Which kinds of token the request presented, valid or not.
+    pub(crate) presented: Presented,
+    /// The first `Accept` value, for rejections made after the handler (a failed commit),
+    /// when the request is gone.
+    pub(crate) accept: Option<HeaderValue>,
     pub(crate) user_agent: Option<HeaderValue>,
     /// What the request looks like to the optional binding (empty when binding is off).
     pub(crate) client: Client,
@@ -341,6 +347,29 @@ impl Session {
 
     pub(crate) fn require_existing(&self) -> bool {
         self.inner.layer.require_existing()
+    }
+
+    /// Which kinds of token the request presented, valid or not.
+    pub(crate) fn presented(&self) -> Presented {
+        self.inner.request.presented
+    }
+
+    /// The `WWW-Authenticate` challenge of a 401 to this request: the layer's scheme, with
+    /// `invalid_token` when the request presented a token (which did not authenticate, or
+    /// there would be no 401).
+    pub(crate) fn challenge(&self) -> Challenge {
+        Challenge {
+            scheme: self.inner.layer.scheme(),
+            invalid_token: self.inner.request.presented.any(),
+        }
+    }
+
+    /// How rejections made after the handler answer this request.
+    pub(crate) fn capture(&self) -> Capture {
+        Capture {
+            wants_json: prefers_json_in(self.inner.request.accept.iter()),
+            render: self.inner.layer.renderer().cloned(),
+        }
     }
 
     /// How this session's token travels: the way it came, or the layer's default.

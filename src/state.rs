@@ -10,6 +10,7 @@ use crate::config::{CookieConfig, SessionConfig, TokenSource};
 use crate::csrf::CsrfKeys;
 use crate::event::Events;
 use crate::origin::Origin;
+use crate::rejection::{Renderer, Scheme};
 use crate::store::{LayerStore, MemoryStore, SessionStore};
 use crate::token::TokenCodec;
 use crate::transport::Transport;
@@ -42,6 +43,12 @@ pub(crate) struct LayerState {
     trusted_origins: Vec<Origin>,
     /// Commits running on their own task; shared by clones of the layer.
     in_flight: Arc<InFlight>,
+    /// The application's rendering of rejections, if any.
+    render: Option<Renderer>,
+    /// The `WWW-Authenticate` scheme of this layer's 401s.
+    scheme: Scheme,
+    /// [`SessionConfig::insecure_local_development`]: loopback hosts only, plain http.
+    local_development: bool,
 }
 
 /// The expiry rules in whole seconds: what the commit decision needs of the configuration.
@@ -75,26 +82,37 @@ impl LayerState {
             Some(TokenSource::Cookie) => Transport::Cookie,
             _ => Transport::Header,
         };
+        // RFC 6750's challenge as soon as a bearer or header token is read: that is what an
+        // API client on this layer sends.
+        let scheme = if config.sources.iter().all(TokenSource::is_ambient) {
+            Scheme::Cookie
+        } else {
+            Scheme::Bearer
+        };
+        let cookie = config.cookie_in_effect();
         Self {
+            scheme,
+            local_development: config.insecure_local_development,
+            render: config.render.clone(),
             binding: Binding::new(&config),
             store: LayerStore::Memory(store),
             store_on_layer_clock: true,
             clock: config.clock.clone(),
             cookie_codec: TokenCodec::new(
                 &config.keys,
-                &format!("cookie:{}", config.cookie.cookie_name()),
+                &format!("cookie:{}", cookie.cookie_name()),
             ),
             header_codec: TokenCodec::new(&config.keys, "header"),
             csrf: CsrfKeys::new(&config.keys),
             sources: config.sources,
-            cookie_attributes: cookie_attributes(&config.cookie),
-            cookie: config.cookie,
+            cookie_attributes: cookie_attributes(&cookie),
+            cookie,
             timeouts: Timeouts {
-                idle: config.idle.whole_seconds(),
-                absolute: config.absolute.whole_seconds(),
-                refresh_after: (config.idle.as_seconds_f64() * config.refresh_fraction) as i64,
+                idle: whole_seconds(config.idle),
+                absolute: whole_seconds(config.absolute),
+                refresh_after: (config.idle.as_secs_f64() * config.refresh_fraction) as i64,
             },
-            skew: config.skew.whole_seconds(),
+            skew: whole_seconds(config.skew),
             require_existing: config.require_existing,
             default_transport,
             events: config.events,
@@ -188,10 +206,32 @@ impl LayerState {
         &self.in_flight
     }
 
+    /// How the application renders rejections, if it said.
+    pub(crate) fn renderer(&self) -> Option<&Renderer> {
+        self.render.as_ref()
+    }
+
+    /// The `WWW-Authenticate` scheme of this layer's 401s.
+    pub(crate) fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// Whether the layer runs in insecure local-development mode (loopback hosts only; the
+    /// CSRF checks also accept plain-http loopback origins).
+    pub(crate) fn local_development(&self) -> bool {
+        self.local_development
+    }
+
     /// Origins the CSRF checks accept besides the request's own; empty means only its own.
     pub(crate) fn trusted_origins(&self) -> &[Origin] {
         &self.trusted_origins
     }
+}
+
+/// `d` in whole seconds, saturating: a `Duration` can hold more seconds than an `i64`, and
+/// "longer than the clock can count" means "never" either way.
+fn whole_seconds(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// The attributes every session cookie carries (`; HttpOnly; SameSite=Lax; Path=/`...),

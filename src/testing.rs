@@ -129,6 +129,8 @@ impl Session {
             RequestContext {
                 now,
                 incoming: None,
+                presented: Default::default(),
+                accept: None,
                 user_agent: None,
                 client: Default::default(),
                 method: http::Method::GET,

@@ -60,6 +60,29 @@ pub(crate) enum Emit {
 /// attacker thousands of HMACs per request.
 const MAX_SIGNATURE_CHECKS: usize = 8;
 
+/// Which kinds of token candidates a request presented, valid or not: a request that
+/// presented none is told to log in, one whose tokens all failed that its token is invalid.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Presented {
+    /// A session cookie (which a browser attaches by itself and may keep after it expired).
+    pub(crate) ambient: bool,
+    /// A bearer or custom header token (which a client sends deliberately).
+    pub(crate) explicit: bool,
+}
+
+impl Presented {
+    pub(crate) fn any(self) -> bool {
+        self.ambient || self.explicit
+    }
+}
+
+/// What [`read`] found: the first token that verified, and what was presented at all.
+#[derive(Debug)]
+pub(crate) struct Read {
+    pub(crate) incoming: Option<Incoming>,
+    pub(crate) presented: Presented,
+}
+
 /// Finds the first token that verifies, trying sources in order. Rejected candidates are
 /// reported to `reject` (never with their value) and skipped; none of them is ever an error
 /// by itself.
@@ -68,31 +91,40 @@ pub(crate) fn read(
     headers: &HeaderMap,
     now: i64,
     reject: &mut dyn FnMut(RejectReason),
-) -> Option<Incoming> {
+) -> Read {
     let mut checks = MAX_SIGNATURE_CHECKS;
+    let mut presented = Presented::default();
     for source in layer.sources() {
         let found = match source {
             TokenSource::Cookie => {
                 let name = layer.cookie().cookie_name();
-                cookie_values(headers, name)
-                    .find_map(|value| verify(layer, source, value, now, reject, &mut checks))
+                cookie_values(headers, name).find_map(|value| {
+                    presented.ambient |= !value.is_empty();
+                    verify(layer, source, value, now, reject, &mut checks)
+                })
             }
-            TokenSource::Bearer => headers
-                .get_all(AUTHORIZATION)
-                .iter()
-                .filter_map(|v| bearer(v.as_bytes()))
-                .find_map(|value| verify(layer, source, value, now, reject, &mut checks)),
-            TokenSource::Header(name) => headers
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .find_map(|value| verify(layer, source, value.trim(), now, reject, &mut checks)),
+            TokenSource::Bearer => headers.get_all(AUTHORIZATION).iter().find_map(|v| {
+                presented.explicit |= is_bearer(v.as_bytes());
+                let value = bearer(v.as_bytes())?;
+                verify(layer, source, value, now, reject, &mut checks)
+            }),
+            TokenSource::Header(name) => headers.get_all(name).iter().find_map(|v| {
+                presented.explicit |= !v.as_bytes().trim_ascii().is_empty();
+                let value = v.to_str().ok()?;
+                verify(layer, source, value.trim(), now, reject, &mut checks)
+            }),
         };
         if found.is_some() {
-            return found;
+            return Read {
+                incoming: found,
+                presented,
+            };
         }
     }
-    None
+    Read {
+        incoming: None,
+        presented,
+    }
 }
 
 fn verify(
@@ -161,6 +193,14 @@ pub fn cookie_values<'a>(
             }
             std::str::from_utf8(v[1..].trim_ascii()).ok()
         })
+}
+
+/// Whether an `Authorization` value uses the `Bearer` scheme, whatever follows (even
+/// nothing, or far too much): such a request presented a bearer token.
+fn is_bearer(value: &[u8]) -> bool {
+    value.len() >= 6
+        && value[..6].eq_ignore_ascii_case(b"bearer")
+        && value.get(6).is_none_or(|&b| b == b' ' || b == b'\t')
 }
 
 /// The credentials of an `Authorization: Bearer` header (scheme case-insensitive).
@@ -351,5 +391,7 @@ mod tests {
         assert_eq!(bearer(b"bEaReR abc"), Some("abc"));
         assert_eq!(bearer(b"Basic abc"), None);
         assert_eq!(bearer(b"Bearer"), None);
+        assert!(is_bearer(b"Bearer") && is_bearer(b"bearer x") && !is_bearer(b"Bearerx"));
+        assert!(!is_bearer(b"Basic abc"));
     }
 }

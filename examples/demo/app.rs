@@ -7,10 +7,11 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use axum_tessera::guard::safe_return_to;
 use axum_tessera::store::{MemoryStore, StoreKey};
 use axum_tessera::{
-    scope, CsrfProtected, Key, Principal, RequireScopes, Session, SessionConfig, SessionEvent,
-    SessionLayer,
+    scope, Authenticated, CsrfProtected, Key, Principal, RequireScopes, Session, SessionConfig,
+    SessionEvent, SessionLayer,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -41,15 +42,16 @@ pub fn router(web: SessionConfig, api: SessionConfig, store: MemoryStore) -> Rou
         .route("/sessions/logout-all", post(logout_all))
         .merge(admin_routes())
         .layer(SessionLayer::new(web).with_store(store.clone()));
-    let api_login = Router::new()
-        .route("/api/login", post(api_login))
-        .layer(SessionLayer::new(api.clone().require_existing(false)).with_store(store.clone()));
+    // One layer serves the whole API: `/api/login` creates the session, the guard refuses
+    // the other routes without a valid token (401 with `WWW-Authenticate: Bearer`).
     let api = Router::new()
         .route("/api/me", get(me))
         .route("/api/logout", post(api_logout))
         .route("/api/logout-all", post(api_logout_all))
+        .route_layer(RequireScopes::<(Authenticated,)>::layer())
+        .route("/api/login", post(api_login))
         .layer(SessionLayer::new(api).with_store(store));
-    browser.merge(api_login).merge(api)
+    browser.merge(api)
 }
 
 /// `/admin`: the route layer refuses before the handler runs (401 / 403, and browsers that
@@ -60,11 +62,12 @@ fn admin_routes() -> Router {
         .route_layer(RequireScopes::<(Admin,)>::layer().redirect_to("/"))
 }
 
-/// Development settings: a plain cookie name without `Secure`, so the demo works over http on
-/// localhost. Production keeps the `web()` defaults (`__Host-` name, `Secure`).
+/// Development settings: the one switch for plain http on localhost (cookie `tessera`
+/// without `Secure`, loopback origins allowed, loopback hosts only). Production drops the
+/// `insecure_local_development()` line and keeps the `web()` defaults.
 pub fn dev_configs(key: Key) -> (SessionConfig, SessionConfig) {
     let web = SessionConfig::web(key.clone())
-        .cookie(axum_tessera::CookieConfig::new("tessera").secure(false))
+        .insecure_local_development()
         .on_event(log_event);
     (web, SessionConfig::api(key).on_event(log_event))
 }
@@ -82,11 +85,6 @@ fn escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-/// Where to go after signing in: only a path on this site, never `//host` or `/\host`.
-fn local_path(next: Option<&str>) -> Option<&str> {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\"))
-}
-
 #[derive(Deserialize)]
 struct HomeQuery {
     next: Option<String>,
@@ -94,7 +92,12 @@ struct HomeQuery {
 
 async fn home(session: Session, Query(query): Query<HomeQuery>) -> Html<String> {
     let csrf = escape(&session.csrf_token());
-    let next = local_path(query.next.as_deref())
+    // Only a path on this site is carried through the form (never `//host`, `/%09/host`...).
+    let next = query
+        .next
+        .as_deref()
+        .map(safe_return_to)
+        .filter(|n| *n != "/")
         .map(|n| format!(r#"<input type="hidden" name="next" value="{}">"#, escape(n)))
         .unwrap_or_default();
     let flashes: String = session
@@ -138,10 +141,6 @@ struct Credentials {
     next: Option<String>,
 }
 
-/// A form that carries nothing but its CSRF token.
-#[derive(Deserialize)]
-struct NoFields {}
-
 async fn login(
     session: Session,
     CsrfProtected(Form(form)): CsrfProtected<Form<Credentials>>,
@@ -150,7 +149,8 @@ async fn login(
         Some(principal) => {
             session.login(principal);
             session.flash("Signed in.");
-            Redirect::to(local_path(form.next.as_deref()).unwrap_or("/")).into_response()
+            // The form field is client-controlled: only a local path, whatever was posted.
+            Redirect::to(safe_return_to(form.next.as_deref().unwrap_or("/"))).into_response()
         }
         None => (
             StatusCode::UNAUTHORIZED,
@@ -160,12 +160,12 @@ async fn login(
     }
 }
 
-async fn logout(session: Session, _: CsrfProtected<Form<NoFields>>) -> Redirect {
+async fn logout(session: Session, _: CsrfProtected<Form<()>>) -> Redirect {
     session.logout();
     Redirect::to("/")
 }
 
-async fn counter(session: Session, _: CsrfProtected<Form<NoFields>>) -> Redirect {
+async fn counter(session: Session, _: CsrfProtected<Form<()>>) -> Redirect {
     let n: u64 = session.get("counter").unwrap_or(0);
     session
         .insert("counter", n + 1)
@@ -277,7 +277,7 @@ async fn logout_one(
     }
 }
 
-async fn logout_all(session: Session, _: CsrfProtected<Form<NoFields>>) -> Response {
+async fn logout_all(session: Session, _: CsrfProtected<Form<()>>) -> Response {
     match session.logout_everywhere().await {
         Ok(_) => Redirect::to("/").into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "session store unavailable").into_response(),

@@ -1,7 +1,8 @@
 //! `cargo run --example demo`: the axum-tessera demo on http://127.0.0.1:3000 (or `DEMO_ADDR`).
 //!
-//! Uses the embedded MemoryStore and development cookie settings (plain cookie name, no
-//! `Secure`) so it works over http on localhost. Set `TESSERA_SECRET` (32+ bytes, raw or
+//! Uses the embedded MemoryStore and `SessionConfig::insecure_local_development()` (cookie
+//! `tessera` without `Secure`) so it works over http on localhost, and only there: requests
+//! for any other host are refused. Set `TESSERA_SECRET` (32+ bytes, raw or
 //! base64) to keep sessions across restarts; otherwise a random key is generated.
 
 mod app;
@@ -27,10 +28,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (web, api) = app::dev_configs(key);
     println!(
-        "development cookie settings: name `tessera`, Secure OFF (plain http on localhost only), \
-         HttpOnly, SameSite=Lax, Path=/; idle timeout 30 min, absolute 12 h"
+        "insecure local development: cookie `tessera`, Secure OFF, loopback hosts only \
+         (open http://localhost:3000, not the machine's LAN address); idle 30 min, absolute 12 h"
     );
-    println!("production keeps SessionConfig::web() defaults: `__Host-tessera`, Secure");
+    println!("production drops insecure_local_development(): `__Host-tessera`, Secure");
     let store = MemoryStore::new();
     let _sweeper = store.spawn_sweeper(std::time::Duration::from_secs(60));
 

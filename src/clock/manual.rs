@@ -3,8 +3,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-
-use time::Duration;
+use std::time::Duration;
 
 use super::Clock;
 
@@ -13,11 +12,11 @@ use super::Clock;
 /// # Example
 ///
 /// ```
+/// use std::time::Duration;
 /// use axum_tessera::clock::{Clock, ManualClock};
-/// use time::Duration;
 ///
 /// let clock = ManualClock::new(1_700_000_000);
-/// clock.advance(Duration::minutes(5));
+/// clock.advance(Duration::from_secs(5 * 60));
 /// assert_eq!(clock.now(), 1_700_000_300);
 /// ```
 #[derive(Clone, Default)]
@@ -33,9 +32,16 @@ impl ManualClock {
         }
     }
 
-    /// Moves the clock by `by` (which may be negative), to the whole second.
+    /// Moves the clock forward by `by`, to the whole second (saturating). To go back, use
+    /// [`set`](Self::set).
     pub fn advance(&self, by: Duration) {
-        self.now.fetch_add(by.whole_seconds(), Ordering::SeqCst);
+        let by = i64::try_from(by.as_secs()).unwrap_or(i64::MAX);
+        // `fetch_update` rather than `fetch_add`: an add would wrap around at `i64::MAX`.
+        let _ = self
+            .now
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
+                Some(now.saturating_add(by))
+            });
     }
 
     /// Sets the clock to `unix_seconds`.

@@ -1,5 +1,6 @@
 //! Route guards: the scope guards and CSRF protection, each as an extractor and as a route
-//! layer, and [`GuardService`], the one middleware both route layers run.
+//! layer, [`GuardService`], the one middleware both route layers run, and
+//! [`safe_return_to`] / [`ReturnTo`] for the `?next=` of the login redirect.
 //!
 //! The extractors ([`RequireScopes`], [`AnyScope`], [`CsrfProtected`]) guard one handler; the
 //! layers ([`ScopeLayer`], [`CsrfLayer`]) guard every route of a router, so refused requests
@@ -24,6 +25,7 @@
 //! ```
 
 mod csrf;
+mod return_to;
 mod scopes;
 
 use std::fmt;
@@ -42,11 +44,12 @@ use tower_service::Service;
 
 pub use crate::scope::ScopeSet;
 pub use csrf::{CsrfLayer, CsrfProtected, CSRF_FIELD, CSRF_HEADER};
+pub use return_to::{safe_return_to, ReturnTo};
 pub use scopes::{AnyScope, RequireScopes, ScopeLayer};
 
 use crate::error::StoreError;
 use crate::load::Load;
-use crate::rejection::{MissingSessionLayer, SessionUnavailable};
+use crate::rejection::{Capture, Captures, MissingSessionLayer, SessionUnavailable};
 use crate::session::{Session, SessionHandle};
 use crate::store::BoxFuture;
 
@@ -167,7 +170,11 @@ fn verdict<G: Guard>(guard: &G, parts: &Parts) -> Verdict {
         return Verdict::Pass;
     }
     let Some(SessionHandle(session)) = parts.extensions.get::<SessionHandle>() else {
-        return Verdict::Refuse(MissingSessionLayer::default().into_response());
+        return Verdict::Refuse(
+            MissingSessionLayer::default()
+                .captured(&Capture::of(parts))
+                .into_response(),
+        );
     };
     match session.load() {
         Load::Ready(Some(loaded)) => match refusal(guard, parts, session, loaded) {
@@ -188,7 +195,11 @@ fn refusal<G: Guard>(
 ) -> Option<Response> {
     match loaded {
         Ok(()) => guard.refusal(parts, session),
-        Err(err) => Some(SessionUnavailable::from_err(err).into_response()),
+        Err(err) => Some(
+            SessionUnavailable::from_err(err)
+                .captured(&Capture::of(parts))
+                .into_response(),
+        ),
     }
 }
 

@@ -35,13 +35,14 @@ use tower_layer::Layer;
 
 use crate::event::EventKind;
 use crate::extract::loaded;
-use crate::guard::{sealed, Guard, GuardService, ScopeService};
+use crate::guard::{safe_return_to, sealed, Guard, GuardService, ScopeService};
 use crate::principal::Principal;
 use crate::rejection::{
-    BearerRequired, MissingScope, ScopeRejection, StatusRefusal, Unauthenticated,
+    with_challenge, BearerRequired, Capture, Captures, MissingScope, Scheme, ScopeRejection,
+    StatusRefusal, Unauthenticated,
 };
 use crate::scope::ScopeSet;
-use crate::session::Session;
+use crate::session::{Session, SessionHandle};
 
 /// What a guard checks, as plain functions so [`ScopeLayer`] is not generic.
 #[derive(Clone, Copy)]
@@ -76,15 +77,10 @@ impl Rule {
     /// The guard decision on a loaded session, shared by the extractors and the layer.
     fn decide(&self, session: &Session) -> Result<Principal, ScopeRejection> {
         let Some(principal) = session.principal() else {
-            let bearer = session
-                .layer()
-                .sources()
-                .first()
-                .is_some_and(|source| !source.is_ambient());
-            return Err(if bearer {
-                BearerRequired::default().into()
-            } else {
-                Unauthenticated::default().into()
+            let challenge = session.challenge();
+            return Err(match challenge.scheme {
+                Scheme::Bearer => with_challenge(BearerRequired::default(), challenge).into(),
+                Scheme::Cookie => with_challenge(Unauthenticated::default(), challenge).into(),
             });
         };
         if !(self.check)(&principal) {
@@ -174,8 +170,11 @@ macro_rules! guard_type {
                 parts: &mut Parts,
                 _state: &St,
             ) -> Result<Self, Self::Rejection> {
-                let session = loaded(parts).await?;
-                let principal = Rule::$rule::<S>().decide(&session)?;
+                let principal = match loaded(parts).await {
+                    Ok(session) => Rule::$rule::<S>().decide(&session),
+                    Err(rejection) => Err(rejection.into()),
+                }
+                .map_err(|r: ScopeRejection| r.captured(&Capture::of(parts)))?;
                 Ok(Self {
                     principal,
                     scopes: PhantomData,
@@ -254,8 +253,9 @@ impl ScopeLayer {
     ///
     /// # Security
     ///
-    /// `next` is the request's own path (a path starting with `//` is replaced by `/`), but
-    /// the login handler must still only redirect to local paths after login.
+    /// `next` is the request's own path (one that [`safe_return_to`] refuses is replaced by
+    /// `/`), but the login handler must still only redirect to local paths after login: read
+    /// it with [`ReturnTo`](crate::guard::ReturnTo) or pass it through [`safe_return_to`].
     pub fn redirect_to(mut self, login: impl Into<String>) -> Self {
         self.redirect = Some(Arc::from(login.into()));
         self
@@ -269,19 +269,26 @@ impl ScopeLayer {
         self
     }
 
-    fn refuse(&self, rejection: ScopeRejection, headers: &HeaderMap, uri: &Uri) -> Response {
+    fn refuse(&self, rejection: ScopeRejection, parts: &Parts, uri: &Uri) -> Response {
         let unauthenticated = matches!(
             rejection,
             ScopeRejection::Unauthenticated(_) | ScopeRejection::BearerRequired(_)
         );
+        let capture = Capture::of(parts);
         match (&self.redirect, self.status) {
-            (Some(login), _) if unauthenticated && accepts_html(headers) => {
+            (Some(login), _) if unauthenticated && accepts_html(&parts.headers) => {
                 Redirect::to(&login_location(login, uri)).into_response()
             }
             (_, Some(status)) if !matches!(rejection, ScopeRejection::Session(_)) => {
-                StatusRefusal::new(status, rejection).into_response()
+                let mut refusal = StatusRefusal::new(status, rejection).captured(&capture);
+                if status == StatusCode::UNAUTHORIZED {
+                    if let Some(SessionHandle(session)) = parts.extensions.get() {
+                        refusal = with_challenge(refusal, session.challenge());
+                    }
+                }
+                refusal.into_response()
             }
-            _ => rejection.into_response(),
+            _ => rejection.captured(&capture).into_response(),
         }
     }
 }
@@ -307,7 +314,7 @@ impl sealed::Sealed for ScopeLayer {
                 .extensions
                 .get::<OriginalUri>()
                 .map_or(&parts.uri, |o| &o.0);
-            self.refuse(rejection, &parts.headers, uri)
+            self.refuse(rejection, parts, uri)
         })
     }
 }
@@ -335,14 +342,9 @@ fn accepts_html(headers: &HeaderMap) -> bool {
 
 /// `login` with `next=<path and query of uri>` added to its query.
 fn login_location(login: &str, uri: &Uri) -> String {
-    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    // `//host/..` and `/\host` would be read as another site by a naive `next` redirect.
-    let target =
-        if target.starts_with('/') && !target.starts_with("//") && !target.starts_with("/\\") {
-            target
-        } else {
-            "/"
-        };
+    // A path a login handler must not redirect to (`//host`, `/%09/host`...) is not offered
+    // as `next` at all: the login page would have to refuse it anyway.
+    let target = safe_return_to(uri.path_and_query().map_or("/", |pq| pq.as_str()));
     let next: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();
     let sep = if login.contains('?') { '&' } else { '?' };
     format!("{login}{sep}next={next}")

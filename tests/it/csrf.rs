@@ -99,6 +99,9 @@ const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
 const MISSING: &str =
     "CSRF token missing: send it in the X-CSRF-Token header or the csrf_token field";
+/// A header-only check (extractor or layer) refusing a form post without the header.
+const HEADER_ONLY: &str = "CSRF token missing: this check reads only the X-CSRF-Token header; \
+     send the token there, or take CsrfProtected<Form<T>> to read the csrf_token form field";
 const INVALID: &str = "CSRF token invalid for this session";
 const CROSS_SITE: &str = "cross-site request refused (Sec-Fetch-Site)";
 const ORIGIN: &str = "cross-origin request refused (Origin not allowed)";
@@ -313,13 +316,13 @@ async fn methods_and_token_placement() {
             MISSING,
         ),
         case(
-            "header-only extractor ignores body fields",
+            "header-only extractor ignores body fields, and says so",
             "POST",
             "/header",
             &[],
             Some((FORM, "csrf_token={tok}")),
             S::FORBIDDEN,
-            MISSING,
+            HEADER_ONLY,
         ),
         case(
             "form field",
@@ -477,13 +480,13 @@ async fn methods_and_token_placement() {
             INVALID,
         ),
         case(
-            "layer: form field is not read",
+            "layer: form field is not read, and says so",
             "POST",
             "/layer",
             &[],
             Some((FORM, "csrf_token={tok}")),
             S::FORBIDDEN,
-            MISSING,
+            HEADER_ONLY,
         ),
     ];
     // The string route echoes its body, which holds the token: check it separately.
@@ -810,13 +813,15 @@ async fn secure_cookies_imply_an_https_origin() {
             "ok",
         ),
         case(
-            "http origin",
+            "http origin: refused, and told why",
             "POST",
             "/header",
             &[("x-csrf-token", "{tok}"), ("origin", "http://app.test")],
             None,
             S::FORBIDDEN,
-            ORIGIN,
+            "cross-origin request refused: the page was loaded over http but the session \
+             cookie is Secure; serve the site over https, or for plain-http development on \
+             localhost use SessionConfig::insecure_local_development()",
         ),
     ];
     let cfg = SessionConfig::web(Key::generate()).cookie(CookieConfig::new("__Host-id"));

@@ -15,7 +15,7 @@ use axum_tessera::{
     CookieConfig, EventKind, Key, KeyRing, Principal, Session, SessionConfig, SessionEvent,
     SessionLayer,
 };
-use time::Duration;
+use std::time::Duration;
 
 use crate::support::{get, post, send, CountingStore, LogCapture};
 
@@ -113,7 +113,10 @@ fn routes() -> Router {
 
 #[tokio::test]
 async fn lifecycle_events_are_emitted_once_per_cause() {
-    let f = Fixture::new(|c| c.idle_timeout(Duration::minutes(20)).refresh_after(0.5));
+    let f = Fixture::new(|c| {
+        c.idle_timeout(Duration::from_secs(20 * 60))
+            .refresh_after(0.5)
+    });
     send(&f.app, post("/write", None)).await;
     assert_eq!(f.take(), [EventKind::Created]);
 
@@ -125,7 +128,7 @@ async fn lifecycle_events_are_emitted_once_per_cause() {
     send(&f.app, get("/read", Some(&cookie))).await;
     assert_eq!(f.take(), [EventKind::Loaded]);
 
-    f.clock.advance(Duration::minutes(11));
+    f.clock.advance(Duration::from_secs(11 * 60));
     send(&f.app, get("/read", Some(&cookie))).await;
     assert_eq!(f.take(), [EventKind::Loaded, EventKind::Refreshed]);
 
@@ -189,28 +192,28 @@ async fn events_carry_request_and_principal_but_only_a_short_hash() {
 #[tokio::test]
 async fn expiry_events_name_the_timeout() {
     let f = Fixture::new(|c| {
-        c.idle_timeout(Duration::minutes(10))
-            .absolute_timeout(Duration::minutes(30))
+        c.idle_timeout(Duration::from_secs(10 * 60))
+            .absolute_timeout(Duration::from_secs(30 * 60))
     });
     let cookie = f.session().await;
-    f.clock.advance(Duration::minutes(11));
+    f.clock.advance(Duration::from_secs(11 * 60));
     send(&f.app, get("/read", Some(&cookie))).await;
     assert_eq!(f.take(), [EventKind::Expired(ExpiryReason::Idle)]);
 
     // A session rotated late carries a young token but an old creation time.
     let f = Fixture::new(|c| {
-        c.idle_timeout(Duration::minutes(10))
-            .absolute_timeout(Duration::minutes(30))
+        c.idle_timeout(Duration::from_secs(10 * 60))
+            .absolute_timeout(Duration::from_secs(30 * 60))
             .refresh_after(0.0)
     });
     let mut cookie = f.session().await;
     for _ in 0..3 {
-        f.clock.advance(Duration::minutes(9));
+        f.clock.advance(Duration::from_secs(9 * 60));
         let reply = send(&f.app, post("/rotate", Some(&cookie))).await;
         cookie = format!("id={}", reply.cookie("id").unwrap());
     }
     f.take();
-    f.clock.advance(Duration::minutes(4));
+    f.clock.advance(Duration::from_secs(4 * 60));
     assert_eq!(send(&f.app, get("/read", Some(&cookie))).await.body, "none");
     assert_eq!(f.take(), [EventKind::Expired(ExpiryReason::Absolute)]);
 }
@@ -218,8 +221,8 @@ async fn expiry_events_name_the_timeout() {
 #[tokio::test]
 async fn each_token_rejection_reason_is_reported_once() {
     let f = Fixture::new(|c| {
-        c.absolute_timeout(Duration::hours(1))
-            .idle_timeout(Duration::minutes(30))
+        c.absolute_timeout(Duration::from_secs(60 * 60))
+            .idle_timeout(Duration::from_secs(30 * 60))
     });
     let ring = KeyRing::new(key());
     let cookie_codec = TokenCodec::new(&ring, "cookie:id");

@@ -317,7 +317,8 @@ async fn guards_answer_by_principal_and_scopes() {
             "/layer/redirect",
             JSON,
             S::UNAUTHORIZED,
-            unauth,
+            // A client that asks for JSON gets the rejection as JSON.
+            r#"{"error":"authentication_required","message":"authentication required"}"#,
         ),
         c(
             "redirect: no accept gets 401",
@@ -434,10 +435,19 @@ async fn guards_answer_by_principal_and_scopes() {
             .get(header::LOCATION)
             .map(|v| v.to_str().unwrap());
         assert_eq!(location, case.location, "{}", case.name);
+        // Every 401 carries a challenge; cookie layers name the `Cookie` scheme, never
+        // `Bearer`, and a cookie that no longer authenticates is an invalid token.
+        let challenge = (reply.status == StatusCode::UNAUTHORIZED).then_some(match case.who {
+            Who::Anonymous => r#"Cookie realm="session""#,
+            _ => r#"Cookie realm="session", error="invalid_token""#,
+        });
         assert_eq!(
-            reply.headers.get(header::WWW_AUTHENTICATE),
-            None,
-            "{}: cookie layers send no bearer challenge",
+            reply
+                .headers
+                .get(header::WWW_AUTHENTICATE)
+                .map(|v| v.to_str().unwrap()),
+            challenge,
+            "{}",
             case.name
         );
     }
@@ -458,21 +468,21 @@ async fn bearer_layers_challenge_on_401_only() {
             path: "/x/all",
             scopes: None,
             status: StatusCode::UNAUTHORIZED,
-            challenge: Some("Bearer"),
+            challenge: Some(r#"Bearer realm="session""#),
         },
         Case {
             name: "layer without token",
             path: "/layer/admin",
             scopes: None,
             status: StatusCode::UNAUTHORIZED,
-            challenge: Some("Bearer"),
+            challenge: Some(r#"Bearer realm="session""#),
         },
         Case {
             name: "layer redirect is for browsers: API clients get the challenge",
             path: "/layer/redirect",
             scopes: None,
             status: StatusCode::UNAUTHORIZED,
-            challenge: Some("Bearer"),
+            challenge: Some(r#"Bearer realm="session""#),
         },
         Case {
             name: "missing scope",
@@ -522,7 +532,10 @@ async fn require_existing_layers_still_answer_with_the_guard() {
     )
     .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(reply.headers[header::WWW_AUTHENTICATE], "Bearer");
+    assert_eq!(
+        reply.headers[header::WWW_AUTHENTICATE],
+        r#"Bearer realm="session""#
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ mod support;
 
 mod csrf;
 mod events;
+mod first_hour;
 mod guards;
 mod memory_store_bounds;
 #[cfg(all(feature = "redis", feature = "test-util"))]

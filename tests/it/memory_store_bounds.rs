@@ -4,7 +4,7 @@
 use axum_tessera::__fuzz::SessionId;
 use axum_tessera::clock::ManualClock;
 use axum_tessera::store::{Commit, CommitOutcome, MemoryStore, Record, SessionStore};
-use time::Duration;
+use std::time::Duration;
 
 const T0: i64 = 1_800_000_000;
 
@@ -45,9 +45,9 @@ async fn expired_records_are_never_returned_even_before_a_sweep() {
     let clock = ManualClock::new(T0);
     let store = MemoryStore::new().with_clock(clock.clone());
     let key = create(&store, T0 + 60).await;
-    clock.advance(Duration::seconds(59));
+    clock.advance(Duration::from_secs(59));
     assert!(store.load(&key).await.unwrap().is_some());
-    clock.advance(Duration::seconds(1));
+    clock.advance(Duration::from_secs(1));
     assert!(
         store.load(&key).await.unwrap().is_none(),
         "at expires_at it is dead"
@@ -63,7 +63,7 @@ async fn sweep_removes_exactly_the_expired_records() {
     }
     let keep = create(&store, T0 + 1000).await;
     assert_eq!(store.sweep(), 0);
-    clock.advance(Duration::seconds(10));
+    clock.advance(Duration::from_secs(10));
     assert_eq!(store.sweep(), 5);
     assert_eq!(store.len(), 1);
     assert!(store.load(&keep).await.unwrap().is_some());
@@ -75,7 +75,7 @@ async fn the_background_sweeper_runs_on_its_period() {
     let store = MemoryStore::new().with_clock(clock.clone());
     create(&store, T0 + 10).await;
     let handle = store.spawn_sweeper(std::time::Duration::from_secs(30));
-    clock.advance(Duration::seconds(20));
+    clock.advance(Duration::from_secs(20));
     tokio::time::sleep(std::time::Duration::from_secs(31)).await;
     tokio::task::yield_now().await;
     assert_eq!(store.len(), 0);

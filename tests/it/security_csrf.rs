@@ -31,9 +31,13 @@ const OWN_ORIGIN: &str = "https://site.example";
 #[derive(Clone, Copy, Debug)]
 enum Refusal {
     Missing,
+    /// A header-only guard saw a form post without the header: told to send the header.
+    HeaderRequired,
     Invalid,
     CrossSite,
     Origin,
+    /// The allowed origin's host over http while the cookie is Secure: the body says so.
+    InsecureOrigin,
 }
 
 impl Refusal {
@@ -42,18 +46,27 @@ impl Refusal {
             Self::Missing => {
                 "CSRF token missing: send it in the X-CSRF-Token header or the csrf_token field"
             }
+            Self::HeaderRequired => {
+                "CSRF token missing: this check reads only the X-CSRF-Token header; send the \
+                 token there, or take CsrfProtected<Form<T>> to read the csrf_token form field"
+            }
             Self::Invalid => "CSRF token invalid for this session",
             Self::CrossSite => "cross-site request refused (Sec-Fetch-Site)",
             Self::Origin => "cross-origin request refused (Origin not allowed)",
+            Self::InsecureOrigin => {
+                "cross-origin request refused: the page was loaded over http but the session \
+                 cookie is Secure; serve the site over https, or for plain-http development \
+                 on localhost use SessionConfig::insecure_local_development()"
+            }
         }
     }
 
     fn event(self) -> &'static str {
         match self {
-            Self::Missing => "token missing",
+            Self::Missing | Self::HeaderRequired => "token missing",
             Self::Invalid => "token invalid",
             Self::CrossSite => "cross-site (Sec-Fetch-Site)",
-            Self::Origin => "origin not allowed",
+            Self::Origin | Self::InsecureOrigin => "origin not allowed",
         }
     }
 }
@@ -704,7 +717,12 @@ async fn foreign_origins_are_refused_by_exact_match() {
         "",
     ];
     for origin in foreign {
-        site.refused(from_origin(&me, origin), Refusal::Origin, &me, origin)
+        let why = if origin == "http://site.example" {
+            Refusal::InsecureOrigin
+        } else {
+            Refusal::Origin
+        };
+        site.refused(from_origin(&me, origin), why, &me, origin)
             .await;
     }
     // Two Origin headers, one of them ours.
@@ -740,7 +758,7 @@ async fn scheme_downgrade_and_upgrade_origins_are_refused() {
     let me = site.visitor().await;
     site.refused(
         from_origin(&me, "http://site.example"),
-        Refusal::Origin,
+        Refusal::InsecureOrigin,
         &me,
         "http page, secure site",
     )
@@ -776,7 +794,12 @@ async fn configured_trusted_origins_match_exactly() {
         "https://partner.example.evil.test:8443",
         "https://partner.example:8443@evil.test",
     ] {
-        site.refused(from_origin(&me, origin), Refusal::Origin, &me, origin)
+        let why = if origin == "http://partner.example:8443" {
+            Refusal::InsecureOrigin
+        } else {
+            Refusal::Origin
+        };
+        site.refused(from_origin(&me, origin), why, &me, origin)
             .await;
     }
     // A trusted partner may post cross-site, but still needs the session's token.
@@ -989,9 +1012,9 @@ async fn urlencoded_form_post_is_checked() {
     let ct = "application/x-www-form-urlencoded; charset=UTF-8";
     let req = post_body("/form", &me, ct, format!("text=hi&csrf_token={}", me.token));
     assert_eq!(site.accepted(req, "own field").await, "hi");
-    // The header-only guard does not read bodies.
+    // The header-only guard does not read bodies, and says what to do instead.
     let req = post_body("/act", &me, FORM, format!("csrf_token={}", me.token));
-    site.refused(req, Refusal::Missing, &me, "header-only route")
+    site.refused(req, Refusal::HeaderRequired, &me, "header-only route")
         .await;
 }
 
@@ -1133,8 +1156,9 @@ async fn cookie_and_bearer_together_the_source_that_authenticated_decides() {
         "bearer first, forged bearer: the cookie session is checked",
     )
     .await;
-    // A bearer token whose session has ended still decides the source: the request is exempt
-    // but anonymous, and alice's cookie session is not used.
+    // A bearer token whose session has ended still decides the source, and alice's cookie
+    // session is not used: `Session` refuses the dead bearer token with 401 rather than
+    // hand the request an anonymous session.
     let api = site.sharing(SessionConfig::api(key(1)).require_existing(false));
     let out = api
         .send(
@@ -1145,10 +1169,11 @@ async fn cookie_and_bearer_together_the_source_that_authenticated_decides() {
         )
         .await;
     assert_eq!(out.status, StatusCode::OK);
-    let body = site
-        .accepted(with_bearer(Some(&alice), &bearer), "dead bearer first")
-        .await;
-    assert_eq!(body, "acted as -");
+    let before = site.rejections();
+    let reply = site.send(with_bearer(Some(&alice), &bearer)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "dead bearer first");
+    assert!(!reply.body.contains("acted as"), "{}", reply.body);
+    assert_eq!(site.rejections(), before, "not a CSRF refusal");
 }
 
 // ---- login CSRF ---------------------------------------------------------------------------

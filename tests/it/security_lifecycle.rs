@@ -175,7 +175,7 @@ async fn slower_concurrent_request_does_not_resurrect_a_logged_out_session() {
             ..h
         };
         let token = h.logged_in("alice").await;
-        h.clock.advance(time::Duration::seconds(5));
+        h.clock.advance(std::time::Duration::from_secs(5));
 
         let slow = tokio::spawn({
             let (h, token) = (h.clone(), token.clone());
@@ -215,7 +215,7 @@ async fn route_that_never_touches_the_session_makes_no_store_call() {
     let h = Harness::web();
     let token = h.new_session("v").await;
     let calls = h.store.calls();
-    h.clock.advance(time::Duration::minutes(20)); // a refresh would be due
+    h.clock.advance(std::time::Duration::from_secs(20 * 60)); // a refresh would be due
     let reply = h.call("GET", "/untouched", Some(&token)).await;
     assert_eq!(reply.body, "ok");
     assert!(reply.set_cookie().is_none());

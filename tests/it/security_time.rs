@@ -5,7 +5,7 @@ use axum::Router;
 use axum_tessera::__fuzz::{SessionId, TokenCodec, TokenError};
 use axum_tessera::clock::ManualClock;
 use axum_tessera::{KeyRing, SessionConfig, SessionLayer};
-use time::Duration;
+use std::time::Duration;
 
 use crate::support::harness::{self, key, ForgetfulStore, Harness, T0};
 
@@ -62,7 +62,7 @@ fn huge_and_negative_issue_times_do_not_panic() {
 #[tokio::test]
 async fn session_idle_timeout_last_second_passes_and_the_limit_fails() {
     // The idle window is [last seen, last seen + idle): at the deadline the session is dead.
-    let h = Harness::new(SessionConfig::web(key(1)).idle_timeout(Duration::minutes(30)));
+    let h = Harness::new(SessionConfig::web(key(1)).idle_timeout(Duration::from_secs(30 * 60)));
     let a = h.new_session("a").await;
     let b = h.new_session("b").await;
     h.clock.set(T0 + 30 * 60 - 1);
@@ -75,10 +75,10 @@ async fn session_idle_timeout_last_second_passes_and_the_limit_fails() {
 
 #[tokio::test]
 async fn idle_timeout_is_enforced_server_side_while_the_client_keeps_its_cookie() {
-    let h = Harness::new(SessionConfig::web(key(1)).idle_timeout(Duration::minutes(30)));
+    let h = Harness::new(SessionConfig::web(key(1)).idle_timeout(Duration::from_secs(30 * 60)));
     let token = h.new_session("v").await;
     // The persistent cookie lives 12 hours (absolute timeout); the server must not.
-    h.clock.advance(Duration::hours(1));
+    h.clock.advance(Duration::from_secs(60 * 60));
     let reply = h.call("GET", "/whoami", Some(&token)).await;
     assert!(!reply.live());
     assert!(reply.body.contains("k=-"), "no data from a dead session");
@@ -93,13 +93,13 @@ async fn idle_timeout_is_enforced_server_side_while_the_client_keeps_its_cookie(
 async fn absolute_timeout_is_enforced_despite_constant_activity() {
     let h = Harness::new(
         SessionConfig::web(key(1))
-            .idle_timeout(Duration::minutes(30))
-            .absolute_timeout(Duration::hours(2)),
+            .idle_timeout(Duration::from_secs(30 * 60))
+            .absolute_timeout(Duration::from_secs(2 * 60 * 60)),
     );
     let token = h.new_session("v").await;
     // A request every 20 minutes keeps the idle timer fresh.
     for _ in 0..5 {
-        h.clock.advance(Duration::minutes(20));
+        h.clock.advance(Duration::from_secs(20 * 60));
         assert!(h.call("GET", "/whoami", Some(&token)).await.live());
     }
     h.clock.set(T0 + 2 * 3600 - 1);
@@ -112,8 +112,8 @@ async fn absolute_timeout_is_enforced_despite_constant_activity() {
 async fn timeouts_are_enforced_even_when_the_store_returns_expired_records() {
     let clock = ManualClock::new(T0);
     let cfg = SessionConfig::web(key(1))
-        .idle_timeout(Duration::minutes(30))
-        .absolute_timeout(Duration::hours(1))
+        .idle_timeout(Duration::from_secs(30 * 60))
+        .absolute_timeout(Duration::from_secs(60 * 60))
         .clock(clock.clone());
     let app: Router =
         harness::routes().layer(SessionLayer::new(cfg).with_store(ForgetfulStore::default()));
@@ -123,13 +123,13 @@ async fn timeouts_are_enforced_even_when_the_store_returns_expired_records() {
         clock,
     };
     let idle = h.new_session("idle").await;
-    h.clock.advance(Duration::minutes(31));
+    h.clock.advance(Duration::from_secs(31 * 60));
     assert!(!h.call("GET", "/whoami", Some(&idle)).await.live(), "idle");
 
     h.clock.set(T0);
     let busy = h.new_session("busy").await;
     for _ in 0..2 {
-        h.clock.advance(Duration::minutes(20));
+        h.clock.advance(Duration::from_secs(20 * 60));
         assert!(h.call("GET", "/whoami", Some(&busy)).await.live());
     }
     h.clock.set(T0 + 3600 - 1);

@@ -10,7 +10,7 @@ use axum_tessera::store::MemoryStore;
 use axum_tessera::{
     CookieConfig, Key, KeyRing, OptionalSession, Principal, Session, SessionConfig, SessionLayer,
 };
-use time::Duration;
+use std::time::Duration;
 
 use crate::support::{get, post, send, whoami, CountingStore};
 
@@ -246,11 +246,12 @@ async fn invalid_tokens_give_an_anonymous_session_without_a_store_call() {
 #[tokio::test]
 async fn an_expired_token_is_rejected_before_the_store() {
     let f = fixture_with(|c| {
-        c.idle_timeout(Duration::hours(1))
-            .absolute_timeout(Duration::hours(2))
+        c.idle_timeout(Duration::from_secs(60 * 60))
+            .absolute_timeout(Duration::from_secs(2 * 60 * 60))
     });
     let cookie = f.session().await;
-    f.clock.advance(Duration::hours(2) + Duration::seconds(1));
+    f.clock
+        .advance(Duration::from_secs(2 * 60 * 60) + Duration::from_secs(1));
     let loads = f.store.loads();
     assert_eq!(send(&f.app, get("/read", Some(&cookie))).await.body, "none");
     assert_eq!(f.store.loads(), loads);
@@ -388,21 +389,24 @@ async fn logout_clears_the_cookie_and_the_old_token_stops_working() {
 
 #[tokio::test]
 async fn idle_timeout_is_enforced_server_side() {
-    let f = fixture_with(|c| c.idle_timeout(Duration::minutes(10)).refresh_after(0.5));
+    let f = fixture_with(|c| {
+        c.idle_timeout(Duration::from_secs(10 * 60))
+            .refresh_after(0.5)
+    });
     let cookie = f.session().await;
-    f.clock.advance(Duration::minutes(9));
+    f.clock.advance(Duration::from_secs(9 * 60));
     assert_eq!(
         send(&f.app, get("/read", Some(&cookie))).await.body,
         "1",
         "refreshes last seen"
     );
-    f.clock.advance(Duration::minutes(9));
+    f.clock.advance(Duration::from_secs(9 * 60));
     assert_eq!(
         send(&f.app, get("/read", Some(&cookie))).await.body,
         "1",
         "refreshed, alive"
     );
-    f.clock.advance(Duration::minutes(10));
+    f.clock.advance(Duration::from_secs(10 * 60));
     assert_eq!(
         send(&f.app, get("/read", Some(&cookie))).await.body,
         "none",
@@ -413,16 +417,16 @@ async fn idle_timeout_is_enforced_server_side() {
 #[tokio::test]
 async fn absolute_timeout_ends_even_an_active_session() {
     let f = fixture_with(|c| {
-        c.idle_timeout(Duration::minutes(10))
-            .absolute_timeout(Duration::minutes(30))
+        c.idle_timeout(Duration::from_secs(10 * 60))
+            .absolute_timeout(Duration::from_secs(30 * 60))
             .refresh_after(0.0)
     });
     let cookie = f.session().await;
     for _ in 0..5 {
-        f.clock.advance(Duration::minutes(5));
+        f.clock.advance(Duration::from_secs(5 * 60));
         assert_eq!(send(&f.app, get("/read", Some(&cookie))).await.body, "1");
     }
-    f.clock.advance(Duration::minutes(5));
+    f.clock.advance(Duration::from_secs(5 * 60));
     assert_eq!(
         send(&f.app, get("/read", Some(&cookie))).await.body,
         "none",
@@ -432,14 +436,17 @@ async fn absolute_timeout_ends_even_an_active_session() {
 
 #[tokio::test]
 async fn sliding_refresh_writes_only_after_the_configured_fraction() {
-    let f = fixture_with(|c| c.idle_timeout(Duration::minutes(20)).refresh_after(0.25));
+    let f = fixture_with(|c| {
+        c.idle_timeout(Duration::from_secs(20 * 60))
+            .refresh_after(0.25)
+    });
     let cookie = f.session().await;
     let commits = f.store.commits();
-    f.clock.advance(Duration::minutes(4));
+    f.clock.advance(Duration::from_secs(4 * 60));
     let reply = send(&f.app, get("/read", Some(&cookie))).await;
     assert_eq!(f.store.commits(), commits, "4 of 20 minutes: no write");
     assert!(reply.set_cookie_line().is_none());
-    f.clock.advance(Duration::minutes(1));
+    f.clock.advance(Duration::from_secs(60));
     let reply = send(&f.app, get("/read", Some(&cookie))).await;
     assert_eq!(
         f.store.commits(),
@@ -621,10 +628,10 @@ async fn the_unloaded_handle_is_not_reachable_through_extensions() {
 
 #[tokio::test]
 async fn logout_of_an_already_expired_session_still_clears_the_cookie() {
-    let f = fixture_with(|c| c.idle_timeout(Duration::minutes(10)));
+    let f = fixture_with(|c| c.idle_timeout(Duration::from_secs(10 * 60)));
     let reply = send(&f.app, post("/login", None)).await;
     let cookie = format!("id={}", reply.cookie("id").unwrap());
-    f.clock.advance(Duration::minutes(11));
+    f.clock.advance(Duration::from_secs(11 * 60));
     let reply = send(&f.app, post("/logout", Some(&cookie))).await;
     let line = reply.set_cookie_line().expect("the dead cookie is cleared");
     assert!(

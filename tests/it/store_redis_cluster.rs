@@ -14,6 +14,10 @@ use crate::support::api::{bearer, call};
 use crate::support::redis::RedisCluster;
 use crate::support::{login_alice, send, whoami};
 
+/// What `Session` answers a bearer token that no longer authenticates: a 401, not a
+/// fresh anonymous session.
+const DEAD_TOKEN: &str = "session token invalid or expired";
+
 async fn cluster_store(cluster: &RedisCluster) -> RedisStore {
     RedisStore::connect_cluster(cluster.urls())
         .await
@@ -83,7 +87,7 @@ async fn login_rotation_and_logout_everywhere_on_a_cluster() {
     let (status, second) = call(&app, "POST", "/login", Some(&first)).await;
     assert_eq!(status, StatusCode::OK);
     assert_ne!(first, second, "login rotates the ID");
-    assert_eq!(call(&app, "GET", "/me", Some(&first)).await.1, "anonymous");
+    assert_eq!(call(&app, "GET", "/me", Some(&first)).await.1, DEAD_TOKEN);
     assert_eq!(call(&app, "GET", "/me", Some(&second)).await.1, "alice");
     assert_eq!(
         call(&app, "POST", "/count", Some(&second)).await.1,
@@ -93,7 +97,7 @@ async fn login_rotation_and_logout_everywhere_on_a_cluster() {
 
     // Rotating again within the principal, and a second device.
     let (_, third) = call(&app, "POST", "/login", Some(&second)).await;
-    assert_eq!(call(&app, "GET", "/me", Some(&second)).await.1, "anonymous");
+    assert_eq!(call(&app, "GET", "/me", Some(&second)).await.1, DEAD_TOKEN);
     let (_, other_device) = call(&app, "POST", "/login", None).await;
     assert_eq!(
         call(&app, "GET", "/me", Some(&other_device)).await.1,
@@ -101,9 +105,9 @@ async fn login_rotation_and_logout_everywhere_on_a_cluster() {
     );
 
     assert_eq!(call(&app, "POST", "/everywhere", Some(&third)).await.1, "2");
-    assert_eq!(call(&app, "GET", "/me", Some(&third)).await.1, "anonymous");
+    assert_eq!(call(&app, "GET", "/me", Some(&third)).await.1, DEAD_TOKEN);
     assert_eq!(
         call(&app, "GET", "/me", Some(&other_device)).await.1,
-        "anonymous"
+        DEAD_TOKEN
     );
 }

@@ -225,7 +225,9 @@ async fn scenario(client: Client, demo: SocketAddr, evil: SocketAddr) {
 
     // A form on another origin posts to the counter. The browser attaches the cookie (the
     // ports differ but the site is the same, so SameSite=Lax lets it through); the guard
-    // must refuse.
+    // must refuse. The demo runs under `insecure_local_development()`, which lets plain-http
+    // loopback origins on any port past the Origin check (a dev server on another port), so
+    // what refuses the post is the token: the attacker's own is not this session's.
     client.goto(&format!("http://{evil}/")).await.unwrap();
     client
         .find(Locator::Id("go"))
@@ -238,7 +240,7 @@ async fn scenario(client: Client, demo: SocketAddr, evil: SocketAddr) {
         .wait()
         .at_most(PAGE_WAIT)
         .for_element(Locator::XPath(
-            "//*[contains(text(), 'cross-site request refused')]",
+            "//*[contains(text(), 'CSRF token invalid for this session')]",
         ))
         .await;
     assert!(

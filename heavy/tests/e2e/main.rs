@@ -15,3 +15,4 @@ mod support;
 mod browser;
 mod demo;
 mod real_connection;
+mod return_to;

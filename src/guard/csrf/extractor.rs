@@ -4,14 +4,14 @@ use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::{Form, Json};
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
-use super::rules::{body_token, header_tokens, is_safe};
+use super::rules::{body_token, header_tokens, is_safe, without_token_field, BodyKind};
 use super::{check_header, check_tokens, needs_token};
 use crate::extract::loaded;
-use crate::rejection::{CsrfBodyRejection, CsrfRejection};
+use crate::rejection::{Capture, Captures, CsrfBodyRejection, CsrfRejection};
 use crate::session::Session;
 
 /// Proof that the request passed the CSRF check; with `E` it also carries the extracted body.
@@ -22,6 +22,14 @@ use crate::session::Session;
 /// reads the body once, accepts the token from the header or the body's `csrf_token` field
 /// (urlencoded form or JSON object), then hands the body to `E`. GET, HEAD, OPTIONS and TRACE
 /// pass without a token.
+///
+/// For [`Form<T>`] and [`Json<T>`] the `csrf_token` field is removed before `E` sees the
+/// body, so `T` needs no such field and `#[serde(deny_unknown_fields)]` works; every other
+/// byte is handed on as sent. A form that carries nothing but its token is
+/// `CsrfProtected<Form<()>>`. A [`Form<T>`] post without a body (the token in the header,
+/// as `fetch` or `curl -X POST` send it, usually without `Content-Type`) is an empty form,
+/// so it works whenever `T` deserialises from one. [`Bytes`] and [`String`] get the body
+/// untouched, token included.
 ///
 /// # Rules
 ///
@@ -64,12 +72,18 @@ use crate::session::Session;
 /// }
 ///
 /// #[derive(Deserialize)]
+/// #[serde(deny_unknown_fields)] // the csrf_token field never reaches `Post`
 /// struct Post {
 ///     title: String,
 /// }
 ///
 /// async fn save(CsrfProtected(Form(post)): CsrfProtected<Form<Post>>) -> String {
 ///     format!("saved {}", post.title)
+/// }
+///
+/// // A button that posts nothing but the token: no dummy type needed.
+/// async fn delete(_: CsrfProtected<Form<()>>) -> &'static str {
+///     "deleted"
 /// }
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
@@ -80,14 +94,34 @@ impl<S: Send + Sync> FromRequestParts<S> for CsrfProtected {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         if !is_safe(&parts.method) {
-            check_header(parts, &loaded(parts).await?)?;
+            let checked = match loaded(parts).await {
+                Ok(session) => check_header(parts, &session),
+                Err(rejection) => Err(rejection.into()),
+            };
+            checked.map_err(|r: CsrfRejection| r.captured(&Capture::of(parts)))?;
         }
         Ok(CsrfProtected(()))
     }
 }
 
-/// The check for body extractors: read the body only when the header did not settle it.
-async fn check_body<E, S>(req: Request, state: &S) -> Result<E, CsrfBodyRejection<E::Rejection>>
+/// What `CsrfProtected<E>` does with the body it reads, by `E`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    /// [`Form<T>`]: the `csrf_token` field is removed; an empty body is an empty form.
+    Form,
+    /// [`Json<T>`]: the `csrf_token` member is removed.
+    Json,
+    /// [`Bytes`], [`String`]: handed on as sent.
+    Raw,
+}
+
+/// The check for body extractors. The body is read when the header did not settle the check,
+/// and always for forms and JSON, so the token field never reaches `E`.
+async fn check_body<E, S>(
+    req: Request,
+    state: &S,
+    reads: Reads,
+) -> Result<E, CsrfBodyRejection<E::Rejection>>
 where
     E: FromRequest<S>,
     S: Send + Sync,
@@ -97,28 +131,54 @@ where
             .await
             .map_err(CsrfBodyRejection::Inner);
     }
-    let (parts, body) = req.into_parts();
-    let session = loaded(&parts)
-        .await
-        .map_err(|r| CsrfBodyRejection::Csrf(r.into()))?;
-    let needs = needs_token(&parts, &session).map_err(CsrfBodyRejection::Csrf)?;
+    let (mut parts, body) = req.into_parts();
+    let capture = Capture::of(&parts);
+    let refuse = |r: CsrfRejection| CsrfBodyRejection::Csrf(r.captured(&capture));
+    let session = loaded(&parts).await.map_err(|r| refuse(r.into()))?;
+    let needs = needs_token(&parts, &session).map_err(refuse)?;
     let header_ok = needs && session_accepts_header(&session, &parts.headers);
-    let req = if !needs || header_ok {
-        Request::from_parts(parts, body)
-    } else {
-        // `Bytes` honours `DefaultBodyLimit`; the clone keeps that limit for `E` as well.
-        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+    if reads == Reads::Raw && (!needs || header_ok) {
+        return E::from_request(Request::from_parts(parts, body), state)
             .await
-            .map_err(CsrfBodyRejection::Body)?;
+            .map_err(CsrfBodyRejection::Inner);
+    }
+    // `Bytes` honours `DefaultBodyLimit`; the clone keeps that limit for `E` as well.
+    let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+        .await
+        .map_err(CsrfBodyRejection::Body)?;
+    if needs && !header_ok {
         let field = body_token(parts.headers.get(CONTENT_TYPE), &bytes);
         check_tokens(
             &session,
             header_tokens(&parts.headers).chain(field.as_deref()),
         )
-        .map_err(CsrfBodyRejection::Csrf)?;
-        Request::from_parts(parts, Body::from(bytes))
+        .map_err(refuse)?;
+    }
+    let bytes = match reads {
+        Reads::Raw => bytes,
+        // A header-token post (`fetch` with `X-CSRF-Token`, `curl -X POST`) has no body and
+        // usually no Content-Type; `Form` would answer 415. No body is an empty form.
+        Reads::Form if bytes.is_empty() => {
+            parts.headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            );
+            bytes
+        }
+        Reads::Form | Reads::Json => {
+            let kind = BodyKind::of(parts.headers.get(CONTENT_TYPE));
+            match without_token_field(kind, &bytes) {
+                Some(rest) => {
+                    parts
+                        .headers
+                        .insert(CONTENT_LENGTH, HeaderValue::from(rest.len()));
+                    Bytes::from(rest)
+                }
+                None => bytes,
+            }
+        }
     };
-    E::from_request(req, state)
+    E::from_request(Request::from_parts(parts, Body::from(bytes)), state)
         .await
         .map_err(CsrfBodyRejection::Inner)
 }
@@ -128,7 +188,7 @@ fn session_accepts_header(session: &Session, headers: &HeaderMap) -> bool {
 }
 
 macro_rules! body_extractor {
-    ($([$($generics:tt)*] $ty:ty),+ $(,)?) => {
+    ($([$($generics:tt)*] $ty:ty => $reads:ident),+ $(,)?) => {
         $(
             impl<S, $($generics)*> FromRequest<S> for CsrfProtected<$ty>
             where
@@ -138,11 +198,18 @@ macro_rules! body_extractor {
                 type Rejection = CsrfBodyRejection<<$ty as FromRequest<S>>::Rejection>;
 
                 async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-                    check_body::<$ty, S>(req, state).await.map(CsrfProtected)
+                    check_body::<$ty, S>(req, state, Reads::$reads)
+                        .await
+                        .map(CsrfProtected)
                 }
             }
         )+
     };
 }
 
-body_extractor!([T] Form<T>, [T] Json<T>, [] Bytes, [] String);
+body_extractor!(
+    [T] Form<T> => Form,
+    [T] Json<T> => Json,
+    [] Bytes => Raw,
+    [] String => Raw,
+);

@@ -7,6 +7,7 @@ use tower_layer::Layer;
 use super::check_header;
 use super::rules::is_safe;
 use crate::guard::{sealed, CsrfService, Guard, GuardService};
+use crate::rejection::{Capture, Captures};
 use crate::session::Session;
 
 /// The header-only CSRF check as a route layer, for routes whose handlers take no
@@ -55,7 +56,7 @@ impl sealed::Sealed for CsrfLayer {
     fn refusal(&self, parts: &Parts, session: &Session) -> Option<Response> {
         check_header(parts, session)
             .err()
-            .map(IntoResponse::into_response)
+            .map(|r| r.captured(&Capture::of(parts)).into_response())
     }
 }
 

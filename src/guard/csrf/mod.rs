@@ -45,17 +45,17 @@ pub use rules::{CSRF_FIELD, CSRF_HEADER};
 use http::request::Parts;
 
 use crate::event::EventKind;
-use crate::rejection::{CsrfRejection, CsrfTokenInvalid, CsrfTokenMissing};
+use crate::rejection::{CsrfHeaderRequired, CsrfRejection, CsrfTokenInvalid, CsrfTokenMissing};
 use crate::session::Session;
-use rules::{check_origin, header_tokens, is_safe};
+use rules::{check_origin, header_tokens, is_form, is_safe, Allowed};
 
 /// Counts a refusal and tells the layer's event hooks, naming the missing piece.
 fn reported(session: &Session, rejection: CsrfRejection) -> CsrfRejection {
     let why = match &rejection {
-        CsrfRejection::TokenMissing(_) => "token missing",
+        CsrfRejection::TokenMissing(_) | CsrfRejection::HeaderRequired(_) => "token missing",
         CsrfRejection::TokenInvalid(_) => "token invalid",
         CsrfRejection::CrossSite(_) => "cross-site (Sec-Fetch-Site)",
-        CsrfRejection::Origin(_) => "origin not allowed",
+        CsrfRejection::Origin(_) | CsrfRejection::InsecureOrigin(_) => "origin not allowed",
         CsrfRejection::Session(_) => return rejection,
     };
     session.report_now(EventKind::CsrfRejected(why));
@@ -76,8 +76,12 @@ fn needs_token(parts: &Parts, session: &Session) -> Result<bool, CsrfRejection> 
     if exempt {
         return Ok(false);
     }
-    check_origin(parts, layer.trusted_origins(), layer.cookie().is_secure())
-        .map_err(|r| reported(session, r))?;
+    let allowed = Allowed {
+        trusted: layer.trusted_origins(),
+        secure: layer.cookie().is_secure(),
+        loopback_http: layer.local_development(),
+    };
+    check_origin(parts, allowed).map_err(|r| reported(session, r))?;
     Ok(true)
 }
 
@@ -103,8 +107,13 @@ fn check_tokens<'a>(
 
 /// The header-only check on a loaded session: what [`CsrfLayer`] and `CsrfProtected<()>` run.
 fn check_header(parts: &Parts, session: &Session) -> Result<(), CsrfRejection> {
-    if needs_token(parts, session)? {
-        check_tokens(session, header_tokens(&parts.headers))?;
+    if !needs_token(parts, session)? {
+        return Ok(());
     }
-    Ok(())
+    // A form post probably carries the token in its field, which this check never reads:
+    // say what to do instead of asking for the field the client sent.
+    if header_tokens(&parts.headers).next().is_none() && is_form(&parts.headers) {
+        return Err(reported(session, CsrfHeaderRequired::default().into()));
+    }
+    check_tokens(session, header_tokens(&parts.headers))
 }

@@ -7,7 +7,7 @@ use super::*;
 pub async fn sessions_of_lists_live_sessions(factory: &impl StoreFactory) {
     let c = ctx(factory, "sessions_of", None).await;
     let a1 = c.session_of(Some("alice")).await;
-    c.clock.advance(time::Duration::seconds(10));
+    c.clock.advance(std::time::Duration::from_secs(10));
     let a2 = c.session_of(Some("alice")).await;
     let bob = c.session_of(Some("bob")).await;
     c.session_of(None).await;
@@ -115,7 +115,7 @@ pub async fn limit_reject_refuses_and_writes_nothing(factory: &impl StoreFactory
 
     c.commit(Commit::Delete { key: a2 }).await;
     c.session_of(Some("alice")).await;
-    c.clock.advance(time::Duration::seconds(TTL));
+    c.clock.advance(std::time::Duration::from_secs(TTL as u64));
     c.session_of(Some("alice")).await;
     c.session_of(Some("alice")).await;
     assert_eq!(
@@ -129,14 +129,14 @@ pub async fn limit_reject_refuses_and_writes_nothing(factory: &impl StoreFactory
 pub async fn limit_evict_oldest_makes_room(factory: &impl StoreFactory) {
     let c = ctx(factory, "limit_evict", Some((2, LimitPolicy::EvictOldest))).await;
     let a1 = c.session_of(Some("alice")).await;
-    c.clock.advance(time::Duration::seconds(1));
+    c.clock.advance(std::time::Duration::from_secs(1));
     let a2 = c.session_of(Some("alice")).await;
-    c.clock.advance(time::Duration::seconds(1));
+    c.clock.advance(std::time::Duration::from_secs(1));
     let a3 = c.session_of(Some("alice")).await;
     assert_eq!(c.load(&a1).await, None, "oldest evicted");
     assert_eq!(c.keys_of("alice").await, BTreeSet::from([a2, a3]));
 
-    c.clock.advance(time::Duration::seconds(1));
+    c.clock.advance(std::time::Duration::from_secs(1));
     let anon = c.session_of(None).await;
     let to = new_key();
     let outcome = c

@@ -158,7 +158,7 @@ pub async fn move_keeps_data_and_kills_old_key(factory: &impl StoreFactory) {
     let from = new_key();
     let created = record(c.now(), None, &[("cart", json!(["tea"]))]);
     c.create(from, created.clone()).await;
-    c.clock.advance(time::Duration::seconds(5));
+    c.clock.advance(std::time::Duration::from_secs(5));
 
     let to = new_key();
     let mut patch = login(c.now(), "alice");
@@ -253,9 +253,10 @@ pub async fn expired_records_are_never_returned(factory: &impl StoreFactory) {
     let c = ctx(factory, "expiry", None).await;
     let key = c.session_of(Some("alice")).await;
     let moved_from = c.session_of(Some("alice")).await;
-    c.clock.advance(time::Duration::seconds(TTL - 1));
+    c.clock
+        .advance(std::time::Duration::from_secs(TTL as u64 - 1));
     assert!(c.load(&key).await.is_some(), "alive one second before");
-    c.clock.advance(time::Duration::seconds(1));
+    c.clock.advance(std::time::Duration::from_secs(1));
     assert_eq!(c.load(&key).await, None, "dead at expires_at");
     let lookup = c.store.lookup(&moved_from).await.expect("lookup");
     assert!(

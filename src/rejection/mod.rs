@@ -1,11 +1,32 @@
 //! Rejection response types: what the session extractors, the guards and the commit step
 //! answer with when they refuse a request.
 //!
-//! Each rejection is a `#[non_exhaustive]` type with a fixed [`status`](SessionRequired::status)
-//! and [`body_text`](SessionRequired::body_text), `IntoResponse` (a short plain-text body and a
-//! `tracing` debug event), `Display` (the body text) and `Error` (`source` is the cause, if
-//! any). Enums such as [`SessionRejection`] gather the rejections one extractor can answer
-//! with and delegate all of that to the rejection they hold.
+//! Each rejection is a `#[non_exhaustive]` type with a fixed [`status`](SessionRequired::status),
+//! a stable snake_case [`code`](SessionRequired::code) and a short
+//! [`body_text`](SessionRequired::body_text), `IntoResponse`, `Display` (the body text) and
+//! `Error` (`source` is the cause, if any). Enums such as [`SessionRejection`] gather the
+//! rejections one extractor can answer with and delegate all of that to the rejection they
+//! hold.
+//!
+//! # Responses
+//!
+//! What a rejection answers with is decided from the request when the extractor or guard
+//! builds it (`IntoResponse` never sees the request):
+//!
+//! * a client whose `Accept` prefers `application/json` gets
+//!   `{"error": "<code>", "message": "<body text>"}` as `application/json`; others get the
+//!   body text as `text/plain`;
+//! * every 401 carries `WWW-Authenticate`: `Bearer realm="session"` (RFC 6750) on layers that
+//!   read a bearer or custom header token, `Cookie realm="session"` on cookie-only layers
+//!   (there is no registered scheme for cookie logins; browsers do not prompt for it). When
+//!   the request presented a token that does not authenticate (forged, expired, revoked,
+//!   malformed: alike, so the answer is no oracle) the challenge adds
+//!   `error="invalid_token"` and the code is `invalid_token`;
+//! * a layer with a [render hook](crate::SessionConfig::render_rejection) answers with
+//!   whatever the hook makes of the [`RejectionInfo`].
+//!
+//! Rejections that come from axum's own extractors (a form that does not deserialise inside
+//! [`CsrfProtected<Form<T>>`](crate::CsrfProtected)) keep axum's answer.
 //!
 //! # Example
 //!
@@ -30,217 +51,39 @@
 //! }
 //! ```
 
+#[macro_use]
+mod macros;
+mod reply;
+
 use std::error::Error as StdError;
 use std::fmt;
 
 use axum::extract::rejection::{BytesRejection, FormRejection, JsonRejection, StringRejection};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::StatusCode;
 
 use crate::error::{CommitError, StoreError};
 
-/// Declares a rejection type in the style of axum-core's rejections: a `#[non_exhaustive]`
-/// struct with a fixed status and body, `IntoResponse`, `Display`, `Error` and a tracing event.
-///
-/// Two forms: `pub struct Name;` has no cause (a unit-like struct, `Default`), and
-/// `pub struct Name(Cause);` holds a typed cause, built with `Name::from_err(cause)` and returned
-/// by `Error::source`. Optional `#[header = (NAME, "value")]` lines add fixed response headers
-/// (a 401's `WWW-Authenticate` challenge).
-macro_rules! define_rejection {
-    (
-        #[status = $status:ident]
-        $(#[header = ($header:ident, $value:literal)])*
-        #[body = $body:literal]
-        $(#[$meta:meta])*
-        pub struct $name:ident;
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Default)]
-        #[non_exhaustive]
-        pub struct $name;
-
-        $crate::rejection::define_rejection!(@common $name, $status, $body, $(($header, $value))*);
-
-        impl ::std::error::Error for $name {}
-    };
-    (
-        #[status = $status:ident]
-        $(#[header = ($header:ident, $value:literal)])*
-        #[body = $body:literal]
-        $(#[$meta:meta])*
-        pub struct $name:ident($cause:ty);
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug)]
-        #[non_exhaustive]
-        pub struct $name {
-            cause: $cause,
-        }
-
-        impl $name {
-            /// The rejection, caused by `cause`.
-            pub(crate) fn from_err(cause: $cause) -> Self {
-                Self { cause }
-            }
-        }
-
-        $crate::rejection::define_rejection!(@common $name, $status, $body, $(($header, $value))*);
-
-        impl ::std::error::Error for $name {
-            fn source(&self) -> Option<&(dyn ::std::error::Error + 'static)> {
-                Some(&self.cause)
-            }
-        }
-    };
-    (@common $name:ident, $status:ident, $body:literal, $(($header:ident, $value:literal))*) => {
-        impl $name {
-            /// The HTTP status this rejection answers with.
-            pub fn status(&self) -> ::http::StatusCode {
-                ::http::StatusCode::$status
-            }
-
-            /// The plain-text body this rejection answers with.
-            pub fn body_text(&self) -> &'static str {
-                $body
-            }
-        }
-
-        impl ::axum::response::IntoResponse for $name {
-            fn into_response(self) -> ::axum::response::Response {
-                $crate::rejection::respond(
-                    stringify!($name),
-                    self.status(),
-                    self.body_text(),
-                    &[$((::http::header::$header, $value)),*],
-                    ::std::error::Error::source(&self),
-                )
-            }
-        }
-
-        impl ::std::fmt::Display for $name {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str($body)
-            }
-        }
-    };
-}
-pub(crate) use define_rejection;
-
-/// Declares a `#[non_exhaustive]` enum gathering rejections, in the style of axum's composite
-/// rejections: `status()`, `body_text()`, `IntoResponse`, `Display`, `Error::source` and a
-/// `From` impl per variant, all delegating to the variant. `source` is the variant's own
-/// `source`, not the variant: its text is already this enum's `Display`.
-macro_rules! composite_rejection {
-    (
-        $(#[$meta:meta])*
-        pub enum $name:ident {
-            $(
-                $(#[$vmeta:meta])*
-                $variant:ident($inner:ty),
-            )+
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug)]
-        #[non_exhaustive]
-        pub enum $name {
-            $(
-                $(#[$vmeta])*
-                $variant($inner),
-            )+
-        }
-
-        impl $name {
-            /// The HTTP status of the inner rejection.
-            pub fn status(&self) -> ::http::StatusCode {
-                match self {
-                    $(Self::$variant(r) => r.status(),)+
-                }
-            }
-
-            /// The body text of the inner rejection.
-            pub fn body_text(&self) -> &'static str {
-                match self {
-                    $(Self::$variant(r) => r.body_text(),)+
-                }
-            }
-        }
-
-        impl ::axum::response::IntoResponse for $name {
-            fn into_response(self) -> ::axum::response::Response {
-                match self {
-                    $(Self::$variant(r) => r.into_response(),)+
-                }
-            }
-        }
-
-        impl ::std::fmt::Display for $name {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.body_text())
-            }
-        }
-
-        impl ::std::error::Error for $name {
-            fn source(&self) -> Option<&(dyn ::std::error::Error + 'static)> {
-                match self {
-                    $(Self::$variant(r) => ::std::error::Error::source(r),)+
-                }
-            }
-        }
-
-        $(
-            impl From<$inner> for $name {
-                fn from(r: $inner) -> Self {
-                    Self::$variant(r)
-                }
-            }
-        )+
-    };
-}
-
-/// What every rejection's `into_response` does: a debug event naming the rejection and its
-/// cause, then a short plain-text response with the fixed `headers`.
-pub(crate) fn respond(
-    rejection: &'static str,
-    status: StatusCode,
-    body: &'static str,
-    headers: &[(HeaderName, &'static str)],
-    cause: Option<&(dyn StdError + 'static)>,
-) -> Response {
-    tracing::debug!(
-        rejection,
-        status = status.as_u16(),
-        error = cause.map(tracing::field::debug),
-        "session rejection"
-    );
-    let mut response = plain_response(status, body);
-    for (name, value) in headers {
-        response
-            .headers_mut()
-            .insert(name.clone(), HeaderValue::from_static(value));
-    }
-    response
-}
-
-/// A short plain-text response.
-fn plain_response(status: StatusCode, body: &'static str) -> Response {
-    (
-        status,
-        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
-}
+pub(crate) use macros::{define_rejection, with_challenge, Challenged};
+pub use reply::RejectionInfo;
+pub(crate) use reply::{
+    prefers_json, prefers_json_in, Capture, Captures, Challenge, Renderer, Reply, Scheme,
+};
+use reply::{respond, RejectionParts};
 
 define_rejection! {
     #[status = INTERNAL_SERVER_ERROR]
-    #[body = "session layer missing: was SessionLayer added to this route?"]
-    /// A session extractor ran on a route without [`SessionLayer`](crate::SessionLayer).
+    #[code = "session_layer_missing"]
+    #[body = "session layer missing: was SessionLayer added to this route? For a guard, add .route_layer(guard) before .layer(SessionLayer::new(..)): layers added later run first"]
+    /// A session extractor or guard ran on a route without [`SessionLayer`](crate::SessionLayer)
+    /// in front of it: not added at all, or a guard added with `.route_layer(..)` after the
+    /// session layer's `.layer(..)` (the later one runs first, before there is a session).
     pub struct MissingSessionLayer;
 }
 
 define_rejection! {
     #[status = SERVICE_UNAVAILABLE]
+    #[code = "session_store_unavailable"]
     #[body = "session store unavailable"]
     /// The store could not load the session; the [`StoreError`] is the `source`.
     pub struct SessionUnavailable(StoreError);
@@ -248,13 +91,30 @@ define_rejection! {
 
 define_rejection! {
     #[status = UNAUTHORIZED]
+    #[code = "session_required"]
+    #[challenge = Cookie]
     #[body = "a valid session is required"]
-    /// The layer requires an existing session (`require_existing`) and the request had none.
+    /// The layer requires an existing session
+    /// ([`require_existing`](crate::SessionConfig::require_existing)) and the request had none.
     pub struct SessionRequired;
 }
 
 define_rejection! {
+    #[status = UNAUTHORIZED]
+    #[code = "invalid_token"]
+    #[challenge = Bearer]
+    #[body = "session token invalid or expired"]
+    /// [`Session`](crate::Session) refused a request whose bearer or header token does not
+    /// authenticate (forged, expired, revoked or malformed: alike), rather than hand it a
+    /// fresh anonymous session the client would take for its own. Answers with
+    /// `WWW-Authenticate: Bearer realm="session", error="invalid_token"`; the client drops the
+    /// token and logs in again. Stale cookies are not refused: a browser recovers by itself.
+    pub struct SessionTokenInvalid;
+}
+
+define_rejection! {
     #[status = SERVICE_UNAVAILABLE]
+    #[code = "session_not_saved"]
     #[body = "session could not be saved; please retry"]
     /// The commit after the handler failed, so the handler's response is replaced: the client
     /// must not believe a change was saved when it was not. The [`CommitError`] is the
@@ -264,11 +124,23 @@ define_rejection! {
 
 define_rejection! {
     #[status = CONFLICT]
+    #[code = "session_limit_reached"]
     #[body = "session limit reached: log out of another session first"]
     /// A login would give the principal more sessions than the store's per-principal limit
     /// allows ([`LimitPolicy::Reject`](crate::store::LimitPolicy)); nothing was saved and the
     /// handler's response is replaced. The store's [`StoreError`] is the `source`.
     pub struct SessionLimitReached(StoreError);
+}
+
+define_rejection! {
+    #[status = INTERNAL_SERVER_ERROR]
+    #[code = "insecure_local_development"]
+    #[body = "this session layer is in insecure local-development mode and serves only loopback hosts (localhost, 127.0.0.1, [::1]): remove SessionConfig::insecure_local_development() in production"]
+    /// A layer configured with
+    /// [`insecure_local_development`](crate::SessionConfig::insecure_local_development) got a
+    /// request whose `Host` is not a loopback name: the development switch must never serve
+    /// a real site, so every such request is refused.
+    pub struct InsecureLocalDevelopment;
 }
 
 composite_rejection! {
@@ -280,11 +152,14 @@ composite_rejection! {
         Unavailable(SessionUnavailable),
         /// See [`SessionRequired`].
         Required(SessionRequired),
+        /// See [`SessionTokenInvalid`].
+        TokenInvalid(SessionTokenInvalid),
     }
 }
 
 define_rejection! {
     #[status = FORBIDDEN]
+    #[code = "csrf_token_missing"]
     #[body = "CSRF token missing: send it in the X-CSRF-Token header or the csrf_token field"]
     /// An unsafe request carried no CSRF token where one is read.
     pub struct CsrfTokenMissing;
@@ -292,6 +167,17 @@ define_rejection! {
 
 define_rejection! {
     #[status = FORBIDDEN]
+    #[code = "csrf_header_required"]
+    #[body = "CSRF token missing: this check reads only the X-CSRF-Token header; send the token there, or take CsrfProtected<Form<T>> to read the csrf_token form field"]
+    /// A header-only check (`CsrfProtected` without a body extractor, or
+    /// [`CsrfLayer`](crate::CsrfLayer)) found no `X-CSRF-Token` on a form post, which may well
+    /// carry the token in its `csrf_token` field: this check does not read bodies.
+    pub struct CsrfHeaderRequired;
+}
+
+define_rejection! {
+    #[status = FORBIDDEN]
+    #[code = "csrf_token_invalid"]
     #[body = "CSRF token invalid for this session"]
     /// The CSRF token does not belong to the request's session (another session's, stale
     /// after login or logout, or malformed).
@@ -300,6 +186,7 @@ define_rejection! {
 
 define_rejection! {
     #[status = FORBIDDEN]
+    #[code = "cross_site_request"]
     #[body = "cross-site request refused (Sec-Fetch-Site)"]
     /// The browser reported the request as coming from another site.
     pub struct CrossSiteRequest;
@@ -307,9 +194,19 @@ define_rejection! {
 
 define_rejection! {
     #[status = FORBIDDEN]
+    #[code = "origin_not_allowed"]
     #[body = "cross-origin request refused (Origin not allowed)"]
     /// The `Origin` header is `null`, malformed, repeated, or not an allowed origin.
     pub struct OriginNotAllowed;
+}
+
+define_rejection! {
+    #[status = FORBIDDEN]
+    #[code = "insecure_origin"]
+    #[body = "cross-origin request refused: the page was loaded over http but the session cookie is Secure; serve the site over https, or for plain-http development on localhost use SessionConfig::insecure_local_development()"]
+    /// The `Origin` is the allowed one but with `http` where the `Secure` session cookie
+    /// calls for `https`: the usual sign of a site developed over plain http.
+    pub struct InsecureOrigin;
 }
 
 composite_rejection! {
@@ -320,12 +217,16 @@ composite_rejection! {
         Session(SessionRejection),
         /// See [`CsrfTokenMissing`].
         TokenMissing(CsrfTokenMissing),
+        /// See [`CsrfHeaderRequired`].
+        HeaderRequired(CsrfHeaderRequired),
         /// See [`CsrfTokenInvalid`].
         TokenInvalid(CsrfTokenInvalid),
         /// See [`CrossSiteRequest`].
         CrossSite(CrossSiteRequest),
         /// See [`OriginNotAllowed`].
         Origin(OriginNotAllowed),
+        /// See [`InsecureOrigin`].
+        InsecureOrigin(InsecureOrigin),
     }
 }
 
@@ -339,6 +240,15 @@ pub enum CsrfBodyRejection<R> {
     Body(BytesRejection),
     /// The CSRF check passed and `E` rejected the request.
     Inner(R),
+}
+
+/// Only the CSRF refusals are ours to render; axum's keep axum's answer.
+impl<R> Captures for CsrfBodyRejection<R> {
+    fn capture_mut(&mut self, capture: &Capture) {
+        if let Self::Csrf(r) = self {
+            r.capture_mut(capture);
+        }
+    }
 }
 
 /// `status()` and `body_text()` for the rejection of each body extractor that
@@ -410,23 +320,42 @@ impl<R: StdError + 'static> StdError for CsrfBodyRejection<R> {
 
 define_rejection! {
     #[status = UNAUTHORIZED]
+    #[code = "authentication_required"]
+    #[challenge = Cookie]
     #[body = "authentication required"]
     /// A scope guard ran for a request without a logged-in principal, on a layer whose tokens
-    /// travel in cookies.
+    /// travel in cookies only: answers with `WWW-Authenticate: Cookie realm="session"`.
     pub struct Unauthenticated;
 }
 
 define_rejection! {
     #[status = UNAUTHORIZED]
-    #[header = (WWW_AUTHENTICATE, "Bearer")]
+    #[code = "authentication_required"]
+    #[challenge = Bearer]
     #[body = "authentication required"]
-    /// A scope guard ran for a request without a logged-in principal, on a layer whose first
-    /// token source is a bearer or custom header: answers with `WWW-Authenticate: Bearer`.
+    /// A scope guard ran for a request without a logged-in principal, on a layer that reads a
+    /// bearer or custom header token: answers with `WWW-Authenticate: Bearer realm="session"`
+    /// (RFC 6750).
     pub struct BearerRequired;
+}
+
+challenged!(
+    SessionRequired,
+    SessionTokenInvalid,
+    Unauthenticated,
+    BearerRequired
+);
+
+/// A [`StatusRefusal`] set to answer 401 is a 401 like any other: it carries the challenge.
+impl Challenged for StatusRefusal {
+    fn reply_mut(&mut self) -> &mut Reply {
+        &mut self.reply
+    }
 }
 
 define_rejection! {
     #[status = FORBIDDEN]
+    #[code = "insufficient_scope"]
     #[body = "missing required scope"]
     /// The principal is logged in but lacks a scope the guard requires.
     pub struct MissingScope;
@@ -448,19 +377,25 @@ composite_rejection! {
 }
 
 /// A [`ScopeLayer`](crate::guard::ScopeLayer) set up with [`status`](crate::guard::ScopeLayer::status)
-/// refused a request: answers with that status and its canonical reason instead of the
-/// 401 / 403 of the [`ScopeRejection`] it stands for, which is the `source`.
+/// refused a request: answers with that status and its canonical reason as plain text (also
+/// to JSON clients: it stands in for a generic answer) instead of the 401 / 403 of the
+/// [`ScopeRejection`] it stands for, which is the `source`.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct StatusRefusal {
     status: StatusCode,
     rejection: ScopeRejection,
+    reply: Reply,
 }
 
 impl StatusRefusal {
     /// `rejection`, answered with `status`.
     pub(crate) fn new(status: StatusCode, rejection: ScopeRejection) -> Self {
-        Self { status, rejection }
+        Self {
+            status,
+            rejection,
+            reply: Reply::default(),
+        }
     }
 
     /// The HTTP status this refusal answers with: the layer's.
@@ -468,9 +403,29 @@ impl StatusRefusal {
         self.status
     }
 
+    /// The code this refusal answers with: the status's reason in snake_case
+    /// (`not_found`), so the body tells no more than the status does.
+    pub fn code(&self) -> &'static str {
+        match self.status {
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::BAD_REQUEST => "bad_request",
+            StatusCode::GONE => "gone",
+            _ => "refused",
+        }
+    }
+
     /// The plain-text body this refusal answers with: the status's canonical reason.
     pub fn body_text(&self) -> &'static str {
         self.status.canonical_reason().unwrap_or("refused")
+    }
+}
+
+impl Captures for StatusRefusal {
+    fn capture_mut(&mut self, capture: &Capture) {
+        self.reply.capture(capture);
+        self.rejection.capture_mut(capture);
     }
 }
 
@@ -481,7 +436,18 @@ impl IntoResponse for StatusRefusal {
             status = self.status.as_u16(),
             "scope guard refusal"
         );
-        plain_response(self.status, self.body_text())
+        respond(
+            "StatusRefusal",
+            RejectionParts {
+                status: self.status,
+                code: self.code(),
+                message: self.body_text(),
+            },
+            // The status stands in for a generic answer (a 404 hides the route), so the body
+            // is the plain reason even for JSON clients; the render hook still applies.
+            &self.reply.plain(),
+            None,
+        )
     }
 }
 
@@ -612,13 +578,25 @@ mod tests {
                 "bearer",
                 StatusCode::UNAUTHORIZED,
                 BearerRequired::default(),
-                Some("Bearer"),
+                Some(r#"Bearer realm="session""#),
+            ),
+            case(
+                "bearer, a token was presented",
+                StatusCode::UNAUTHORIZED,
+                with_challenge(
+                    SessionTokenInvalid::default(),
+                    Challenge {
+                        scheme: Scheme::Bearer,
+                        invalid_token: true,
+                    },
+                ),
+                Some(r#"Bearer realm="session", error="invalid_token""#),
             ),
             case(
                 "cookie login",
                 StatusCode::UNAUTHORIZED,
                 ScopeRejection::from(Unauthenticated::default()),
-                None,
+                Some(r#"Cookie realm="session""#),
             ),
             case(
                 "status refusal",
