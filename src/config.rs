@@ -64,7 +64,28 @@ pub const SESSION_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-session-
 /// Attributes of the session cookie.
 ///
 /// Defaults: name `__Host-tessera`, `Secure`, `HttpOnly`, `SameSite=Lax`, `Path=/`, no
-/// `Domain`, persistent (`Max-Age` up to the absolute timeout).
+/// `Domain`, persistent (`Max-Age` up to the absolute timeout). Settings the cookie rules
+/// forbid (a `__Host-` cookie without `Secure`, with a `Domain` or another path;
+/// `SameSite=None` without `Secure`) are a start-up error naming the fix.
+///
+/// ```
+/// use axum_tessera::{CookieConfig, Key, SameSite, SessionConfig};
+///
+/// // An app under /shop that must share its session with a sibling subdomain:
+/// let cookie = CookieConfig::new("shop_session")
+///     .path("/shop")
+///     .domain("example.com")
+///     .same_site(SameSite::Strict);
+/// let cfg = SessionConfig::web(Key::generate()).cookie(cookie);
+/// assert!(cfg.validate().is_ok());
+///
+/// // `__Host-` needs Secure: the error says what to use for plain-http development.
+/// let err = SessionConfig::web(Key::generate())
+///     .cookie(CookieConfig::default().secure(false))
+///     .validate()
+///     .unwrap_err();
+/// assert!(err.to_string().contains("insecure_local_development"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CookieConfig {
@@ -337,6 +358,16 @@ impl SessionConfig {
     /// Browser sessions: a `__Host-tessera` cookie (Secure, HttpOnly, SameSite=Lax, Path=/),
     /// idle timeout 30 minutes, absolute timeout 12 hours; clients without a session get an
     /// anonymous one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use axum_tessera::{Key, SessionConfig};
+    ///
+    /// let cfg = SessionConfig::web(Key::from_env("TESSERA_SECRET").unwrap_or_else(|_| Key::generate()))
+    ///     .idle_timeout(Duration::from_secs(15 * 60)) // shorter for a high-value site
+    ///     .trusted_origins(["https://app.example.com"]); // behind a Host-rewriting proxy
+    /// assert!(cfg.validate().is_ok());
+    /// ```
     pub fn web(keys: impl Into<KeyRing>) -> Self {
         Self::base(keys.into())
     }
@@ -348,6 +379,13 @@ impl SessionConfig {
     /// layer works; guard the other routes with
     /// [`RequireScopes<(Authenticated,)>`](crate::RequireScopes). A token that does not
     /// authenticate is a 401 `invalid_token` from [`Session`](crate::Session) and every guard.
+    ///
+    /// ```
+    /// use axum_tessera::{Key, SessionConfig, SessionLayer};
+    ///
+    /// let layer = SessionLayer::new(SessionConfig::api(Key::generate()));
+    /// # let _ = layer;
+    /// ```
     pub fn api(keys: impl Into<KeyRing>) -> Self {
         Self {
             sources: vec![
@@ -362,6 +400,14 @@ impl SessionConfig {
 
     /// Short-lived browser sessions: like [`web`](Self::web) but the cookie dies with the
     /// browser (no `Max-Age`), idle 15 minutes, absolute 8 hours.
+    ///
+    /// ```
+    /// use axum_tessera::{Key, SessionConfig, SessionLayer};
+    ///
+    /// // A kiosk: the session ends when the browser closes, or after 15 idle minutes.
+    /// let layer = SessionLayer::new(SessionConfig::ephemeral(Key::generate()));
+    /// # let _ = layer;
+    /// ```
     pub fn ephemeral(keys: impl Into<KeyRing>) -> Self {
         Self {
             cookie: CookieConfig::default().persistent(false),
