@@ -241,6 +241,7 @@ pub struct SessionConfig {
     pub(crate) bind_client_ip: bool,
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) events: Events,
+    pub(crate) require_consent: bool,
 }
 
 impl fmt::Debug for SessionConfig {
@@ -258,6 +259,7 @@ impl fmt::Debug for SessionConfig {
             .field("bind_client_ip", &self.bind_client_ip)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("trusted_origins", &self.trusted_origins)
+            .field("require_consent", &self.require_consent)
             .finish_non_exhaustive()
     }
 }
@@ -279,6 +281,7 @@ impl SessionConfig {
             bind_client_ip: false,
             trusted_proxies: Vec::new(),
             events: Events::default(),
+            require_consent: false,
         }
     }
 
@@ -459,6 +462,38 @@ impl SessionConfig {
         I::Item: Into<IpNet>,
     {
         self.trusted_proxies = proxies.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Consent mode (default off): no session cookie is set for an anonymous visitor, and
+    /// nothing of theirs is stored, until the application records their consent with
+    /// [`Session::record_consent`](crate::Session::record_consent). What an anonymous
+    /// visitor writes before that lasts only for its request.
+    ///
+    /// A login always sets its cookie: a signed-in session is strictly necessary for the
+    /// service the user asked for. Sessions already stored (logged in, or consented) are
+    /// unaffected.
+    ///
+    /// # Security
+    ///
+    /// Before consent there is no session to bind a CSRF token to, so
+    /// [`CsrfProtected`](crate::CsrfProtected) checks an unsafe request that arrives without
+    /// a session token (the login form, the consent button) by its origin alone, and
+    /// requires proof of it: `Sec-Fetch-Site: same-origin` (or `none`) or an allowed
+    /// `Origin`. A request with neither header is refused there, since its token could not
+    /// be checked. Every browser of the last years sends both on a form post.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use axum_tessera::{Key, SessionConfig};
+    ///
+    /// let cfg = SessionConfig::web(Key::generate()).require_consent(true);
+    /// assert!(cfg.validate().is_ok());
+    /// ```
+    #[must_use]
+    pub fn require_consent(mut self, on: bool) -> Self {
+        self.require_consent = on;
         self
     }
 

@@ -35,6 +35,7 @@ pub(crate) struct LayerState {
     timeouts: Timeouts,
     skew: i64,
     require_existing: bool,
+    require_consent: bool,
     default_transport: Transport,
     binding: Binding,
     events: Events,
@@ -96,6 +97,7 @@ impl LayerState {
             },
             skew: config.skew.whole_seconds(),
             require_existing: config.require_existing,
+            require_consent: config.require_consent,
             default_transport,
             events: config.events,
             // `validate` has checked every origin parses.
@@ -169,6 +171,11 @@ impl LayerState {
 
     pub(crate) fn require_existing(&self) -> bool {
         self.require_existing
+    }
+
+    /// Consent mode: no cookie for an anonymous visitor before consent.
+    pub(crate) fn require_consent(&self) -> bool {
+        self.require_consent
     }
 
     /// How a session that arrived without a token sends its new one.

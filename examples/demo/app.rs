@@ -100,7 +100,7 @@ async fn home(session: Session, Query(query): Query<HomeQuery>) -> Html<String> 
     let flashes: String = session
         .take_flashes()
         .iter()
-        .map(|m| format!("<p class=\"flash\">{}</p>", escape(m)))
+        .map(|m| format!("<p class=\"flash\">{}</p>", escape(m.message())))
         .collect();
     let body = match session.principal() {
         Some(p) => {
