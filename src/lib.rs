@@ -42,6 +42,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod binding;
+pub mod browser;
 pub mod clock;
 mod commit;
 pub mod config;
