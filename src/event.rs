@@ -52,7 +52,8 @@ pub enum ExpiryReason {
 }
 
 /// Why a presented token was not accepted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RejectReason {
     /// Not of the token shape or not canonically encoded.
@@ -171,7 +172,25 @@ impl EventKind {
 
 /// One thing that happened to a session, with the request it happened in.
 ///
-/// Carries no secret: the session appears only as a short hash of its store key.
+/// Carries no secret: the session appears only as a short hash of its store key. Hooks
+/// registered with [`SessionConfig::on_event`](crate::SessionConfig::on_event) receive every
+/// event; they run on the request's task, outside the session's lock, so keep them quick
+/// (send to a channel for anything slow).
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use axum_tessera::{EventKind, Key, SessionConfig, SessionEvent};
+/// use axum_tessera::event::RejectReason;
+///
+/// let forged = Arc::new(Mutex::new(Vec::new()));
+/// let seen = forged.clone();
+/// let cfg = SessionConfig::web(Key::generate()).on_event(move |event: &SessionEvent| {
+///     if let EventKind::TokenRejected(RejectReason::BadSignature) = event.kind() {
+///         seen.lock().unwrap().push(format!("{} {}", event.method(), event.path()));
+///     }
+/// });
+/// # let _ = cfg;
+/// ```
 #[derive(Clone, Debug)]
 pub struct SessionEvent {
     kind: EventKind,
@@ -344,7 +363,26 @@ fn trace_event(kind: &EventKind, s: &Subject<'_>) {
 }
 
 /// Counters since the layer was built, read without locks.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serialises to JSON for a metrics or health endpoint, with `rejected` as an object from
+/// reason to count:
+///
+/// ```
+/// use axum::{routing::get, Json, Router};
+/// use axum_tessera::{Key, SessionConfig, SessionLayer, Stats};
+///
+/// let layer = SessionLayer::new(SessionConfig::web(Key::generate()));
+/// let stats_layer = layer.clone(); // clones share the counters
+/// let app: Router = Router::new()
+///     .route("/metrics/sessions", get(move || async move { Json(stats_layer.stats()) }))
+///     .layer(layer);
+///
+/// let stats: Stats = SessionLayer::new(SessionConfig::web(Key::generate())).stats();
+/// let json = serde_json::to_value(&stats).unwrap();
+/// assert_eq!(json["created"], 0);
+/// assert_eq!(json["rejected"]["bad_signature"], 0);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Sessions stored for the first time.
@@ -372,9 +410,17 @@ pub struct Stats {
     /// Presented sessions whose stored record could not be decoded (treated as gone).
     pub corrupt_records: u64,
     /// Rejected tokens by reason.
+    #[serde(serialize_with = "reasons_as_map")]
     pub rejected: Vec<(RejectReason, u64)>,
     /// Sessions the store holds, when it can tell cheaply (MemoryStore can).
     pub live_sessions: Option<usize>,
+}
+
+fn reasons_as_map<S: serde::Serializer>(
+    rejected: &[(RejectReason, u64)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(rejected.iter().map(|(reason, n)| (reason.as_str(), n)))
 }
 
 impl Stats {

@@ -26,3 +26,4 @@ mod store_redis;
 #[cfg(all(feature = "redis", feature = "test-util"))]
 mod store_redis_cluster;
 mod token_props;
+mod upgrade;

@@ -121,3 +121,38 @@ async fn unknown_id_is_not_adopted_when_the_handler_writes() {
     assert!(!h.call("GET", "/whoami", Some(&planted)).await.live());
     assert!(h.call("GET", "/whoami", Some(&fresh)).await.live());
 }
+
+/// What a store dump shows of a logged-in session: it is filed under SHA-256 of its ID, and
+/// neither the ID nor the token appears in the key or the record, so a dump yields nothing
+/// that a client could present.
+#[tokio::test]
+async fn a_store_dump_holds_only_sha256_of_the_id() {
+    use axum_tessera::store::{SessionStore, StoreKey};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use sha2::{Digest as _, Sha256};
+
+    let h = Harness::web();
+    let token = h.logged_in("alice").await;
+    let id_text = id_of(&token);
+    let id = URL_SAFE_NO_PAD
+        .decode(id_text)
+        .expect("the ID is base64url");
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+
+    let hashed = StoreKey::from_hex(&hex(&Sha256::digest(&id))).unwrap();
+    let record = h.store.inner.load(&hashed).await.unwrap();
+    let record = record.expect("the record is filed under SHA-256(id)");
+    let raw = StoreKey::from_hex(&hex(&id)).unwrap();
+    assert_eq!(
+        h.store.inner.load(&raw).await.unwrap(),
+        None,
+        "never under the raw ID"
+    );
+    assert_eq!(h.store.len(), 1, "and nowhere else");
+
+    let dumped = serde_json::to_string(&record).unwrap();
+    for secret in [id_text, token.as_str(), hex(&id).as_str()] {
+        assert!(!dumped.contains(secret), "the record holds no ID or token");
+    }
+}
