@@ -1,6 +1,6 @@
 // axum-tessera browser client, served at <base>/client.js. No deps, no build.
 
-// Captured at load so that install() can't make our requests recurse.
+// Captured at load so install() can't make our requests recurse.
 const nativeFetch = globalThis.fetch.bind(globalThis);
 const log = (e) => console.debug("tessera:", e);
 const now = () => performance.now();
@@ -37,7 +37,7 @@ export async function sessionFetch(input, init = {}) {
   // Never leak the token to another origin.
   if (/^(GET|HEAD|OPTIONS|TRACE)$/.test(method) ||
     new URL(isReq ? input.url : input, location.href).origin !== location.origin) return nativeFetch(input, init);
-  // A stream can be read only once, so such a request can't be retried.
+  // A stream can be read only once: no retry.
   const replay = !(init.body instanceof ReadableStream);
   const spare = replay && isReq ? input.clone() : input;
   const send = (inp, tok) => {
@@ -137,13 +137,13 @@ export async function start(o = {}) {
   if (!chan) {
     chan = self.BroadcastChannel ? new BroadcastChannel("tessera-session") : {};
     chan.onmessage = ({ data: m }) => safe(() => {
-      // Another tab's extend restarts our throttle window too.
+      // A peer's extend restarts our throttle window; its end matters only with a session.
       if (m.t === "extend") { lastExtend = now(); schedule(m.i); }
-      if (m.t === "end") expire(m.reason, true);
+      if (m.t === "end" && info?.session) expire(m.reason, true);
     });
     for (const t of "pointerdown keydown scroll wheel touchstart".split(" "))
       addEventListener(t, () => safe(onActivity), { passive: true, capture: true });
-    // Timers stall while the machine sleeps: re-read when the tab is seen.
+    // Timers stall while the machine sleeps: re-read when seen.
     document.addEventListener("visibilitychange", () =>
       safe(() => !document.hidden && info?.session && sync()));
   }
