@@ -28,7 +28,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (web, api) = app::dev_configs(key);
     println!(
         "development cookie settings: name `tessera`, Secure OFF (plain http on localhost only), \
-         HttpOnly, SameSite=Lax, Path=/; idle timeout 30 min, absolute 12 h"
+         HttpOnly, SameSite=Lax, Path=/; idle timeout {} s (DEMO_IDLE_SECS), absolute 12 h",
+        app::idle_timeout().whole_seconds()
     );
     println!("production keeps SessionConfig::web() defaults: `__Host-tessera`, Secure");
     let store = MemoryStore::new();
