@@ -79,7 +79,7 @@ impl fmt::Display for FlashLevel {
 /// assert_eq!((f.level(), f.message()), (FlashLevel::Error, "Wrong password."));
 /// assert_eq!(Flash::from("hi").level(), FlashLevel::Info);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Flash {
     level: FlashLevel,
     message: String,
@@ -134,6 +134,22 @@ impl From<&str> for Flash {
 impl From<String> for Flash {
     fn from(message: String) -> Self {
         Self::info(message)
+    }
+}
+
+/// An info message is stored as the plain string the previous release wrote, so instances
+/// of both releases read it during a rolling upgrade; other levels as
+/// `{"level": .., "message": ..}`.
+impl Serialize for Flash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        if self.level == FlashLevel::Info {
+            return serializer.serialize_str(&self.message);
+        }
+        let mut s = serializer.serialize_struct("Flash", 2)?;
+        s.serialize_field("level", &self.level)?;
+        s.serialize_field("message", &self.message)?;
+        s.end()
     }
 }
 
@@ -206,8 +222,10 @@ mod tests {
     }
 
     #[test]
-    fn stored_as_level_and_message() {
+    fn stored_as_level_and_message_or_a_plain_string() {
         let json = serde_json::to_string(&Flash::error("No")).unwrap();
         assert_eq!(json, r#"{"level":"error","message":"No"}"#);
+        let info = serde_json::to_string(&Flash::info("Hi")).unwrap();
+        assert_eq!(info, r#""Hi""#, "the previous release's form");
     }
 }
