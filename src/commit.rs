@@ -50,17 +50,21 @@ pub(crate) enum EmitPlan {
 
 /// Decides the commit of a loaded session whose response was not a server error.
 /// `had_token`: the request carried a valid token (only such a client needs telling that its
-/// session ended).
-pub(crate) fn decide(st: &State, had_token: bool) -> Plan {
+/// session ended). `consent_mode`: the layer sets no cookie for an anonymous visitor before
+/// consent.
+pub(crate) fn decide(st: &State, had_token: bool, consent_mode: bool) -> Plan {
     let changes = &st.changes;
     let delete = changes
         .ending
         .and_then(|ending| ending.delete.map(|key| (key, ending.kind)));
+    // Nothing of a visitor who has not consented reaches the store or the client.
+    let pending = consent_mode && st.consent_pending();
     let write = match st.stored {
+        None if pending => None,
         None if changes.dirty() || changes.credential_out => Some(Write::Create),
         None => None,
         Some(from) if st.rotated() => Some(Write::Move { from }),
-        Some(key) if changes.dirty() || changes.renewal.refresh => Some(Write::Patch {
+        Some(key) if changes.dirty() || changes.refreshes() => Some(Write::Patch {
             key,
             refresh_only: !changes.dirty(),
         }),
@@ -68,12 +72,15 @@ pub(crate) fn decide(st: &State, had_token: bool) -> Plan {
     };
     let emit = match write {
         Some(Write::Create | Write::Move { .. }) => EmitPlan::Token,
-        Some(Write::Patch { .. }) if changes.renewal.reissue => EmitPlan::Token,
+        // A new cookie choice needs the cookie sent again with its new attributes.
+        Some(Write::Patch { .. }) if changes.renewal.reissue || changes.persistence => {
+            EmitPlan::Token
+        }
         Some(Write::Patch { .. }) => EmitPlan::Nothing,
         None if st.stored.is_some() && changes.renewal.reissue => EmitPlan::Token,
         // A session written nowhere this time: its new ID's token, or the end of the one the
         // client sent.
-        None if st.id.is_fresh() => EmitPlan::Token,
+        None if st.id.is_fresh() && !pending => EmitPlan::Token,
         None if changes.ending.is_some() && had_token => EmitPlan::Clear,
         None => EmitPlan::Nothing,
     };
@@ -190,7 +197,11 @@ impl Session {
         }
         let plan = {
             let mut st = self.lock();
-            let plan = decide(&st, self.inner.request.incoming.is_some());
+            let plan = decide(
+                &st,
+                self.inner.request.incoming.is_some(),
+                self.inner.layer.require_consent(),
+            );
             if plan.delete.is_none() && plan.write.is_none() {
                 return Finish::Done(self.emit(&mut st, plan.emit, self.inner.request.now));
             }
@@ -235,14 +246,14 @@ impl Session {
             return Ok(self.emit(&mut self.lock(), plan.emit, now));
         };
         // Losing a refresh of a session another request just ended is harmless; losing
-        // data or a login is not, and the client must hear of it.
+        // data, a login or an asked-for extension is not, and the client must hear of it.
         let refresh_only = matches!(
             write,
             Write::Patch {
                 refresh_only: true,
                 ..
             }
-        );
+        ) && !self.lock().changes.extend;
         for _ in 0..3 {
             let (commit, event, emit) = {
                 let mut st = self.lock();
@@ -324,6 +335,12 @@ impl Session {
         if st.changes.flash {
             patch.replace_flash(st.record.flash().to_vec());
         }
+        if st.changes.persistence {
+            patch.replace_persistent(st.record.persistent());
+        }
+        if let (true, Some(at)) = (st.changes.consent, st.record.consented_at()) {
+            patch.record_consent(at);
+        }
         match write {
             Write::Move { from } => {
                 let to = st.ensure_id().store_key();
@@ -356,11 +373,16 @@ impl Session {
                     0 => now,
                     created => created,
                 };
-                let deadline = created.saturating_add(self.inner.layer.timeouts().absolute);
+                let layer = &self.inner.layer;
+                let deadline = created.saturating_add(layer.timeouts().absolute);
                 Emit::Token {
                     token,
                     transport: self.transport(),
                     max_age: deadline.saturating_sub(now).max(0),
+                    persistent: st
+                        .record
+                        .persistent()
+                        .unwrap_or(layer.cookie().is_persistent()),
                 }
             }
         }
@@ -394,6 +416,7 @@ mod tests {
             name: &'static str,
             state: State,
             had_token: bool,
+            consent_mode: bool,
             expect: Plan,
         }
         let plan = |delete, write, emit| Plan {
@@ -405,6 +428,7 @@ mod tests {
             name: "untouched anonymous visitor: nothing",
             state: State::new(),
             had_token: false,
+            consent_mode: false,
             expect: plan(None, None, EmitPlan::Nothing),
         }];
 
@@ -414,6 +438,7 @@ mod tests {
             name: "anonymous CSRF token: send the new ID, store nothing",
             state: st,
             had_token: false,
+            consent_mode: false,
             expect: plan(None, None, EmitPlan::Token),
         });
 
@@ -424,6 +449,7 @@ mod tests {
             name: "anonymous with data: create",
             state: st,
             had_token: false,
+            consent_mode: false,
             expect: plan(None, Some(Write::Create), EmitPlan::Token),
         });
 
@@ -433,6 +459,7 @@ mod tests {
             name: "adopted ID, untouched: nothing (the client holds it)",
             state: st,
             had_token: true,
+            consent_mode: false,
             expect: plan(None, None, EmitPlan::Nothing),
         });
 
@@ -443,6 +470,7 @@ mod tests {
             name: "adopted ID, token handed out: create under an own ID",
             state: st,
             had_token: true,
+            consent_mode: false,
             expect: plan(None, Some(Write::Create), EmitPlan::Token),
         });
 
@@ -451,6 +479,7 @@ mod tests {
             name: "stored session read: nothing",
             state: st,
             had_token: true,
+            consent_mode: false,
             expect: plan(None, None, EmitPlan::Nothing),
         });
 
@@ -463,6 +492,7 @@ mod tests {
             name: "stored session read, refresh due: times-only patch",
             state: st,
             had_token: true,
+            consent_mode: false,
             expect: plan(
                 None,
                 Some(Write::Patch {
@@ -479,6 +509,7 @@ mod tests {
             name: "stored session read, old key: re-issue without a write",
             state: st,
             had_token: true,
+            consent_mode: false,
             expect: plan(None, None, EmitPlan::Token),
         });
 
@@ -489,6 +520,7 @@ mod tests {
             name: "stored session written, old key: patch and re-issue",
             state: st,
             had_token: true,
+            consent_mode: false,
             expect: plan(
                 None,
                 Some(Write::Patch {
@@ -506,6 +538,7 @@ mod tests {
             name: "login on a stored session: move",
             state: st,
             had_token: true,
+            consent_mode: false,
             expect: plan(None, Some(Write::Move { from: key }), EmitPlan::Token),
         });
 
@@ -519,6 +552,7 @@ mod tests {
             name: "destroyed: delete and clear the token",
             state: st,
             had_token: true,
+            consent_mode: false,
             expect: plan(Some((key, EndKind::Destroy)), None, EmitPlan::Clear),
         });
 
@@ -534,6 +568,7 @@ mod tests {
             name: "logout, then data: delete, then create the new anonymous session",
             state: st,
             had_token: true,
+            consent_mode: false,
             expect: plan(
                 Some((key, EndKind::Logout)),
                 Some(Write::Create),
@@ -550,12 +585,126 @@ mod tests {
             name: "destroy without a token: nothing to tell",
             state: st,
             had_token: false,
+            consent_mode: false,
             expect: plan(None, None, EmitPlan::Nothing),
+        });
+
+        let (mut st, key) = stored();
+        st.changes.extend = true;
+        cases.push(Case {
+            name: "extend, no refresh due: times-only patch",
+            state: st,
+            had_token: true,
+            consent_mode: false,
+            expect: plan(
+                None,
+                Some(Write::Patch {
+                    key,
+                    refresh_only: true,
+                }),
+                EmitPlan::Nothing,
+            ),
+        });
+
+        let (mut st, _) = stored();
+        st.changes.renewal.refresh = true;
+        st.changes.quiet = true;
+        cases.push(Case {
+            name: "refresh due on a quiet route (browser API read): nothing",
+            state: st,
+            had_token: true,
+            consent_mode: false,
+            expect: plan(None, None, EmitPlan::Nothing),
+        });
+
+        let (mut st, key) = stored();
+        st.changes.quiet = true;
+        st.changes.extend = true;
+        cases.push(Case {
+            name: "extend on a quiet route: still written",
+            state: st,
+            had_token: true,
+            consent_mode: false,
+            expect: plan(
+                None,
+                Some(Write::Patch {
+                    key,
+                    refresh_only: true,
+                }),
+                EmitPlan::Nothing,
+            ),
+        });
+
+        let (mut st, key) = stored();
+        st.changes.persistence = true;
+        cases.push(Case {
+            name: "cookie choice changed: patch and send the cookie again",
+            state: st,
+            had_token: true,
+            consent_mode: false,
+            expect: plan(
+                None,
+                Some(Write::Patch {
+                    key,
+                    refresh_only: false,
+                }),
+                EmitPlan::Token,
+            ),
+        });
+
+        let mut st = State::new();
+        st.ensure_unsaved_id();
+        st.changes.unsaved_data = true;
+        cases.push(Case {
+            name: "consent mode, visitor without consent writes: nothing stored, no cookie",
+            state: st,
+            had_token: false,
+            consent_mode: true,
+            expect: plan(None, None, EmitPlan::Nothing),
+        });
+
+        let mut st = State::new();
+        st.ensure_id();
+        st.record.set_consented_at(Some(1));
+        st.changes.consent = true;
+        cases.push(Case {
+            name: "consent mode, consent recorded: create",
+            state: st,
+            had_token: false,
+            consent_mode: true,
+            expect: plan(None, Some(Write::Create), EmitPlan::Token),
+        });
+
+        let mut st = State::new();
+        st.record.set_principal(Some(crate::Principal::user("u")));
+        st.changes.principal = true;
+        st.new_id(RotateReason::Login);
+        cases.push(Case {
+            name: "consent mode, login without consent: create (strictly necessary)",
+            state: st,
+            had_token: false,
+            consent_mode: true,
+            expect: plan(None, Some(Write::Create), EmitPlan::Token),
+        });
+
+        let (_, key) = stored();
+        let mut st = State::new();
+        st.changes.ending = Some(Ending {
+            kind: EndKind::Logout,
+            delete: Some(key),
+        });
+        st.ensure_unsaved_id();
+        cases.push(Case {
+            name: "consent mode, logout then a CSRF token: delete and clear, no new cookie",
+            state: st,
+            had_token: true,
+            consent_mode: true,
+            expect: plan(Some((key, EndKind::Logout)), None, EmitPlan::Clear),
         });
 
         for case in cases {
             assert_eq!(
-                decide(&case.state, case.had_token),
+                decide(&case.state, case.had_token, case.consent_mode),
                 case.expect,
                 "{}",
                 case.name

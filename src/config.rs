@@ -307,6 +307,7 @@ pub struct SessionConfig {
     pub(crate) events: Events,
     pub(crate) render: Option<Renderer>,
     pub(crate) insecure_local_development: bool,
+    pub(crate) require_consent: bool,
 }
 
 impl fmt::Debug for SessionConfig {
@@ -329,6 +330,7 @@ impl fmt::Debug for SessionConfig {
                 "insecure_local_development",
                 &self.insecure_local_development,
             )
+            .field("require_consent", &self.require_consent)
             .finish_non_exhaustive()
     }
 }
@@ -352,6 +354,7 @@ impl SessionConfig {
             events: Events::default(),
             render: None,
             insecure_local_development: false,
+            require_consent: false,
         }
     }
 
@@ -568,6 +571,38 @@ impl SessionConfig {
         I::Item: Into<IpNet>,
     {
         self.trusted_proxies = proxies.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Consent mode (default off): no session cookie is set for an anonymous visitor, and
+    /// nothing of theirs is stored, until the application records their consent with
+    /// [`Session::record_consent`](crate::Session::record_consent). What an anonymous
+    /// visitor writes before that lasts only for its request.
+    ///
+    /// A login always sets its cookie: a signed-in session is strictly necessary for the
+    /// service the user asked for. Sessions already stored (logged in, or consented) are
+    /// unaffected.
+    ///
+    /// # Security
+    ///
+    /// Before consent there is no session to bind a CSRF token to, so
+    /// [`CsrfProtected`](crate::CsrfProtected) checks an unsafe request that arrives without
+    /// a session token (the login form, the consent button) by its origin alone, and
+    /// requires proof of it: `Sec-Fetch-Site: same-origin` (or `none`) or an allowed
+    /// `Origin`. A request with neither header is refused there, since its token could not
+    /// be checked. Every browser of the last years sends both on a form post.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use axum_tessera::{Key, SessionConfig};
+    ///
+    /// let cfg = SessionConfig::web(Key::generate()).require_consent(true);
+    /// assert!(cfg.validate().is_ok());
+    /// ```
+    #[must_use]
+    pub fn require_consent(mut self, on: bool) -> Self {
+        self.require_consent = on;
         self
     }
 

@@ -144,6 +144,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod binding;
+pub mod browser;
 pub mod clock;
 mod commit;
 pub mod config;
@@ -151,6 +152,7 @@ mod csrf;
 pub mod error;
 pub mod event;
 mod extract;
+mod flash;
 pub mod future;
 pub mod guard;
 pub mod key;
@@ -179,6 +181,7 @@ pub use cookie::SameSite;
 pub use error::{ConfigError, StoreError};
 pub use event::{EventKind, SessionEvent, Stats};
 pub use extract::OptionalSession;
+pub use flash::{Flash, FlashLevel};
 pub use guard::{AnyScope, CsrfProtected, RequireScopes, ReturnTo};
 pub use key::{Key, KeyRing};
 pub use layer::SessionLayer;

@@ -10,6 +10,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::clock::to_datetime;
+use crate::flash::Flash;
 use crate::principal::Principal;
 use crate::token::StoreKey;
 
@@ -29,8 +30,9 @@ pub struct Record {
     pub(crate) principal: Option<Principal>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) data: BTreeMap<String, Value>,
+    /// Plain strings in records of the previous release; [`Flash`] reads both forms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) flash: Vec<String>,
+    pub(crate) flash: Vec<Flash>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) user_agent: Option<String>,
     /// Hex SHA-256 of the creating request's `User-Agent`, when user-agent binding is on.
@@ -39,6 +41,14 @@ pub struct Record {
     /// The creating request's client IP, when IP binding is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) bound_ip: Option<IpAddr>,
+    /// The login's cookie choice ("remember me"): `Some(true)` a persistent cookie, `Some(false)`
+    /// a browser-session cookie, `None` the configured default. Kept so every later token of
+    /// the session goes out the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) persistent: Option<bool>,
+    /// When the visitor consented to the session cookie (Unix seconds), under consent mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) consented_at: Option<i64>,
 }
 
 impl Record {
@@ -54,6 +64,8 @@ impl Record {
             user_agent: None,
             bound_user_agent: None,
             bound_ip: None,
+            persistent: None,
+            consented_at: None,
         }
     }
 
@@ -93,8 +105,27 @@ impl Record {
         &self.data
     }
 
-    pub(crate) fn flash(&self) -> &[String] {
+    pub(crate) fn flash(&self) -> &[Flash] {
         &self.flash
+    }
+
+    /// The login's cookie choice: `Some(true)` persistent, `Some(false)` browser-session,
+    /// `None` the layer's configured default.
+    pub fn persistent(&self) -> Option<bool> {
+        self.persistent
+    }
+
+    /// When the visitor consented to the session cookie (Unix seconds), if recorded.
+    pub fn consented_at(&self) -> Option<i64> {
+        self.consented_at
+    }
+
+    pub(crate) fn set_persistent(&mut self, persistent: Option<bool>) {
+        self.persistent = persistent;
+    }
+
+    pub(crate) fn set_consented_at(&mut self, at: Option<i64>) {
+        self.consented_at = at;
     }
 
     pub(crate) fn data_mut(&mut self) -> &mut BTreeMap<String, Value> {
@@ -109,7 +140,7 @@ impl Record {
         self.principal.as_mut()
     }
 
-    pub(crate) fn flash_mut(&mut self) -> &mut Vec<String> {
+    pub(crate) fn flash_mut(&mut self) -> &mut Vec<Flash> {
         &mut self.flash
     }
 
@@ -150,6 +181,7 @@ impl Record {
             created: self.created,
             last_seen: self.last_seen,
             expires_at: self.expires_at,
+            absolute_at: None,
             principal: self.principal.as_ref().map(|p| p.id().to_owned()),
             user_agent: self.user_agent.clone(),
         }
@@ -166,9 +198,27 @@ pub struct Patch {
     set: Vec<(String, Value)>,
     remove: Vec<String>,
     principal: Option<Option<Principal>>,
-    flash: Option<Vec<String>>,
+    flash: Option<Vec<Flash>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    persistent: Option<Option<bool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    consented_at: Option<i64>,
     last_seen: i64,
     expires_at: i64,
+}
+
+/// A field that is present is `Some`, even when it is `null` (which means "reset"): plain
+/// `Option<Option<_>>` would read that `null` as absent.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 impl Patch {
@@ -192,8 +242,16 @@ impl Patch {
         self.principal = Some(principal);
     }
 
-    pub(crate) fn replace_flash(&mut self, flash: Vec<String>) {
+    pub(crate) fn replace_flash(&mut self, flash: Vec<Flash>) {
         self.flash = Some(flash);
+    }
+
+    pub(crate) fn replace_persistent(&mut self, persistent: Option<bool>) {
+        self.persistent = Some(persistent);
+    }
+
+    pub(crate) fn record_consent(&mut self, at: i64) {
+        self.consented_at = Some(at);
     }
 
     /// Data keys to set, with their new values.
@@ -212,8 +270,18 @@ impl Patch {
     }
 
     /// `Some(list)` when the flash messages changed.
-    pub fn flash(&self) -> Option<&[String]> {
+    pub fn flash(&self) -> Option<&[Flash]> {
         self.flash.as_deref()
+    }
+
+    /// `Some(choice)` when the login's cookie choice changed (see [`Record::persistent`]).
+    pub fn persistent(&self) -> Option<Option<bool>> {
+        self.persistent
+    }
+
+    /// `Some(time)` when consent was recorded (see [`Record::consented_at`]).
+    pub fn consented_at(&self) -> Option<i64> {
+        self.consented_at
     }
 
     /// New last-seen time (Unix seconds).
@@ -232,6 +300,8 @@ impl Patch {
             || !self.remove.is_empty()
             || self.principal.is_some()
             || self.flash.is_some()
+            || self.persistent.is_some()
+            || self.consented_at.is_some()
     }
 
     /// Applies the patch to `record`: what a store does under its lock or script.
@@ -248,19 +318,51 @@ impl Patch {
         if let Some(flash) = &self.flash {
             record.flash.clone_from(flash);
         }
+        if let Some(persistent) = self.persistent {
+            record.persistent = persistent;
+        }
+        if let Some(at) = self.consented_at {
+            record.consented_at = Some(at);
+        }
         record.last_seen = self.last_seen;
         record.expires_at = self.expires_at;
     }
 }
 
-/// A summary of one session: for `session.info()`, for listing a principal's sessions and for
-/// "log out this device" pages. Holds no secret: the session is named by a short hash.
+/// A summary of one session: for [`Session::info`](crate::Session::info), for listing a
+/// principal's sessions and for "log out this device" pages. Holds no secret: the session is
+/// named by a short hash.
+///
+/// The relative figures (`elapsed`, `remaining`, `is_active`...) take the time to measure
+/// from, so a page shows them as of its request.
+///
+/// # Example
+///
+/// ```
+/// use axum_tessera::Session;
+///
+/// async fn status(session: Session) -> String {
+///     let now = time::OffsetDateTime::now_utc();
+///     match session.info() {
+///         Some(info) => format!(
+///             "signed in for {} s, {} s left (at most {} s)",
+///             info.elapsed(now).whole_seconds(),
+///             info.remaining(now).as_secs(),
+///             info.absolute_remaining(now).map_or(0, |d| d.as_secs()),
+///         ),
+///         None => "no session".into(),
+///     }
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionInfo {
     key: StoreKey,
     created: i64,
     last_seen: i64,
     expires_at: i64,
+    /// `created` plus the absolute timeout, once the layer (which knows the timeout) has
+    /// seen this summary; a store alone cannot tell.
+    absolute_at: Option<i64>,
     principal: Option<String>,
     user_agent: Option<String>,
 }
@@ -281,9 +383,24 @@ impl SessionInfo {
             created,
             last_seen,
             expires_at,
+            absolute_at: None,
             principal,
             user_agent,
         }
+    }
+
+    /// Adds the absolute deadline, from the layer's absolute timeout.
+    pub(crate) fn with_absolute_timeout(mut self, absolute: i64) -> Self {
+        self.absolute_at = Some(self.created.saturating_add(absolute));
+        self
+    }
+
+    /// Replaces the times with those the current request's commit writes.
+    pub(crate) fn with_times(mut self, created: i64, last_seen: i64, expires_at: i64) -> Self {
+        self.created = created;
+        self.last_seen = last_seen;
+        self.expires_at = expires_at;
+        self
     }
 
     /// The store key; [`StoreKey::short`] is the label to show.
@@ -296,20 +413,48 @@ impl SessionInfo {
         to_datetime(self.created)
     }
 
-    /// When a request last refreshed it.
+    /// The last activity: when a request last refreshed the idle clock (a login, a write, a
+    /// due sliding refresh, [`Session::extend`](crate::Session::extend)).
     pub fn last_seen(&self) -> OffsetDateTime {
         to_datetime(self.last_seen)
     }
 
-    /// When it expires unless refreshed.
+    /// When it expires unless refreshed: the earlier of the idle and the absolute deadline.
     pub fn expires(&self) -> OffsetDateTime {
         to_datetime(self.expires_at)
     }
 
-    /// Time left at `now`; zero once expired.
+    /// The absolute deadline (creation plus the absolute timeout), which no activity moves.
+    /// `None` only for a summary straight from a store's
+    /// [`sessions_of`](crate::store::SessionStore::sessions_of), which does not know the
+    /// timeout; those from [`Session::info`](crate::Session::info) and
+    /// [`Session::sessions_of_principal`](crate::Session::sessions_of_principal) have it.
+    pub fn absolute_expires(&self) -> Option<OffsetDateTime> {
+        self.absolute_at.map(to_datetime)
+    }
+
+    /// Time since creation at `now`, never negative.
+    pub fn elapsed(&self, now: OffsetDateTime) -> Duration {
+        Duration::try_from(now - self.created()).unwrap_or(Duration::ZERO)
+    }
+
+    /// Time left at `now` before the session expires (idle or absolute, whichever comes
+    /// first), never negative.
     pub fn remaining(&self, now: OffsetDateTime) -> Duration {
         // The conversion fails only for a negative span: expired.
         Duration::try_from(self.expires() - now).unwrap_or(Duration::ZERO)
+    }
+
+    /// Time left at `now` before the absolute deadline, never negative; `None` when the
+    /// deadline is unknown (see [`SessionInfo::absolute_expires`]).
+    pub fn absolute_remaining(&self, now: OffsetDateTime) -> Option<Duration> {
+        self.absolute_expires()
+            .map(|at| Duration::try_from(at - now).unwrap_or(Duration::ZERO))
+    }
+
+    /// Whether the session is still valid at `now`.
+    pub fn is_active(&self, now: OffsetDateTime) -> bool {
+        now < self.expires()
     }
 
     /// The principal ID, when logged in.

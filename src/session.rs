@@ -23,6 +23,9 @@ use crate::store::Commit;
 use crate::token::{SessionId, StoreKey};
 use crate::transport::{Incoming, Presented, Transport};
 
+mod consent;
+mod lifetime;
+
 /// What the layer puts into request extensions. Private, so the only way to a [`Session`] is
 /// through the extractors, which load it first: a handle reached before loading would read
 /// as empty and drop its writes.
@@ -139,6 +142,16 @@ pub(crate) struct Changes {
     pub(crate) unsaved_data: bool,
     pub(crate) principal: bool,
     pub(crate) flash: bool,
+    /// The login's cookie choice changed ([`Session::remember`]): written like data, and
+    /// the token goes out again with the new cookie attributes.
+    pub(crate) persistence: bool,
+    /// Consent was recorded ([`Session::record_consent`]): written like data.
+    pub(crate) consent: bool,
+    /// [`Session::extend`] ran: write the times even if no sliding refresh is due.
+    pub(crate) extend: bool,
+    /// This request is not the user's activity (the browser API's reads): no sliding
+    /// refresh, unless [`Session::extend`] asks for one.
+    pub(crate) quiet: bool,
     /// A credential for this session was handed to the handler (`token()`): store the
     /// session so the token names a real one.
     pub(crate) credential_out: bool,
@@ -153,7 +166,17 @@ pub(crate) struct Changes {
 impl Changes {
     /// Whether the session's content (not just its times) changed.
     pub(crate) fn dirty(&self) -> bool {
-        !self.data.is_empty() || self.unsaved_data || self.principal || self.flash
+        !self.data.is_empty()
+            || self.unsaved_data
+            || self.principal
+            || self.flash
+            || self.persistence
+            || self.consent
+    }
+
+    /// Whether the commit of a stored session writes new times even if nothing else changed.
+    pub(crate) fn refreshes(&self) -> bool {
+        self.extend || (self.renewal.refresh && !self.quiet)
     }
 }
 
@@ -256,6 +279,16 @@ impl State {
         let id = SessionId::generate_unsaved();
         self.id = Id::Fresh(id.clone());
         id
+    }
+
+    /// Under consent mode, whether this session must stay out of the store and off the
+    /// client: an anonymous visitor that is not stored, has not consented and was handed no
+    /// token by the application.
+    pub(crate) fn consent_pending(&self) -> bool {
+        self.stored.is_none()
+            && self.record.principal().is_none()
+            && self.record.consented_at().is_none()
+            && !self.changes.credential_out
     }
 
     /// The ID changed after loading a stored record: the commit is a move.
@@ -487,6 +520,11 @@ impl Session {
             st.changes.data.extend(keys.map(|key| (key, None)));
             st.record.flash_mut().clear();
             st.changes.flash = true;
+            // The other user's "remember me" is not this one's.
+            if st.record.persistent().is_some() {
+                st.record.set_persistent(None);
+                st.changes.persistence = true;
+            }
         }
         st.record.set_principal(Some(principal));
         st.changes.principal = true;
@@ -577,29 +615,6 @@ impl Session {
             .is_some_and(|id| self.inner.layer.csrf().verify(id, token))
     }
 
-    /// Queues a flash message for a later request.
-    pub fn flash(&self, message: impl Into<String>) {
-        let mut st = self.lock();
-        st.record.flash_mut().push(message.into());
-        st.changes.flash = true;
-    }
-
-    /// Takes the queued flash messages, removing them from the session.
-    pub fn take_flashes(&self) -> Vec<String> {
-        let mut st = self.lock();
-        if st.record.flash().is_empty() {
-            return Vec::new();
-        }
-        st.changes.flash = true;
-        std::mem::take(st.record.flash_mut())
-    }
-
-    /// Created, last seen and expiry times of a stored session; `None` for one not stored yet.
-    pub fn info(&self) -> Option<SessionInfo> {
-        let st = self.lock();
-        st.stored.map(|key| st.record.info(key))
-    }
-
     /// Lists the live sessions of this session's principal (empty when anonymous).
     ///
     /// # Errors
@@ -609,7 +624,12 @@ impl Session {
         let Some(p) = self.principal() else {
             return Ok(Vec::new());
         };
-        self.inner.layer.store().sessions_of(&p.index_key()).await
+        let absolute = self.inner.layer.timeouts().absolute;
+        let list = self.inner.layer.store().sessions_of(&p.index_key()).await?;
+        Ok(list
+            .into_iter()
+            .map(|info| info.with_absolute_timeout(absolute))
+            .collect())
     }
 
     /// Ends one session of this session's principal, named by its store key (as listed by

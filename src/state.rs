@@ -36,6 +36,7 @@ pub(crate) struct LayerState {
     timeouts: Timeouts,
     skew: i64,
     require_existing: bool,
+    require_consent: bool,
     default_transport: Transport,
     binding: Binding,
     events: Events,
@@ -114,6 +115,7 @@ impl LayerState {
             },
             skew: whole_seconds(config.skew),
             require_existing: config.require_existing,
+            require_consent: config.require_consent,
             default_transport,
             events: config.events,
             // `validate` has checked every origin parses.
@@ -187,6 +189,11 @@ impl LayerState {
 
     pub(crate) fn require_existing(&self) -> bool {
         self.require_existing
+    }
+
+    /// Consent mode: no cookie for an anonymous visitor before consent.
+    pub(crate) fn require_consent(&self) -> bool {
+        self.require_consent
     }
 
     /// How a session that arrived without a token sends its new one.

@@ -1,7 +1,9 @@
 //! Wire tokens: session IDs, their store keys, and the signed `v1.<id>.<issued>.<mac>` form.
 //!
 //! Everything here is a pure function of its inputs, so it can be fuzzed and property-tested
-//! without a runtime.
+//! without a runtime. (A private module: the sketch below is not compiled.)
+//!
+//! ```text
 //! use axum_tessera::{Key, KeyRing, token::{SessionId, TokenCodec}};
 //!
 //! let codec = TokenCodec::new(&KeyRing::new(Key::generate()), "cookie:id");

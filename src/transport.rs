@@ -43,11 +43,13 @@ impl Incoming {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Emit {
     Nothing,
-    /// Send this token; `max_age` in seconds for persistent cookies.
+    /// Send this token; `max_age` in seconds for a persistent cookie, omitted for a
+    /// browser-session one (`persistent` false).
     Token {
         token: String,
         transport: Transport,
         max_age: i64,
+        persistent: bool,
     },
     /// Tell the client to drop its token.
     Clear {
@@ -233,8 +235,13 @@ pub(crate) fn write(layer: &LayerState, emit: Emit, headers: &mut HeaderMap) {
         Emit::Clear {
             transport: Transport::Header,
         } => return,
-        Emit::Token { token, max_age, .. } => set_cookie(layer, &token, Some(max_age)),
-        Emit::Clear { .. } => set_cookie(layer, "", None),
+        Emit::Token {
+            token,
+            max_age,
+            persistent,
+            ..
+        } => set_cookie(layer, &token, Some(max_age).filter(|_| persistent)),
+        Emit::Clear { .. } => set_cookie(layer, "", Some(0)),
     };
     // Hands the string's buffer to the header as is: no copy.
     if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
@@ -273,7 +280,8 @@ fn add_vary(headers: &mut HeaderMap, name: HeaderValue) {
     }
 }
 
-/// `max_age`: `Some(seconds)` for a live token, `None` to clear the cookie.
+/// `max_age`: `Some(seconds)` for a persistent cookie (`Some(0)` clears it), `None` for a
+/// browser-session cookie.
 fn set_cookie(layer: &LayerState, value: &str, max_age: Option<i64>) -> String {
     let name = layer.cookie().cookie_name();
     let attributes = layer.cookie_attributes();
@@ -282,13 +290,9 @@ fn set_cookie(layer: &LayerState, value: &str, max_age: Option<i64>) -> String {
     out.push('=');
     out.push_str(value);
     out.push_str(attributes);
-    match max_age {
-        None => out.push_str("; Max-Age=0"),
-        Some(secs) if layer.cookie().is_persistent() => {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "; Max-Age={secs}");
-        }
-        Some(_) => {}
+    if let Some(secs) = max_age {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "; Max-Age={secs}");
     }
     out
 }
@@ -323,12 +327,8 @@ mod tests {
         if let Some(domain) = cfg.domain_value() {
             builder = builder.domain(domain);
         }
-        match max_age {
-            None => builder = builder.max_age(time::Duration::ZERO),
-            Some(secs) if cfg.is_persistent() => {
-                builder = builder.max_age(time::Duration::seconds(secs));
-            }
-            Some(_) => {}
+        if let Some(secs) = max_age {
+            builder = builder.max_age(time::Duration::seconds(secs));
         }
         builder.build().to_string()
     }
@@ -363,7 +363,7 @@ mod tests {
                 SessionConfig::web(Key::from_bytes(&[1; 32]).unwrap()).cookie(case.cookie.clone()),
             );
             let state = layer.state();
-            for (value, max_age) in [("v1.abc", Some(43_200)), ("", None), ("x", Some(0))] {
+            for (value, max_age) in [("v1.abc", Some(43_200)), ("", Some(0)), ("x", None)] {
                 assert_eq!(
                     set_cookie(state, value, max_age),
                     via_cookie_crate(&case.cookie, value, max_age),

@@ -1,17 +1,22 @@
 //! The demo application: a cookie-based web UI and a bearer-token JSON API over one store.
 //!
-//! Kept apart from `main.rs` so the end-to-end tests serve exactly this router.
+//! Kept apart from `main.rs` so the end-to-end tests serve exactly this router; the HTML is
+//! rendered in `pages.rs`.
+
+#[path = "pages.rs"]
+mod pages;
 
 use axum::extract::{Form, Query};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use axum_tessera::config::TokenSource;
 use axum_tessera::guard::safe_return_to;
 use axum_tessera::store::{MemoryStore, StoreKey};
 use axum_tessera::{
-    scope, Authenticated, CsrfProtected, Key, Principal, RequireScopes, Session, SessionConfig,
-    SessionEvent, SessionLayer,
+    browser, scope, Authenticated, CsrfProtected, Flash, Key, Principal, RequireScopes, Session,
+    SessionConfig, SessionEvent, SessionLayer,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -40,6 +45,7 @@ pub fn router(web: SessionConfig, api: SessionConfig, store: MemoryStore) -> Rou
         .route("/sessions", get(sessions))
         .route("/sessions/logout", post(logout_one))
         .route("/sessions/logout-all", post(logout_all))
+        .nest("/api/session", browser::session_api())
         .merge(admin_routes())
         .layer(SessionLayer::new(web).with_store(store.clone()));
     // One layer serves the whole API: `/api/login` creates the session, the guard refuses
@@ -68,21 +74,25 @@ fn admin_routes() -> Router {
 pub fn dev_configs(key: Key) -> (SessionConfig, SessionConfig) {
     let web = SessionConfig::web(key.clone())
         .insecure_local_development()
+        .idle_timeout(idle_timeout())
         .on_event(log_event);
     (web, SessionConfig::api(key).on_event(log_event))
+}
+
+/// The browser idle timeout: `DEMO_IDLE_SECS` seconds (default 1800), so the expiry banner
+/// can be watched without waiting half an hour.
+pub fn idle_timeout() -> std::time::Duration {
+    let secs = std::env::var("DEMO_IDLE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(1800);
+    std::time::Duration::from_secs(secs)
 }
 
 /// Session events go to the log at `info`: what an operator would ship to their SIEM.
 fn log_event(event: &SessionEvent) {
     tracing::info!(target: "demo::session_events", "{event}");
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 #[derive(Deserialize)]
@@ -91,46 +101,69 @@ struct HomeQuery {
 }
 
 async fn home(session: Session, Query(query): Query<HomeQuery>) -> Html<String> {
-    let csrf = escape(&session.csrf_token());
-    // Only a path on this site is carried through the form (never `//host`, `/%09/host`...).
-    let next = query
-        .next
-        .as_deref()
-        .map(safe_return_to)
-        .filter(|n| *n != "/")
-        .map(|n| format!(r#"<input type="hidden" name="next" value="{}">"#, escape(n)))
-        .unwrap_or_default();
-    let flashes: String = session
-        .take_flashes()
-        .iter()
-        .map(|m| format!("<p class=\"flash\">{}</p>", escape(m)))
-        .collect();
-    let body = match session.principal() {
-        Some(p) => {
-            let counter: u64 = session.get("counter").unwrap_or(0);
-            format!(
-                r#"<h1 id="greeting">Hello, {user}!</h1>
-<p>Counter: <span id="counter">{counter}</span></p>
-<form method="post" action="/counter"><input type="hidden" name="csrf_token" value="{csrf}"><button id="increment" type="submit">Increment</button></form>
-<form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{csrf}"><button id="logout" type="submit">Log out</button></form>
-<p><a href="/sessions">Your sessions</a></p>"#,
-                user = escape(p.id()),
-            )
-        }
-        None => format!(
-            r#"<h1>Sign in</h1>
-<form method="post" action="/login">
-<input type="hidden" name="csrf_token" value="{csrf}">{next}
-<label>User <input id="username" name="username" autocomplete="username"></label>
-<label>Password <input id="password" name="password" type="password" autocomplete="current-password"></label>
-<button id="login" type="submit">Log in</button>
-</form>
-<p>Try alice/alice or admin/admin.</p>"#
-        ),
+    let csrf = session.csrf_token();
+    let flashes = session.take_flashes();
+    let Some(p) = session.principal() else {
+        let form = pages::login_form(
+            &csrf,
+            query
+                .next
+                .as_deref()
+                .map(safe_return_to)
+                .filter(|n| *n != "/"),
+        );
+        return pages::layout("Sign in", None, &flashes, 0, &form);
     };
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>axum-tessera demo</title></head><body>{flashes}{body}</body></html>"
-    ))
+    let counter: u64 = session.get("counter").unwrap_or(0);
+    let panel = panel(&session, &p).await;
+    let viewer = pages::Viewer {
+        user: p.id(),
+        csrf: &csrf,
+    };
+    let body = pages::dashboard(p.id(), counter, &csrf, &panel);
+    pages::layout("Home", Some(&viewer), &flashes, idle_secs(&session), &body)
+}
+
+/// The idle timeout as this session sees it (the expiry is at most that far after the last
+/// activity), for the client's warning and extension pace.
+fn idle_secs(session: &Session) -> i64 {
+    session
+        .info()
+        .map(|i| (i.expires() - i.last_seen()).whole_seconds())
+        .unwrap_or(0)
+}
+
+/// What the layer knows about `session`, for the page's session panel.
+async fn panel(session: &Session, p: &Principal) -> pages::Panel {
+    let now = time::OffsetDateTime::now_utc();
+    let info = session.info();
+    let devices = session.sessions_of_principal().await.unwrap_or_default();
+    let this = info.as_ref().map(|i| i.key());
+    let position = devices.iter().position(|d| Some(d.key()) == this);
+    let token_source = match session.token_source() {
+        Some(TokenSource::Cookie) => "cookie tessera (HttpOnly, SameSite=Lax)",
+        Some(TokenSource::Bearer) => "Authorization: Bearer",
+        Some(_) => "request header",
+        None => "new: set by this response",
+    };
+    pages::Panel {
+        principal: format!("{} ({})", p.id(), p.kind()),
+        scopes: p.scopes().iter().cloned().collect(),
+        created: info.as_ref().map(|i| when(i.created())).unwrap_or_default(),
+        last_activity: info
+            .as_ref()
+            .map(|i| when(i.last_seen()))
+            .unwrap_or_default(),
+        expires_in: info.as_ref().map_or(0, |i| i.remaining(now).as_secs()),
+        absolute_in: info
+            .as_ref()
+            .and_then(|i| i.absolute_remaining(now))
+            .map_or(0, |d| d.as_secs()),
+        token_source: token_source.to_owned(),
+        persistent: session.is_persistent(),
+        id_hash: session.id_hash().unwrap_or_default(),
+        devices: (position.map_or(1, |i| i + 1), devices.len().max(1)),
+    }
 }
 
 #[derive(Deserialize)]
@@ -139,6 +172,9 @@ struct Credentials {
     password: String,
     #[serde(default)]
     next: Option<String>,
+    /// The "keep me signed in" checkbox: sent only when ticked.
+    #[serde(default)]
+    remember: Option<String>,
 }
 
 async fn login(
@@ -148,20 +184,29 @@ async fn login(
     match authenticate(&form.username, &form.password) {
         Some(principal) => {
             session.login(principal);
-            session.flash("Signed in.");
-            // The form field is client-controlled: only a local path, whatever was posted.
+            session.remember(form.remember.is_some());
+            session.flash(Flash::success("Signed in."));
             Redirect::to(safe_return_to(form.next.as_deref().unwrap_or("/"))).into_response()
         }
-        None => (
-            StatusCode::UNAUTHORIZED,
-            Html("<!doctype html><title>Sign-in failed</title><h1>Wrong user name or password</h1><a href=\"/\">Try again</a>"),
-        )
-            .into_response(),
+        None => {
+            // Shown at once rather than flashed: a failed sign-in stores nothing.
+            let failed = [Flash::error("Wrong user name or password.")];
+            let form = pages::login_form(
+                &session.csrf_token(),
+                form.next
+                    .as_deref()
+                    .map(safe_return_to)
+                    .filter(|n| *n != "/"),
+            );
+            let page = pages::layout("Sign in", None, &failed, 0, &form);
+            (StatusCode::UNAUTHORIZED, page).into_response()
+        }
     }
 }
 
 async fn logout(session: Session, _: CsrfProtected<Form<()>>) -> Redirect {
     session.logout();
+    session.flash(Flash::info("Signed out."));
     Redirect::to("/")
 }
 
@@ -232,29 +277,34 @@ async fn sessions(session: Session) -> Response {
         }
     };
     let current = session.info().map(|i| i.key());
-    let csrf = escape(&session.csrf_token());
-    let rows: String = list
+    let devices: Vec<pages::Device> = list
         .iter()
-        .map(|info| {
-            let this = Some(info.key()) == current;
-            format!(
-                r#"<tr class="session"><td>{hash}{this}</td><td>{created}</td><td>{seen}</td><td>{ua}</td><td><form method="post" action="/sessions/logout"><input type="hidden" name="csrf_token" value="{csrf}"><input type="hidden" name="session" value="{key}"><button type="submit">Log out this session</button></form></td></tr>"#,
-                hash = info.key().short(),
-                this = if this { " (this one)" } else { "" },
-                created = when(info.created()),
-                seen = when(info.last_seen()),
-                ua = escape(info.user_agent().unwrap_or("unknown")),
-                key = info.key().to_hex(),
-            )
+        .map(|info| pages::Device {
+            hash: info.key().short(),
+            this: Some(info.key()) == current,
+            created: when(info.created()),
+            last_seen: when(info.last_seen()),
+            user_agent: info.user_agent().unwrap_or("unknown").to_owned(),
+            key: info.key().to_hex(),
         })
         .collect();
-    Html(format!(
-        r#"<!doctype html><html><head><meta charset="utf-8"><title>Your sessions</title></head><body>
-<h1>Your sessions</h1>
-<table><tr><th>Session</th><th>Created</th><th>Last seen</th><th>Browser</th><th></th></tr>{rows}</table>
-<form method="post" action="/sessions/logout-all"><input type="hidden" name="csrf_token" value="{csrf}"><button id="logout-all" type="submit">Log out everywhere</button></form>
-<p><a href="/">Back</a></p></body></html>"#
-    ))
+    let csrf = session.csrf_token();
+    let user = session
+        .principal()
+        .map(|p| p.id().to_owned())
+        .unwrap_or_default();
+    let viewer = pages::Viewer {
+        user: &user,
+        csrf: &csrf,
+    };
+    let body = pages::sessions(&devices, &csrf);
+    pages::layout(
+        "Your devices",
+        Some(&viewer),
+        &[],
+        idle_secs(&session),
+        &body,
+    )
     .into_response()
 }
 

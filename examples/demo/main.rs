@@ -29,7 +29,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (web, api) = app::dev_configs(key);
     println!(
         "insecure local development: cookie `tessera`, Secure OFF, loopback hosts only \
-         (open http://localhost:3000, not the machine's LAN address); idle 30 min, absolute 12 h"
+         (open http://localhost:3000, not the machine's LAN address); idle {} s (DEMO_IDLE_SECS), \
+         absolute 12 h",
+        app::idle_timeout().as_secs()
     );
     println!("production drops insecure_local_development(): `__Host-tessera`, Secure");
     let store = MemoryStore::new();

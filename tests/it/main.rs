@@ -4,6 +4,7 @@
 
 mod support;
 
+mod browser_api;
 mod csrf;
 mod events;
 mod first_hour;

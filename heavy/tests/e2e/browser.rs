@@ -24,21 +24,21 @@ use crate::app;
 
 /// How long a page may take to show an expected element before the test gives up: a bound
 /// against hanging, not a performance assertion.
-const PAGE_WAIT: Duration = Duration::from_secs(20);
+pub(crate) const PAGE_WAIT: Duration = Duration::from_secs(20);
 
-fn on_path(names: &[&str]) -> Option<PathBuf> {
+pub(crate) fn on_path(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
         .find(|candidate| candidate.is_file())
 }
 
-fn in_ci() -> bool {
+pub(crate) fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
 /// A running ChromeDriver; killed, with its browser profile removed, on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
     profile: PathBuf,
@@ -59,7 +59,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_driver(chromedriver: &Path) -> Driver {
+pub(crate) async fn start_driver(chromedriver: &Path) -> Driver {
     let port = free_port();
     let child = Command::new(chromedriver)
         .arg(format!("--port={port}"))
@@ -90,7 +90,7 @@ async fn start_driver(chromedriver: &Path) -> Driver {
     panic!("chromedriver did not listen on port {port}");
 }
 
-async fn connect(driver: &Driver, chromium: &Path) -> Client {
+pub(crate) async fn connect(driver: &Driver, chromium: &Path) -> Client {
     std::fs::create_dir_all(&driver.profile).expect("profile directory");
     let args = [
         "--headless".to_owned(),
@@ -118,7 +118,7 @@ async fn connect(driver: &Driver, chromium: &Path) -> Client {
         .expect("a WebDriver session")
 }
 
-async fn serve(router: Router) -> SocketAddr {
+pub(crate) async fn serve(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -138,7 +138,7 @@ fn attacker(target: SocketAddr, token: String) -> Router {
     Router::new().route("/", get(move || async move { Html(page) }))
 }
 
-async fn text_of(client: &Client, id: &str) -> String {
+pub(crate) async fn text_of(client: &Client, id: &str) -> String {
     client
         .wait()
         .at_most(PAGE_WAIT)

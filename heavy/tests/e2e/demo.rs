@@ -166,6 +166,10 @@ async fn browser_flow_login_counter_admin_logout() {
         .await
         .unwrap();
     assert!(page.contains("Hello, alice!"), "{page}");
+    assert!(
+        page.contains(r#"<p class="flash success" role="status">Signed in.</p>"#),
+        "the first page after login shows the success flash: {page}"
+    );
     assert!(page.contains("<span id=\"counter\">2</span>"));
 
     let res = http
@@ -195,10 +199,22 @@ async fn browser_flow_login_counter_admin_logout() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let cleared = res.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    // The signed-in session is deleted; the cookie now names a fresh anonymous session that
+    // carries the "Signed out." flash to the next page.
+    let after = session_cookie(&res).expect("the cookie is replaced");
+    assert_ne!(after, alice);
+    let page = http
+        .get(format!("{base}/"))
+        .header(COOKIE, &after)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
-        cleared.starts_with("tessera=;") && cleared.contains("Max-Age=0"),
-        "{cleared}"
+        page.contains(r#"class="flash info""#) && page.contains("Signed out."),
+        "{page}"
     );
     let me: Value = http
         .get(format!("{base}/me"))

@@ -1,6 +1,6 @@
 //! The end-to-end tests, in one binary: the demo on a real loopback server driven over HTTP
-//! (`demo`) and in headless Chromium (`browser`), and client-IP binding read from a real
-//! connection (`real_connection`). The `oneshot` tests of the root crate are its `tests/it`.
+//! (`demo`) and in headless Chromium (`browser`, and `session_api` for the browser client),
+//! and client-IP binding read from a real connection (`real_connection`). The `oneshot` tests of the root crate are its `tests/it`.
 
 /// The demo's application, exactly as `cargo run --example demo` serves it.
 #[path = "../../../examples/demo/app.rs"]
@@ -16,3 +16,4 @@ mod browser;
 mod demo;
 mod real_connection;
 mod return_to;
+mod session_api;

@@ -45,7 +45,9 @@ pub use rules::{CSRF_FIELD, CSRF_HEADER};
 use http::request::Parts;
 
 use crate::event::EventKind;
-use crate::rejection::{CsrfHeaderRequired, CsrfRejection, CsrfTokenInvalid, CsrfTokenMissing};
+use crate::rejection::{
+    CsrfHeaderRequired, CsrfRejection, CsrfTokenInvalid, CsrfTokenMissing, OriginNotAllowed,
+};
 use crate::session::Session;
 use rules::{check_origin, header_tokens, is_form, is_safe, Allowed};
 
@@ -82,6 +84,18 @@ fn needs_token(parts: &Parts, session: &Session) -> Result<bool, CsrfRejection> 
         loopback_http: layer.local_development(),
     };
     check_origin(parts, allowed).map_err(|r| reported(session, r))?;
+    // Consent mode: a visitor who has not consented holds no session a token could be bound
+    // to, so the origin checks above are the whole check, and the browser must have shown
+    // its origin (`Sec-Fetch-Site` or `Origin`) for them to mean anything.
+    if layer.require_consent() && session.token_source().is_none() {
+        let shown = ["sec-fetch-site", "origin"]
+            .iter()
+            .any(|name| parts.headers.contains_key(*name));
+        if !shown {
+            return Err(reported(session, OriginNotAllowed::default().into()));
+        }
+        return Ok(false);
+    }
     Ok(true)
 }
 

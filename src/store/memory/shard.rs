@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use lru::LruCache;
 use serde_json::Value;
 
+use crate::flash::Flash;
 use crate::principal::Principal;
 use crate::record::{Patch, Record};
 use crate::token::StoreKey;
@@ -52,10 +53,14 @@ pub(super) struct Entry {
     principal: Option<Box<Principal>>,
     /// Sorted by key.
     data: Box<[(Box<str>, Value)]>,
-    flash: Box<[String]>,
+    flash: Box<[Flash]>,
     user_agent: Option<Box<str>>,
     /// Boxed: binding is off by default.
     binding: Option<Box<Bound>>,
+    /// The login's cookie choice ([`Record::persistent`]).
+    persistent: Option<bool>,
+    /// [`Record::consented_at`].
+    consented_at: Option<i64>,
 }
 
 impl Entry {
@@ -78,6 +83,8 @@ impl Entry {
                 (None, None) => None,
                 (ua, ip) => Some(Box::new((ua.map(String::into_boxed_str), ip))),
             },
+            persistent: record.persistent,
+            consented_at: record.consented_at,
         }
     }
 
@@ -99,6 +106,8 @@ impl Entry {
                 .as_ref()
                 .and_then(|b| b.0.as_deref().map(str::to_owned)),
             bound_ip: self.binding.as_ref().and_then(|b| b.1),
+            persistent: self.persistent,
+            consented_at: self.consented_at,
         }
     }
 
@@ -160,6 +169,12 @@ impl Entry {
         }
         if let Some(flash) = patch.flash() {
             self.flash = flash.into();
+        }
+        if let Some(persistent) = patch.persistent() {
+            self.persistent = persistent;
+        }
+        if let Some(at) = patch.consented_at() {
+            self.consented_at = Some(at);
         }
         self.last_seen = patch.last_seen();
         self.expires_at = patch.expires_at();

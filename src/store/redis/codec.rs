@@ -65,6 +65,12 @@ pub(super) fn record_fields(record: &Record) -> Result<Vec<(String, String)>, St
     if let Some(ip) = record.bound_ip() {
         fields.push(("bi".to_owned(), ip.to_string()));
     }
+    if let Some(persistent) = record.persistent() {
+        fields.push(("rm".to_owned(), persistent.to_string()));
+    }
+    if let Some(at) = record.consented_at() {
+        fields.push(("ca".to_owned(), at.to_string()));
+    }
     for (k, v) in record.data() {
         fields.push((format!("{DATA}{k}"), json(v)?));
     }
@@ -123,13 +129,30 @@ pub(super) fn patch_args(patch: &Patch) -> Result<Vec<String>, StoreError> {
         Some([]) => args.extend(["set".to_owned(), String::new()]),
         Some(flash) => args.extend(["set".to_owned(), json(&flash)?]),
     }
-    args.push(patch.removes().len().to_string());
-    args.extend(patch.removes().iter().map(|k| format!("{DATA}{k}")));
-    args.push(patch.sets().len().to_string());
+    // The cookie choice and the consent time ride in the scripts' generic field removals
+    // and sets (`rm`, `ca`: not `d:`-prefixed, so never a data key).
+    let mut removes: Vec<String> = patch
+        .removes()
+        .iter()
+        .map(|k| format!("{DATA}{k}"))
+        .collect();
+    let mut sets = Vec::with_capacity(2 * patch.sets().len() + 4);
     for (k, v) in patch.sets() {
-        args.push(format!("{DATA}{k}"));
-        args.push(json(v)?);
+        sets.push(format!("{DATA}{k}"));
+        sets.push(json(v)?);
     }
+    match patch.persistent() {
+        None => {}
+        Some(None) => removes.push("rm".to_owned()),
+        Some(Some(on)) => sets.extend(["rm".to_owned(), on.to_string()]),
+    }
+    if let Some(at) = patch.consented_at() {
+        sets.extend(["ca".to_owned(), at.to_string()]);
+    }
+    args.push(removes.len().to_string());
+    args.extend(removes);
+    args.push((sets.len() / 2).to_string());
+    args.extend(sets);
     Ok(args)
 }
 
@@ -189,6 +212,18 @@ pub(super) fn decode(mut fields: HashMap<String, String>) -> Result<Record, Stor
     if let Some(ip) = fields.remove("bi") {
         record.insert("bound_ip".into(), Json::String(ip));
     }
+    if let Some(rm) = fields.remove("rm") {
+        let on: bool = rm.parse().map_err(|_| {
+            StoreError::new(StoreErrorKind::Corrupt, "session cookie choice not a bool")
+        })?;
+        record.insert("persistent".into(), on.into());
+    }
+    if let Some(ca) = fields.remove("ca") {
+        let at: i64 = ca.parse().map_err(|_| {
+            StoreError::new(StoreErrorKind::Corrupt, "session consent time not a number")
+        })?;
+        record.insert("consented_at".into(), at.into());
+    }
     let mut data = Map::new();
     for (field, value) in fields {
         if let Some(key) = field.strip_prefix(DATA) {
@@ -246,6 +281,9 @@ mod tests {
             .data_mut()
             .insert("c".into(), json!("not the created field"));
         record.flash_mut().push("hi".into());
+        record.flash_mut().push(crate::Flash::error("no"));
+        record.set_persistent(Some(false));
+        record.set_consented_at(Some(7));
         let args = put_args(&record).unwrap();
         assert_eq!(args[0], record.expires_at().to_string().into_bytes());
         let n: usize = String::from_utf8(args[1].clone()).unwrap().parse().unwrap();
@@ -271,6 +309,18 @@ mod tests {
             decode_hash(fields).unwrap_err().kind(),
             StoreErrorKind::Corrupt
         );
+    }
+
+    #[test]
+    fn flash_of_the_previous_release_loads() {
+        let fields = HashMap::from([
+            ("c".to_owned(), "1".to_owned()),
+            ("l".to_owned(), "1".to_owned()),
+            ("e".to_owned(), "9".to_owned()),
+            ("f".to_owned(), r#"["Signed in."]"#.to_owned()),
+        ]);
+        let record = decode(fields).unwrap();
+        assert_eq!(record.flash(), [crate::Flash::info("Signed in.")]);
     }
 
     #[test]
