@@ -346,7 +346,7 @@ impl Patch {
 ///     match session.info() {
 ///         Some(info) => format!(
 ///             "signed in for {} s, {} s left (at most {} s)",
-///             info.elapsed(now).whole_seconds(),
+///             info.elapsed(now).as_secs(),
 ///             info.remaining(now).as_secs(),
 ///             info.absolute_remaining(now).map_or(0, |d| d.as_secs()),
 ///         ),
