@@ -190,6 +190,12 @@ pub use record::SessionInfo;
 pub use scope::{Authenticated, Scope};
 pub use session::Session;
 
+/// Every Rust block of README.md, compiled as a doctest (the Redis recipe needs its feature,
+/// and CI builds with all of them).
+#[cfg(all(doctest, feature = "redis", feature = "test-util"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// Internals exposed to the fuzz targets in `fuzz/` only; not part of the API.
 #[cfg(feature = "fuzz")]
 #[doc(hidden)]

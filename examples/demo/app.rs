@@ -35,7 +35,28 @@ fn authenticate(username: &str, password: &str) -> Option<Principal> {
 
 /// Builds the demo router. `web` configures the browser routes, `api` the `/api` routes; both
 /// share `store`, so a fleet of these would share sessions through a shared store.
+// The tests' entry point; `main` builds the layers itself to drain them at shutdown.
+#[allow(dead_code)]
 pub fn router(web: SessionConfig, api: SessionConfig, store: MemoryStore) -> Router {
+    let (web, api) = layers(web, api, store);
+    routes(web, api)
+}
+
+/// The two layers over one store, handed to `main` as well so it can wait for their commits
+/// at shutdown ([`SessionLayer::drain`]).
+pub fn layers(
+    web: SessionConfig,
+    api: SessionConfig,
+    store: MemoryStore,
+) -> (SessionLayer, SessionLayer) {
+    (
+        SessionLayer::new(web).with_store(store.clone()),
+        SessionLayer::new(api).with_store(store),
+    )
+}
+
+/// The demo's routes under the browser layer `web` and the API layer `api`.
+pub fn routes(web: SessionLayer, api: SessionLayer) -> Router {
     let browser = Router::new()
         .route("/", get(home))
         .route("/login", post(login))
@@ -47,7 +68,7 @@ pub fn router(web: SessionConfig, api: SessionConfig, store: MemoryStore) -> Rou
         .route("/sessions/logout-all", post(logout_all))
         .nest("/api/session", browser::session_api())
         .merge(admin_routes())
-        .layer(SessionLayer::new(web).with_store(store.clone()));
+        .layer(web);
     // One layer serves the whole API: `/api/login` creates the session, the guard refuses
     // the other routes without a valid token (401 with `WWW-Authenticate: Bearer`).
     let api = Router::new()
@@ -56,7 +77,7 @@ pub fn router(web: SessionConfig, api: SessionConfig, store: MemoryStore) -> Rou
         .route("/api/logout-all", post(api_logout_all))
         .route_layer(RequireScopes::<(Authenticated,)>::layer())
         .route("/api/login", post(api_login))
-        .layer(SessionLayer::new(api).with_store(store));
+        .layer(api);
     browser.merge(api)
 }
 

@@ -3,7 +3,9 @@
 //! Uses the embedded MemoryStore and `SessionConfig::insecure_local_development()` (cookie
 //! `tessera` without `Secure`) so it works over http on localhost, and only there: requests
 //! for any other host are refused. Set `TESSERA_SECRET` (32+ bytes, raw or
-//! base64) to keep sessions across restarts; otherwise a random key is generated.
+//! base64) so tokens stay valid across restarts (the sessions themselves live in memory and
+//! end with the process); otherwise a random key is generated. Ctrl-C or SIGTERM shuts down
+//! gracefully: requests in flight and their commits finish first.
 
 mod app;
 
@@ -41,6 +43,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("demo listening on http://{}", listener.local_addr()?);
     println!("users: alice/alice (no scopes), admin/admin (scope `admin`)");
-    axum::serve(listener, app::router(web, api, store)).await?;
+    let (web, api) = app::layers(web, api, store);
+    let app = app::routes(web.clone(), api.clone());
+    // Ctrl-C or SIGTERM: stop accepting, let requests in flight finish, then wait for the
+    // commits of clients that went away mid-request, so no acknowledged write is lost.
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    web.drain().await;
+    api.drain().await;
+    println!("demo stopped: every commit finished");
     Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
 }
