@@ -217,6 +217,34 @@ impl StdError for StoreError {
     }
 }
 
+/// So a handler can return `Result<_, StoreError>` and use `?` on
+/// [`Session::increment`](crate::Session::increment),
+/// [`Session::logout_everywhere`](crate::Session::logout_everywhere) and the like: a short
+/// plain-text answer whose status says who can act on it. A refused login is 409, a value that
+/// kept changing or is not JSON 409 / 500, a session ended by another request 409, anything
+/// else (an unreachable or slow store, a corrupt record) 503. The cause is logged, never sent.
+impl axum::response::IntoResponse for StoreError {
+    fn into_response(self) -> axum::response::Response {
+        use http::StatusCode;
+        let status = match self.kind {
+            StoreErrorKind::LimitReached
+            | StoreErrorKind::SessionGone
+            | StoreErrorKind::Contended => StatusCode::CONFLICT,
+            StoreErrorKind::InvalidValue | StoreErrorKind::Unsupported => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        tracing::debug!(error = ?self, status = status.as_u16(), "store error answered");
+        (
+            status,
+            [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.to_string(),
+        )
+            .into_response()
+    }
+}
+
 /// Why the commit after a handler failed: the cause of
 /// [`CommitFailed`](crate::rejection::CommitFailed).
 #[derive(Debug, Clone)]

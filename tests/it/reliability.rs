@@ -398,3 +398,30 @@ async fn a_client_that_goes_away_mid_commit_still_gets_its_login_moved_whole() {
         "the old token starts a fresh anonymous session"
     );
 }
+
+/// A handler can `?` a store error: the client gets a short answer with a status it can act
+/// on (503 while the store is down), never the cause.
+#[tokio::test]
+async fn a_store_error_returned_by_a_handler_answers_503() {
+    async fn visit_or_fail(session: Session) -> Result<String, StoreError> {
+        Ok(session.increment("visits", 1).await?.to_string())
+    }
+    let clock = ManualClock::new(T0);
+    let store = CountingStore::on(&clock);
+    let app = Router::new().route("/visit", get(visit_or_fail)).layer(
+        SessionLayer::new(SessionConfig::web(key(1)).clock(clock.clone()))
+            .with_store(store.clone()),
+    );
+    let cookie = send(&app, get_req("/visit", None))
+        .await
+        .cookie_pair(COOKIE)
+        .unwrap();
+    store.fail_commits(true); // updates fail with the commits
+    let reply = send(&app, get_req("/visit", Some(&cookie))).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.body, "session store unavailable");
+    assert!(
+        !reply.body.contains("test store is down"),
+        "the cause stays in the log"
+    );
+}
