@@ -1,6 +1,6 @@
 //! The integration tests, in one binary: every module drives the crate through its public API
-//! (mostly a `Router` under `oneshot`), sharing the helpers in `support`. The Redis modules start
-//! their own `redis-server` processes.
+//! (mostly a `Router` under `oneshot`), sharing the helpers in `support`. The Redis and PostgreSQL
+//! modules start their own servers; the SQLite module uses temporary database files.
 
 mod support;
 
@@ -24,5 +24,7 @@ mod store_memory;
 mod store_redis;
 #[cfg(all(feature = "redis", feature = "test-util"))]
 mod store_redis_cluster;
+#[cfg(all(feature = "sqlite", feature = "test-util"))]
+mod store_sqlite;
 mod token_props;
 mod upgrade;
