@@ -148,6 +148,7 @@ macro_rules! store_conformance_tests {
             delete_sessions_of_logs_out_everywhere,
             limit_reject_refuses_and_writes_nothing,
             limit_evict_oldest_makes_room,
+            limit_counts_a_patch_that_logs_in,
             limit_holds_under_concurrent_logins,
             concurrent_increments_all_count,
             compare_and_set_refuses_a_changed_value,
@@ -187,6 +188,7 @@ pub async fn run_all(factory: &impl StoreFactory) {
     delete_sessions_of_logs_out_everywhere(factory).await;
     limit_reject_refuses_and_writes_nothing(factory).await;
     limit_evict_oldest_makes_room(factory).await;
+    limit_counts_a_patch_that_logs_in(factory).await;
     limit_holds_under_concurrent_logins(factory).await;
     concurrent_increments_all_count(factory).await;
     compare_and_set_refuses_a_changed_value(factory).await;
