@@ -15,8 +15,8 @@ use axum_tessera::ConfigError;
 use http::StatusCode;
 use sqlx::{Connection as _, Executor as _, SqliteConnection};
 
-use crate::support::sql::{self, api_app, log_in, request};
-use crate::support::sqlite::{table_for, SqliteFile};
+use crate::support::sql::{self, api_app, log_in, request, table_for};
+use crate::support::sqlite::SqliteFile;
 use crate::support::statements;
 
 const T0: i64 = 1_700_000_000;
@@ -86,6 +86,15 @@ async fn two_pools_on_one_file_lose_no_increment() {
     let a = store_on(&file).await.command_timeout(timeout);
     let b = SqliteStore::new(file.pool().await).command_timeout(timeout);
     sql::increments_all_count(a, b, 400).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pools_on_one_file_lose_no_compare_and_set() {
+    let file = SqliteFile::new();
+    let timeout = Duration::from_secs(20);
+    let a = store_on(&file).await.command_timeout(timeout);
+    let b = SqliteStore::new(file.pool().await).command_timeout(timeout);
+    sql::compare_and_set_loses_no_update(a, b, 50).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

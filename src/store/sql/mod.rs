@@ -351,16 +351,6 @@ pub(crate) fn store_error(
     StoreError::new(kind, err)
 }
 
-/// What an admitting step found: the principal may take one more session, or `excess`
-/// sessions stand in the way.
-pub(crate) fn excess(live: i64, max: i64) -> i64 {
-    if max <= 0 {
-        0
-    } else {
-        (live + 1 - max).max(0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,14 +483,5 @@ mod tests {
         ] {
             assert_eq!(principal_id(&p.index_key()), p.id());
         }
-    }
-
-    #[test]
-    fn excess_counts_the_sessions_in_the_way() {
-        assert_eq!(excess(5, 0), 0, "no limit");
-        assert_eq!(excess(1, 3), 0);
-        assert_eq!(excess(2, 3), 0);
-        assert_eq!(excess(3, 3), 1);
-        assert_eq!(excess(7, 3), 5);
     }
 }

@@ -6,27 +6,23 @@ use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool, SqliteRow};
+use sqlx::sqlite::{Sqlite, SqlitePool, SqliteRow};
 use sqlx::{Executor as _, Row, Transaction};
 
 use super::schema;
-use super::{
-    excess, key_of, parse_value, principal_id, store_error, NewRow, PatchArgs, Settings, StoredRow,
-    Table, SWEEP_BATCH,
-};
+use super::{key_of, principal_id, store_error, Settings, StoredRow, Table, SWEEP_BATCH};
 use crate::clock::Clock;
 use crate::error::{ConfigError, StoreError, StoreErrorKind};
-use crate::record::{Patch, Record, SessionInfo};
+use crate::record::{Record, SessionInfo};
 use crate::store::{
     Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore, Update, UpdateOutcome,
 };
 use crate::token::StoreKey;
 
-/// The columns a [`Record`] is read from, in [`stored_row`]'s order.
-const RECORD_COLUMNS: &str = "created, last_seen, expires_at, principal_data, data, flash, \
-                              user_agent, bound_user_agent, bound_ip";
-/// Parameters of the patch assignments (see [`assignments`]); data paths and values follow.
-const PATCH_PARAMS: usize = 10;
+mod statements;
+mod writes;
+
+use statements::Statements;
 
 #[doc = concat!(
     "A session store in an SQLite database: the persistent store for one machine, on the\n",
@@ -112,189 +108,6 @@ impl fmt::Debug for SqliteStore {
             .field("per_principal", &self.inner.settings.limit)
             .finish_non_exhaustive()
     }
-}
-
-/// The fixed statements, written once for the configured table.
-struct Statements {
-    table: String,
-    load: String,
-    lookup: String,
-    create: String,
-    is_live: String,
-    principal_of: String,
-    count_live: String,
-    evict: String,
-    delete: String,
-    increment: String,
-    compare_and_set: String,
-    value_of: String,
-    sessions_of: String,
-    delete_sessions_of: String,
-    sweep: String,
-}
-
-impl Statements {
-    fn new(table: &Table) -> Self {
-        let t = table.qualified();
-        Self {
-            load: format!("SELECT {RECORD_COLUMNS} FROM {t} WHERE key = ?1 AND expires_at > ?2"),
-            lookup: format!("SELECT {RECORD_COLUMNS}, expires_at > ?2 FROM {t} WHERE key = ?1"),
-            // Create-only, but an expired row under the key is replaced.
-            create: format!(
-                "INSERT INTO {t} (key, created, last_seen, expires_at, principal, joined, \
-                 principal_data, data, flash, user_agent, bound_user_agent, bound_ip) \
-                 VALUES (?1, ?3, ?4, ?5, ?6, CASE WHEN ?6 IS NULL THEN NULL ELSE ?2 END, \
-                 ?7, ?8, ?9, ?10, ?11, ?12) \
-                 ON CONFLICT (key) DO UPDATE SET created = excluded.created, \
-                 last_seen = excluded.last_seen, expires_at = excluded.expires_at, \
-                 principal = excluded.principal, joined = excluded.joined, \
-                 principal_data = excluded.principal_data, data = excluded.data, \
-                 flash = excluded.flash, user_agent = excluded.user_agent, \
-                 bound_user_agent = excluded.bound_user_agent, bound_ip = excluded.bound_ip \
-                 WHERE expires_at <= ?2 \
-                 RETURNING 1"
-            ),
-            is_live: format!("SELECT 1 FROM {t} WHERE key = ?1 AND expires_at > ?2"),
-            principal_of: format!("SELECT principal FROM {t} WHERE key = ?1 AND expires_at > ?2"),
-            count_live: format!(
-                "SELECT count(*) FROM {t} WHERE principal = ?1 AND expires_at > ?2 AND key <> ?3"
-            ),
-            evict: format!(
-                "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE principal = ?1 \
-                 AND expires_at > ?2 AND key <> ?3 ORDER BY joined, key LIMIT ?4)"
-            ),
-            delete: format!("DELETE FROM {t} WHERE key = ?1"),
-            // ?3: the data key's JSON path, ?4: the step, ?5 / ?6: i64::MAX / i64::MIN.
-            increment: format!(
-                "UPDATE {t} SET data = json_set(data, ?3, \
-                 CASE WHEN json_type(data, ?3) = 'integer' \
-                 AND typeof(json_extract(data, ?3)) = 'integer' THEN \
-                 CASE WHEN ?4 > 0 AND json_extract(data, ?3) > ?5 - ?4 THEN ?5 \
-                 WHEN ?4 < 0 AND json_extract(data, ?3) < ?6 - ?4 THEN ?6 \
-                 ELSE json_extract(data, ?3) + ?4 END \
-                 ELSE ?4 END) \
-                 WHERE key = ?1 AND expires_at > ?2 \
-                 RETURNING data -> ?3"
-            ),
-            // ?4: the new value (NULL: remove), ?5: the expected one (NULL: absent).
-            compare_and_set: format!(
-                "UPDATE {t} SET data = CASE WHEN ?4 IS NULL THEN json_remove(data, ?3) \
-                 ELSE json_set(data, ?3, json(?4)) END \
-                 WHERE key = ?1 AND expires_at > ?2 AND json(data -> ?3) IS json(?5) \
-                 RETURNING 1"
-            ),
-            value_of: format!("SELECT data -> ?3 FROM {t} WHERE key = ?1 AND expires_at > ?2"),
-            sessions_of: format!(
-                "SELECT key, created, last_seen, expires_at, user_agent FROM {t} \
-                 WHERE principal = ?1 AND expires_at > ?2 ORDER BY last_seen DESC, key"
-            ),
-            delete_sessions_of: format!(
-                "DELETE FROM {t} WHERE principal = ?1 RETURNING expires_at > ?2"
-            ),
-            sweep: format!(
-                "DELETE FROM {t} WHERE key IN \
-                 (SELECT key FROM {t} WHERE expires_at <= ?1 LIMIT ?2)"
-            ),
-            table: t,
-        }
-    }
-
-    /// `UPDATE` of a patch: in place, or re-keyed to `?10` for a move (whose target must be
-    /// free of any row, live or expired).
-    fn patch(&self, patch: &PatchArgs, to: bool) -> String {
-        let t = &self.table;
-        let set = assignments(patch);
-        if to {
-            format!(
-                "UPDATE {t} SET key = ?10, {set} WHERE key = ?1 AND expires_at > ?2 \
-                 AND NOT EXISTS (SELECT 1 FROM {t} WHERE key = ?10) RETURNING 1"
-            )
-        } else {
-            format!("UPDATE {t} SET {set} WHERE key = ?1 AND expires_at > ?2 RETURNING 1")
-        }
-    }
-}
-
-/// The `SET` list of a patch. Parameters: ?1 key, ?2 now, ?3 last_seen, ?4 expires_at,
-/// ?5 principal mode (0 keep, 1 set, 2 clear), ?6 principal index key, ?7 principal JSON,
-/// ?8 whether the flash changes, ?9 the flash, ?10 a move's target; then one path per
-/// removed key, and a path and a value per set key. SQLite evaluates every expression
-/// against the row as it was, so `principal IS ?6` compares with the old owner.
-fn assignments(patch: &PatchArgs) -> String {
-    let mut n = PATCH_PARAMS;
-    let mut param = || {
-        n += 1;
-        format!("?{n}")
-    };
-    let mut data = String::from("data");
-    if !patch.removes.is_empty() {
-        let paths: Vec<String> = patch.removes.iter().map(|_| param()).collect();
-        data = format!("json_remove({data}, {})", paths.join(", "));
-    }
-    if !patch.sets.is_empty() {
-        let pairs: Vec<String> = patch
-            .sets
-            .iter()
-            .map(|_| format!("{}, json({})", param(), param()))
-            .collect();
-        data = format!("json_set({data}, {})", pairs.join(", "));
-    }
-    format!(
-        "last_seen = ?3, expires_at = ?4, data = {data}, \
-         principal = CASE ?5 WHEN 0 THEN principal WHEN 1 THEN ?6 ELSE NULL END, \
-         principal_data = CASE ?5 WHEN 0 THEN principal_data WHEN 1 THEN ?7 ELSE NULL END, \
-         joined = CASE WHEN ?5 = 0 OR (?5 = 1 AND principal IS ?6) THEN joined \
-         WHEN ?5 = 1 THEN ?2 ELSE NULL END, \
-         flash = CASE WHEN ?8 THEN ?9 ELSE flash END"
-    )
-}
-
-/// The SQLite JSON path of data key `key`: `$."<key>"`, with `"`, `\` and control
-/// characters written as JSON escapes (SQLite ends a quoted label at the first `"`, and
-/// decodes escapes inside it).
-fn path(key: &str) -> String {
-    let mut out = String::with_capacity(key.len() + 4);
-    out.push_str("$.\"");
-    for c in key.chars() {
-        match c {
-            '"' => out.push_str("\\u0022"),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
-
-/// Binds ?1 to ?10 and the data paths and values of [`assignments`].
-fn bind_patch<'q>(
-    sql: &'q str,
-    key: &StoreKey,
-    now: i64,
-    patch: &'q PatchArgs,
-    to: Option<&StoreKey>,
-) -> Query<'q> {
-    let mut q = sqlx::query(sql)
-        .bind(key.as_bytes().to_vec())
-        .bind(now)
-        .bind(patch.last_seen)
-        .bind(patch.expires_at)
-        .bind(patch.principal.mode())
-        .bind(patch.principal.index_key())
-        .bind(patch.principal.json())
-        .bind(patch.flash.is_some())
-        .bind(patch.flash.clone().flatten())
-        .bind(to.map(|k| k.as_bytes().to_vec()));
-    for key in &patch.removes {
-        q = q.bind(path(key));
-    }
-    for (key, value) in &patch.sets {
-        q = q.bind(path(key)).bind(value.as_str());
-    }
-    q
 }
 
 fn db_kind(db: &dyn sqlx::error::DatabaseError) -> StoreErrorKind {
@@ -509,254 +322,6 @@ impl SqliteStore {
             Lookup::Expired(record)
         })
     }
-
-    /// Makes room under the limit for one more session of `principal` (not counting
-    /// `except`), inside a write transaction.
-    async fn admit(
-        &self,
-        conn: &mut SqliteConnection,
-        principal: &str,
-        except: &StoreKey,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let Some((_, policy)) = self.inner.settings.limit else {
-            return Ok(());
-        };
-        let (max, _) = self.inner.settings.limit_args();
-        let live: i64 = sqlx::query_scalar(&self.inner.sql.count_live)
-            .bind(principal)
-            .bind(now)
-            .bind(except.as_bytes().to_vec())
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(from_sqlx)?;
-        let excess = excess(live, max);
-        if excess == 0 {
-            return Ok(());
-        }
-        if policy == LimitPolicy::Reject {
-            return Err(StoreError::from_kind(StoreErrorKind::LimitReached));
-        }
-        tracing::debug!(excess, "session limit: evicting oldest");
-        sqlx::query(&self.inner.sql.evict)
-            .bind(principal)
-            .bind(now)
-            .bind(except.as_bytes().to_vec())
-            .bind(excess)
-            .execute(&mut *conn)
-            .await
-            .map_err(from_sqlx)?;
-        Ok(())
-    }
-
-    async fn is_live(
-        &self,
-        conn: &mut SqliteConnection,
-        key: &StoreKey,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        Ok(sqlx::query(&self.inner.sql.is_live)
-            .bind(key.as_bytes().to_vec())
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(from_sqlx)?
-            .is_some())
-    }
-
-    /// The current owner of the live session under `key`: `None` when it is gone,
-    /// `Some(None)` when it is anonymous.
-    async fn owner(
-        &self,
-        conn: &mut SqliteConnection,
-        key: &StoreKey,
-        now: i64,
-    ) -> Result<Option<Option<String>>, StoreError> {
-        sqlx::query_scalar(&self.inner.sql.principal_of)
-            .bind(key.as_bytes().to_vec())
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(from_sqlx)
-    }
-
-    /// Whether a patch setting `new` would add the session under `key` (owned by
-    /// `current`) to a principal while a limit is set.
-    fn admits(&self, current: Option<&str>, new: Option<&str>) -> Option<String> {
-        match new {
-            Some(new) if self.inner.settings.limit.is_some() && current != Some(new) => {
-                Some(new.to_owned())
-            }
-            _ => None,
-        }
-    }
-
-    async fn create(
-        &self,
-        conn: &mut SqliteConnection,
-        key: &StoreKey,
-        record: &Record,
-        now: i64,
-    ) -> Result<CommitOutcome, StoreError> {
-        let row = NewRow::encode(record)?;
-        if let Some(principal) = self.admits(None, row.principal.as_deref()) {
-            if self.is_live(conn, key, now).await? {
-                return Ok(CommitOutcome::Collision);
-            }
-            self.admit(conn, &principal, key, now).await?;
-        }
-        let inserted = sqlx::query(&self.inner.sql.create)
-            .bind(key.as_bytes().to_vec())
-            .bind(now)
-            .bind(row.created)
-            .bind(row.last_seen)
-            .bind(row.expires_at)
-            .bind(row.principal)
-            .bind(row.principal_data)
-            .bind(row.data)
-            .bind(row.flash)
-            .bind(row.user_agent)
-            .bind(row.bound_user_agent)
-            .bind(row.bound_ip)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(from_sqlx)?;
-        Ok(if inserted.is_some() {
-            CommitOutcome::Applied
-        } else {
-            CommitOutcome::Collision
-        })
-    }
-
-    async fn patch(
-        &self,
-        conn: &mut SqliteConnection,
-        key: &StoreKey,
-        patch: &Patch,
-        now: i64,
-    ) -> Result<CommitOutcome, StoreError> {
-        let args = PatchArgs::encode(patch)?;
-        if args.principal.index_key().is_some() && self.inner.settings.limit.is_some() {
-            let Some(current) = self.owner(conn, key, now).await? else {
-                return Ok(CommitOutcome::Missing);
-            };
-            if let Some(principal) = self.admits(current.as_deref(), args.principal.index_key()) {
-                self.admit(conn, &principal, key, now).await?;
-            }
-        }
-        let sql = self.inner.sql.patch(&args, false);
-        let updated = bind_patch(&sql, key, now, &args, None)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(from_sqlx)?;
-        Ok(if updated.is_some() {
-            CommitOutcome::Applied
-        } else {
-            CommitOutcome::Missing
-        })
-    }
-
-    async fn move_to(
-        &self,
-        conn: &mut SqliteConnection,
-        from: &StoreKey,
-        to: &StoreKey,
-        patch: &Patch,
-        now: i64,
-    ) -> Result<CommitOutcome, StoreError> {
-        let args = PatchArgs::encode(patch)?;
-        if args.principal.index_key().is_some() && self.inner.settings.limit.is_some() {
-            let Some(current) = self.owner(conn, from, now).await? else {
-                return Ok(CommitOutcome::Missing);
-            };
-            if let Some(principal) = self.admits(current.as_deref(), args.principal.index_key()) {
-                // Checked before anything moves, so a refused login leaves the old session.
-                if self.is_live(conn, to, now).await? {
-                    return Ok(CommitOutcome::Collision);
-                }
-                self.admit(conn, &principal, from, now).await?;
-            }
-        }
-        let sql = self.inner.sql.patch(&args, true);
-        for attempt in 0..2 {
-            let moved = bind_patch(&sql, from, now, &args, Some(to))
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(from_sqlx)?;
-            if moved.is_some() {
-                return Ok(CommitOutcome::Applied);
-            }
-            if !self.is_live(conn, from, now).await? {
-                return Ok(CommitOutcome::Missing);
-            }
-            if attempt == 1 || self.is_live(conn, to, now).await? {
-                break;
-            }
-            // An expired row holds the target: it may be replaced.
-            sqlx::query(&self.inner.sql.delete)
-                .bind(to.as_bytes().to_vec())
-                .execute(&mut *conn)
-                .await
-                .map_err(from_sqlx)?;
-        }
-        Ok(CommitOutcome::Collision)
-    }
-
-    async fn update_in(
-        &self,
-        conn: &mut SqliteConnection,
-        key: &StoreKey,
-        field: &str,
-        update: Update,
-        now: i64,
-    ) -> Result<UpdateOutcome, StoreError> {
-        let path = path(field);
-        match update {
-            Update::Increment { by } => {
-                let value: Option<Option<String>> = sqlx::query_scalar(&self.inner.sql.increment)
-                    .bind(key.as_bytes().to_vec())
-                    .bind(now)
-                    .bind(&path)
-                    .bind(by)
-                    .bind(i64::MAX)
-                    .bind(i64::MIN)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(from_sqlx)?;
-                match value {
-                    Some(value) => Ok(UpdateOutcome::Applied(parse_value(value.as_deref())?)),
-                    None => Ok(UpdateOutcome::Missing),
-                }
-            }
-            Update::CompareAndSet { expected, new } => {
-                let new_text = new.as_ref().map(super::json).transpose()?;
-                let expected_text = expected.as_ref().map(super::json).transpose()?;
-                let applied = sqlx::query(&self.inner.sql.compare_and_set)
-                    .bind(key.as_bytes().to_vec())
-                    .bind(now)
-                    .bind(&path)
-                    .bind(new_text)
-                    .bind(expected_text)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(from_sqlx)?;
-                if applied.is_some() {
-                    return Ok(UpdateOutcome::Applied(new));
-                }
-                let current: Option<Option<String>> = sqlx::query_scalar(&self.inner.sql.value_of)
-                    .bind(key.as_bytes().to_vec())
-                    .bind(now)
-                    .bind(&path)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(from_sqlx)?;
-                match current {
-                    Some(value) => Ok(UpdateOutcome::Conflict(parse_value(value.as_deref())?)),
-                    None => Ok(UpdateOutcome::Missing),
-                }
-            }
-        }
-    }
 }
 
 impl SessionStore for SqliteStore {
@@ -866,6 +431,7 @@ impl SessionStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Patch;
     use crate::token::SessionId;
     use serde_json::json;
     use sqlx::sqlite::SqliteConnectOptions;
@@ -898,14 +464,6 @@ mod tests {
         let store = SqliteStore::new(SqlitePool::connect_with(options).await.unwrap());
         store.migrate().await.unwrap();
         (store, dir)
-    }
-
-    #[test]
-    fn paths_quote_every_key() {
-        assert_eq!(path("cart"), r#"$."cart""#);
-        assert_eq!(path("a\"b"), r#"$."a\u0022b""#);
-        assert_eq!(path("a\\b"), r#"$."a\\b""#);
-        assert_eq!(path("\n"), r#"$."\u000a""#);
     }
 
     #[tokio::test]

@@ -17,6 +17,11 @@ use serde_json::json;
 use super::api::call;
 use super::{get as get_req, login_alice, post as post_req, send, whoami};
 
+/// A table name for a conformance check's namespace (`name-1a2b3c4d`).
+pub fn table_for(namespace: &str) -> String {
+    format!("t_{}", namespace.replace('-', "_"))
+}
+
 /// Every request of these tests must answer well within this (a hang fails the test).
 pub const REQUEST_BOUND: Duration = Duration::from_secs(30);
 
@@ -144,6 +149,64 @@ where
     assert!(errors.is_empty(), "{errors:?}");
     let record = b.load(&key).await.expect("load").expect("live");
     assert_eq!(record.data().get("n"), Some(&json!(n)), "increments lost");
+}
+
+/// `n` tasks, alternating between two stores, each add 1 to one counter by
+/// compare-and-set, retrying with the value a conflict reports: none is lost.
+pub async fn compare_and_set_loses_no_update<A, B>(a: A, b: B, n: usize)
+where
+    A: SessionStore + Clone,
+    B: SessionStore + Clone,
+{
+    let key = SessionId::generate().store_key();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let created = a
+        .commit(Commit::Create {
+            key,
+            record: Record::new(now, now + 3600),
+        })
+        .await
+        .expect("create");
+    assert_eq!(created, CommitOutcome::Applied);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (a, b) = (a.clone(), b.clone());
+        tasks.spawn(async move {
+            let mut expected: Option<serde_json::Value> = None;
+            for conflicts in 0..10_000 {
+                let next = expected.as_ref().and_then(|v| v.as_i64()).unwrap_or(0) + 1;
+                let cas = Update::CompareAndSet {
+                    expected: expected.clone(),
+                    new: Some(json!(next)),
+                };
+                let outcome = if i % 2 == 0 {
+                    a.update(&key, "n", cas).await
+                } else {
+                    b.update(&key, "n", cas).await
+                };
+                match outcome {
+                    Ok(UpdateOutcome::Applied(_)) => return Ok(conflicts),
+                    Ok(UpdateOutcome::Conflict(current)) => expected = current,
+                    other => return Err(format!("{other:?}")),
+                }
+            }
+            Err("never applied".to_owned())
+        });
+    }
+    let (mut applied, mut conflicts, mut errors) = (0, 0, Vec::new());
+    while let Some(done) = tasks.join_next().await {
+        match done.expect("task") {
+            Ok(c) => {
+                applied += 1;
+                conflicts += c;
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    eprintln!("{n} compare-and-set writers: {applied} applied after {conflicts} conflicts");
+    assert!(errors.is_empty(), "{errors:?}");
+    let record = b.load(&key).await.expect("load").expect("live");
+    assert_eq!(record.data().get("n"), Some(&json!(n)), "updates lost");
 }
 
 /// The one session of `alice` in `store`.

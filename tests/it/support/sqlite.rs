@@ -1,5 +1,5 @@
 //! SQLite databases for the SQLite store tests: one file each in a temporary directory,
-//! removed on drop, and the table name a conformance check's namespace maps to.
+//! removed on drop.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -67,9 +67,4 @@ impl Drop for SqliteFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// A table name for a conformance check's namespace (`name-1a2b3c4d`).
-pub fn table_for(namespace: &str) -> String {
-    format!("t_{}", namespace.replace('-', "_"))
 }
