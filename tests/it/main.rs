@@ -20,6 +20,8 @@ mod session_http;
 mod set_cookie;
 #[cfg(feature = "test-util")]
 mod store_memory;
+#[cfg(all(feature = "postgres", feature = "test-util"))]
+mod store_postgres;
 #[cfg(all(feature = "redis", feature = "test-util"))]
 mod store_redis;
 #[cfg(all(feature = "redis", feature = "test-util"))]

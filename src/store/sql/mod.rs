@@ -24,10 +24,14 @@ use crate::record::{Patch, Record};
 use crate::store::LimitPolicy;
 use crate::token::StoreKey;
 
+#[cfg(feature = "postgres")]
+mod postgres;
 pub(crate) mod schema;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
@@ -287,6 +291,18 @@ impl PatchArgs {
             flash: patch.flash().map(flash_column).transpose()?,
         })
     }
+
+    /// The sets as one JSON object (a later set of a key wins).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn sets_object(&self) -> String {
+        let mut object = serde_json::Map::new();
+        for (key, value) in &self.sets {
+            // Each value was serialised by `json` just above, so it parses back.
+            let value = serde_json::from_str(value).unwrap_or(Value::Null);
+            object.insert(key.clone(), value);
+        }
+        Value::Object(object).to_string()
+    }
 }
 
 /// The `flash` column: a JSON array, NULL when there are no messages.
@@ -472,6 +488,16 @@ mod tests {
             let err = row.decode().unwrap_err();
             assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{name}");
         }
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn later_sets_of_a_key_win() {
+        let mut patch = Patch::new(1, 2);
+        patch.set("k".into(), json!(1));
+        patch.set("k".into(), json!({"a": null}));
+        let args = PatchArgs::encode(&patch).unwrap();
+        assert_eq!(args.sets_object(), r#"{"k":{"a":null}}"#);
     }
 
     #[test]

@@ -4,11 +4,15 @@
 
 use super::{Table, DEFAULT_TABLE};
 
+/// The PostgreSQL DDL for the default table, as documented on `PostgresStore`.
+#[cfg(feature = "postgres")]
+pub(crate) const POSTGRES: &str = include_str!("postgres.sql");
 /// The SQLite DDL for the default table, as documented on `SqliteStore`.
+#[cfg(feature = "sqlite")]
 pub(crate) const SQLITE: &str = include_str!("sqlite.sql");
 
 /// Where an index of `table` is named and what it is created on.
-#[allow(dead_code)] // InTableSchema: for PostgreSQL
+#[cfg_attr(not(all(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 enum IndexNaming {
     /// PostgreSQL: the index lives in its table's schema and takes an unqualified name.
     InTableSchema,
@@ -42,7 +46,14 @@ fn rename(ddl: &str, table: &Table, naming: IndexNaming) -> String {
     )
 }
 
+/// The PostgreSQL DDL for `table`.
+#[cfg(feature = "postgres")]
+pub(crate) fn postgres(table: &Table) -> String {
+    rename(POSTGRES, table, IndexNaming::InTableSchema)
+}
+
 /// The SQLite DDL for `table`.
+#[cfg(feature = "sqlite")]
 pub(crate) fn sqlite(table: &Table) -> String {
     rename(SQLITE, table, IndexNaming::QualifiedIndex)
 }
@@ -59,6 +70,24 @@ mod tests {
             .collect()
     }
 
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_ddl_follows_the_table_name() {
+        let table = Table::parse("auth.web_sessions").unwrap();
+        assert_eq!(
+            statements(&postgres(&table)),
+            [
+                "CREATE TABLE IF NOT EXISTS auth.web_sessions (",
+                ");",
+                "CREATE INDEX IF NOT EXISTS web_sessions_expires_at ON auth.web_sessions (expires_at);",
+                "CREATE INDEX IF NOT EXISTS web_sessions_principal ON auth.web_sessions (principal, joined)",
+            ]
+        );
+        let default = Table::parse(DEFAULT_TABLE).unwrap();
+        assert_eq!(postgres(&default), POSTGRES);
+    }
+
+    #[cfg(feature = "sqlite")]
     #[test]
     fn sqlite_ddl_follows_the_table_name() {
         let table = Table::parse("aux.web_sessions").unwrap();

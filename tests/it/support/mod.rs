@@ -3,14 +3,17 @@
 //! log capture. Submodules: `api`,
 //! the bearer-token calls of the store tests; `harness`, the security tests' app; `redis`, real
 //! `redis-server` processes; `postgres`, real PostgreSQL servers; `sqlite`, database files;
-//! `sql`, the scenarios both SQL stores run; `statements`, counting the statements sqlx runs.
+//! `sql`, the scenarios both SQL stores run; `statements`, counting the statements sqlx runs
+//! for SQLite (PostgreSQL counts its own).
 
 #[cfg(feature = "test-util")]
 pub mod api;
 pub mod harness;
+#[cfg(all(feature = "postgres", feature = "test-util"))]
+pub mod postgres;
 #[cfg(all(feature = "redis", feature = "test-util"))]
 pub mod redis;
-#[cfg(all(feature = "sqlite", feature = "test-util"))]
+#[cfg(all(any(feature = "sqlite", feature = "postgres"), feature = "test-util"))]
 pub mod sql;
 #[cfg(all(feature = "sqlite", feature = "test-util"))]
 pub mod sqlite;
