@@ -248,7 +248,7 @@ pub async fn delete_is_idempotent(factory: &impl StoreFactory) {
 }
 
 /// Past `expires_at` (by the store's clock) a record is dead everywhere, and its key may
-/// be created afresh.
+/// be created afresh or moved onto.
 pub async fn expired_records_are_never_returned(factory: &impl StoreFactory) {
     let c = ctx(factory, "expiry", None).await;
     let key = c.session_of(Some("alice")).await;
@@ -285,4 +285,21 @@ pub async fn expired_records_are_never_returned(factory: &impl StoreFactory) {
     let fresh = record(c.now(), None, &[("new", json!(true))]);
     assert_eq!(c.create(key, fresh.clone()).await, CommitOutcome::Applied);
     assert_eq!(c.load(&key).await, Some(fresh));
+
+    // An expired record does not block a move onto its key either.
+    let from = c.session_of(None).await;
+    let outcome = c
+        .commit(Commit::Move {
+            from,
+            to: moved_from,
+            patch: refresh(c.now()),
+        })
+        .await;
+    assert_eq!(
+        outcome,
+        CommitOutcome::Applied,
+        "a move onto an expired key"
+    );
+    assert_eq!(c.load(&from).await, None);
+    assert!(c.load(&moved_from).await.is_some());
 }
