@@ -86,7 +86,9 @@ use statements::Statements;
     "connection worker rolls back a transaction whose caller has gone. Only a timeout while\n",
     "`COMMIT` itself runs leaves the outcome unknown. Keep the pool's `busy_timeout` (sqlx's\n",
     "default: 5 seconds) at or above the command timeout, and use WAL mode so loads do not\n",
-    "wait for writers. A row that does not decode is reported as\n",
+    "wait for writers. An in-memory database (`sqlite::memory:`) is private to each\n",
+    "connection, so a pool of several would keep several stores: use a file. A row that\n",
+    "does not decode is reported as\n",
     "[`StoreErrorKind::Corrupt`]; [`Commit::Delete`] removes it like any other.\n",
 )]
 #[derive(Clone)]
