@@ -30,6 +30,12 @@ pub enum ConfigError {
         /// The origin as given.
         origin: String,
     },
+    /// A SQL store's table name is not `[schema.]table` made of ASCII letters, digits and
+    /// `_` (starting with a letter or `_`, at most 48 characters each).
+    InvalidTableName {
+        /// The name as given.
+        name: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -49,6 +55,10 @@ impl fmt::Display for ConfigError {
             Self::InvalidOrigin { origin } => write!(
                 f,
                 "trusted origin {origin:?} is not of the form scheme://host[:port]"
+            ),
+            Self::InvalidTableName { name } => write!(
+                f,
+                "session table name {name:?} is not of the form [schema.]table (ASCII letters, digits, _)"
             ),
         }
     }

@@ -1,10 +1,12 @@
 //! Wire tokens: session IDs, their store keys, and the signed `v1.<id>.<issued>.<mac>` form.
 //!
 //! Everything here is a pure function of its inputs, so it can be fuzzed and property-tested
-//! without a runtime. (A private module: the sketch below is not compiled.)
+//! without a runtime. The fuzz targets reach it through the hidden `__fuzz` module:
 //!
-//! ```text
-//! use axum_tessera::{Key, KeyRing, token::{SessionId, TokenCodec}};
+//! ```
+//! # #[cfg(feature = "fuzz")] {
+//! use axum_tessera::__fuzz::{SessionId, TokenCodec};
+//! use axum_tessera::{Key, KeyRing};
 //!
 //! let codec = TokenCodec::new(&KeyRing::new(Key::generate()), "cookie:id");
 //! let id = SessionId::generate();
@@ -12,6 +14,7 @@
 //! let verified = codec.verify(&token, 1_700_000_100, 3600, 60).unwrap();
 //! assert_eq!(verified.id(), &id);
 //! assert!(codec.verify(&token, 1_700_009_999, 3600, 60).is_err()); // too old
+//! # }
 //! ```
 
 // `pub` items here are re-exported to the fuzz targets only (`crate::__fuzz`).

@@ -17,6 +17,8 @@ pub mod conformance;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 
 use std::any::Any;
 use std::future::Future;
@@ -30,6 +32,12 @@ pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use sql::PostgresStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sql::SqliteStore;
 
 use serde_json::Value;
 
@@ -138,9 +146,9 @@ pub enum Lookup {
 /// What a store does when a commit would give a principal more sessions than its limit.
 ///
 /// Set with [`MemoryStore::max_sessions_per_principal`] (and the same method on
-/// `RedisStore`). Only commits that add a session to a principal count: a login (a
-/// [`Commit::Create`] or [`Commit::Move`] whose record ends up with a principal it did not
-/// have). Rotating the ID of a session that already belongs to the principal does not.
+/// `RedisStore`, `SqliteStore`, `PostgresStore`). Only commits that add a session to a
+/// principal count: a login (a [`Commit::Create`], [`Commit::Move`] or [`Commit::Patch`]
+/// whose record ends up with a principal it did not have). Rotating the ID of a session that already belongs to the principal does not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LimitPolicy {

@@ -1,6 +1,6 @@
 //! The integration tests, in one binary: every module drives the crate through its public API
-//! (mostly a `Router` under `oneshot`), sharing the helpers in `support`. The Redis modules start
-//! their own `redis-server` processes.
+//! (mostly a `Router` under `oneshot`), sharing the helpers in `support`. The Redis and PostgreSQL
+//! modules start their own servers; the SQLite module uses temporary database files.
 
 mod support;
 
@@ -24,9 +24,13 @@ mod session_http;
 mod set_cookie;
 #[cfg(feature = "test-util")]
 mod store_memory;
+#[cfg(all(feature = "postgres", feature = "test-util"))]
+mod store_postgres;
 #[cfg(all(feature = "redis", feature = "test-util"))]
 mod store_redis;
 #[cfg(all(feature = "redis", feature = "test-util"))]
 mod store_redis_cluster;
+#[cfg(all(feature = "sqlite", feature = "test-util"))]
+mod store_sqlite;
 mod token_props;
 mod upgrade;

@@ -151,6 +151,55 @@ pub async fn limit_evict_oldest_makes_room(factory: &impl StoreFactory) {
     assert_eq!(c.keys_of("alice").await, BTreeSet::from([a3, to]));
 }
 
+/// A patch that gives a session a principal it did not have counts like a login: past the
+/// limit it is refused (`Reject`, the session left as it was) or makes room
+/// (`EvictOldest`); a patch naming the principal the session already has is not a login.
+pub async fn limit_counts_a_patch_that_logs_in(factory: &impl StoreFactory) {
+    let c = ctx(
+        factory,
+        "limit_patch_reject",
+        Some((1, LimitPolicy::Reject)),
+    )
+    .await;
+    let a1 = c.session_of(Some("alice")).await;
+    let anon = c.session_of(None).await;
+    let result = c
+        .store
+        .commit(Commit::Patch {
+            key: anon,
+            patch: login(c.now(), "alice"),
+        })
+        .await;
+    assert!(is_limit(result), "a patch logging in past the limit");
+    assert_eq!(
+        c.load(&anon).await.expect("live").principal(),
+        None,
+        "the refused patch wrote nothing"
+    );
+    assert_eq!(
+        c.patch(a1, login(c.now(), "alice")).await,
+        CommitOutcome::Applied,
+        "the principal it already has"
+    );
+    assert_eq!(c.keys_of("alice").await, BTreeSet::from([a1]));
+
+    let c = ctx(
+        factory,
+        "limit_patch_evict",
+        Some((1, LimitPolicy::EvictOldest)),
+    )
+    .await;
+    let a1 = c.session_of(Some("alice")).await;
+    c.clock.advance(std::time::Duration::from_secs(1));
+    let anon = c.session_of(None).await;
+    assert_eq!(
+        c.patch(anon, login(c.now(), "alice")).await,
+        CommitOutcome::Applied
+    );
+    assert_eq!(c.load(&a1).await, None, "the older session made room");
+    assert_eq!(c.keys_of("alice").await, BTreeSet::from([anon]));
+}
+
 /// Many concurrent logins of one principal under `Reject`: exactly `limit` succeed.
 pub async fn limit_holds_under_concurrent_logins(factory: &impl StoreFactory) {
     const LIMIT: usize = 3;

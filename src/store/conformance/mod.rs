@@ -134,6 +134,7 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!(@each $factory;
             load_missing,
             create_then_load,
+            remember_and_consent_survive_patches_and_moves,
             create_is_create_only,
             concurrent_patches_of_different_keys_all_survive,
             same_key_last_writer_wins,
@@ -148,6 +149,7 @@ macro_rules! store_conformance_tests {
             delete_sessions_of_logs_out_everywhere,
             limit_reject_refuses_and_writes_nothing,
             limit_evict_oldest_makes_room,
+            limit_counts_a_patch_that_logs_in,
             limit_holds_under_concurrent_logins,
             concurrent_increments_all_count,
             compare_and_set_refuses_a_changed_value,
@@ -173,6 +175,7 @@ macro_rules! store_conformance_tests {
 pub async fn run_all(factory: &impl StoreFactory) {
     load_missing(factory).await;
     create_then_load(factory).await;
+    remember_and_consent_survive_patches_and_moves(factory).await;
     create_is_create_only(factory).await;
     concurrent_patches_of_different_keys_all_survive(factory).await;
     same_key_last_writer_wins(factory).await;
@@ -187,6 +190,7 @@ pub async fn run_all(factory: &impl StoreFactory) {
     delete_sessions_of_logs_out_everywhere(factory).await;
     limit_reject_refuses_and_writes_nothing(factory).await;
     limit_evict_oldest_makes_room(factory).await;
+    limit_counts_a_patch_that_logs_in(factory).await;
     limit_holds_under_concurrent_logins(factory).await;
     concurrent_increments_all_count(factory).await;
     compare_and_set_refuses_a_changed_value(factory).await;

@@ -248,7 +248,7 @@ pub async fn delete_is_idempotent(factory: &impl StoreFactory) {
 }
 
 /// Past `expires_at` (by the store's clock) a record is dead everywhere, and its key may
-/// be created afresh.
+/// be created afresh or moved onto.
 pub async fn expired_records_are_never_returned(factory: &impl StoreFactory) {
     let c = ctx(factory, "expiry", None).await;
     let key = c.session_of(Some("alice")).await;
@@ -286,4 +286,83 @@ pub async fn expired_records_are_never_returned(factory: &impl StoreFactory) {
     let fresh = record(c.now(), None, &[("new", json!(true))]);
     assert_eq!(c.create(key, fresh.clone()).await, CommitOutcome::Applied);
     assert_eq!(c.load(&key).await, Some(fresh));
+
+    // An expired record does not block a move onto its key either.
+    let from = c.session_of(None).await;
+    let outcome = c
+        .commit(Commit::Move {
+            from,
+            to: moved_from,
+            patch: refresh(c.now()),
+        })
+        .await;
+    assert_eq!(
+        outcome,
+        CommitOutcome::Applied,
+        "a move onto an expired key"
+    );
+    assert_eq!(c.load(&from).await, None);
+    assert!(c.load(&moved_from).await.is_some());
+}
+
+/// A login's remember-me choice and the time of consent survive a create, are changed by a
+/// patch one at a time (the other kept), reset by a patch, and move with the record.
+pub async fn remember_and_consent_survive_patches_and_moves(factory: &impl StoreFactory) {
+    let c = ctx(factory, "remember_and_consent", None).await;
+    let key = new_key();
+    let mut r = record(c.now(), Some("alice"), &[]);
+    r.set_persistent(Some(false));
+    r.set_consented_at(Some(c.now() - 5));
+    assert_eq!(c.create(key, r.clone()).await, CommitOutcome::Applied);
+    assert_eq!(
+        c.load(&key).await,
+        Some(r.clone()),
+        "both survive the create"
+    );
+
+    let mut remember = refresh(c.now());
+    remember.replace_persistent(Some(true));
+    assert_eq!(c.patch(key, remember).await, CommitOutcome::Applied);
+    let loaded = c.load(&key).await.unwrap();
+    assert_eq!(
+        loaded.persistent(),
+        Some(true),
+        "the patch changed the choice"
+    );
+    assert_eq!(
+        loaded.consented_at(),
+        Some(c.now() - 5),
+        "and kept the consent"
+    );
+
+    let mut consent = refresh(c.now());
+    consent.record_consent(c.now());
+    let to = new_key();
+    assert_eq!(
+        c.commit(Commit::Move {
+            from: key,
+            to,
+            patch: consent
+        })
+        .await,
+        CommitOutcome::Applied
+    );
+    let moved = c.load(&to).await.unwrap();
+    assert_eq!(
+        moved.persistent(),
+        Some(true),
+        "the choice moves with the record"
+    );
+    assert_eq!(
+        moved.consented_at(),
+        Some(c.now()),
+        "the move's patch recorded consent"
+    );
+
+    let mut forget = refresh(c.now());
+    forget.replace_persistent(None);
+    assert_eq!(c.patch(to, forget).await, CommitOutcome::Applied);
+    let reset = c.load(&to).await.unwrap();
+    assert_eq!(reset.persistent(), None, "a reset clears the choice");
+    assert_eq!(reset.consented_at(), Some(c.now()));
 }

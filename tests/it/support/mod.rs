@@ -2,13 +2,23 @@
 //! demand, requests and replies as a client sees them, handlers several apps route to, and a
 //! log capture. Submodules: `api`,
 //! the bearer-token calls of the store tests; `harness`, the security tests' app; `redis`, real
-//! `redis-server` processes.
+//! `redis-server` processes; `postgres`, real PostgreSQL servers; `sqlite`, database files;
+//! `sql`, the scenarios both SQL stores run; `statements`, counting the statements sqlx runs
+//! for SQLite (PostgreSQL counts its own).
 
 #[cfg(feature = "test-util")]
 pub mod api;
 pub mod harness;
+#[cfg(all(feature = "postgres", feature = "test-util"))]
+pub mod postgres;
 #[cfg(all(feature = "redis", feature = "test-util"))]
 pub mod redis;
+#[cfg(all(any(feature = "sqlite", feature = "postgres"), feature = "test-util"))]
+pub mod sql;
+#[cfg(all(feature = "sqlite", feature = "test-util"))]
+pub mod sqlite;
+#[cfg(all(feature = "sqlite", feature = "test-util"))]
+pub mod statements;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,0 +1,226 @@
+//! The SQL [`PostgresStore`](super::PostgresStore) runs, written once for the configured
+//! table.
+//!
+//! Parameters of the commit statements: `$1` key (for a move: the source), `$2` now (the
+//! store's clock), then the record or the patch. A patch binds `$3` last_seen, `$4`
+//! expires_at, `$5` the removed keys (`text[]`), `$6` the set keys (one JSON object), `$7`
+//! the principal mode (0 keep, 1 set, 2 clear), `$8` the principal's index key, `$9` its
+//! JSON, `$10` whether the flash changes, `$11` the flash. The admitting statements add
+//! the limit (`max`, 0 for none) and whether to evict (`false`: reject).
+//!
+//! In an `UPDATE`, the right-hand sides read the row as it was, so
+//! `s.principal IS NOT DISTINCT FROM $8` compares with the old owner. The data-modifying
+//! CTEs of one statement all see one snapshot; each admitting statement runs after the
+//! principal's advisory lock was taken by an earlier statement of its transaction, so its
+//! snapshot already holds every session an earlier login of that principal added.
+
+use crate::store::sql::Table;
+
+const COLUMNS: &str = "key, created, last_seen, expires_at, principal, joined, \
+                       principal_data, data, flash, user_agent, bound_user_agent, bound_ip, meta";
+/// What replaces an expired row under a key a create or a move targets.
+const REPLACE: &str = "created = EXCLUDED.created, last_seen = EXCLUDED.last_seen, \
+     expires_at = EXCLUDED.expires_at, principal = EXCLUDED.principal, \
+     joined = EXCLUDED.joined, principal_data = EXCLUDED.principal_data, \
+     data = EXCLUDED.data, flash = EXCLUDED.flash, user_agent = EXCLUDED.user_agent, \
+     bound_user_agent = EXCLUDED.bound_user_agent, bound_ip = EXCLUDED.bound_ip, \
+     meta = EXCLUDED.meta";
+const RECORD_COLUMNS: &str = "created, last_seen, expires_at, principal_data::text, \
+     data::text, flash::text, user_agent, bound_user_agent, bound_ip, meta::text";
+
+/// `meta` of row `src` merged with the patch's change in parameter `param` (NULL: none).
+fn merged_meta(src: &str, param: &str) -> String {
+    format!(
+        "CASE WHEN {param}::text IS NULL THEN {src}.meta \
+         ELSE COALESCE({src}.meta, '{{}}'::jsonb) || {param}::jsonb END"
+    )
+}
+
+/// The `SET` list of a patch of row `s`; `meta` names the parameter of its `meta` change.
+fn assignments(meta: &str) -> String {
+    "last_seen = $3, expires_at = $4, \
+     data = (s.data - $5::text[]) || $6::jsonb, \
+     principal = CASE $7 WHEN 0 THEN s.principal WHEN 1 THEN $8 ELSE NULL END, \
+     principal_data = CASE $7 WHEN 0 THEN s.principal_data WHEN 1 THEN $9::jsonb ELSE NULL END, \
+     joined = CASE WHEN $7 = 0 OR ($7 = 1 AND s.principal IS NOT DISTINCT FROM $8) \
+     THEN s.joined WHEN $7 = 1 THEN $2 ELSE NULL END, \
+     flash = CASE WHEN $10 THEN $11::jsonb ELSE s.flash END, meta = "
+        .to_owned()
+        + &merged_meta("s", meta)
+}
+
+/// CTEs `excess` (how many live sessions of the principal stand in the way: 0 without a
+/// limit) and `evicted` (deletes that many, oldest first, when the policy evicts), over a
+/// CTE `live` the caller defines; `max` and `evict` name the parameters.
+fn make_room(t: &str, max: &str, evict: &str) -> String {
+    format!(
+        "excess AS (\
+             SELECT CASE WHEN {max} > 0 THEN greatest(count(*) + 1 - {max}, 0) ELSE 0 END AS n \
+             FROM live\
+         ), evicted AS (\
+             DELETE FROM {t} WHERE {evict} AND key IN (\
+                 SELECT key FROM live ORDER BY joined, key LIMIT (SELECT n FROM excess)) \
+             RETURNING 1\
+         )"
+    )
+}
+
+pub(super) struct Statements {
+    pub(super) load: String,
+    pub(super) lookup: String,
+    pub(super) create: String,
+    pub(super) patch: String,
+    pub(super) patch_admitting: String,
+    pub(super) move_to: String,
+    pub(super) delete: String,
+    pub(super) increment: String,
+    pub(super) compare_and_set: String,
+    pub(super) sessions_of: String,
+    pub(super) delete_sessions_of: String,
+    pub(super) sweep: String,
+    pub(super) lock: String,
+}
+
+impl Statements {
+    pub(super) fn new(table: &Table) -> Self {
+        let t = table.qualified();
+        // The meta change is the last parameter of each statement.
+        let set = assignments("$12");
+        let set_admitting = assignments("$14");
+        Self {
+            load: format!("SELECT {RECORD_COLUMNS} FROM {t} WHERE key = $1 AND expires_at > $2"),
+            lookup: format!("SELECT {RECORD_COLUMNS}, expires_at > $2 FROM {t} WHERE key = $1"),
+            // $3..$12: the row; $13 max, $14 evict, $15 meta. Answers applied / collision / limit.
+            create: format!(
+                "WITH taken AS (\
+                     SELECT 1 FROM {t} WHERE key = $1 AND expires_at > $2\
+                 ), live AS (\
+                     SELECT key, joined FROM {t} \
+                     WHERE $13 > 0 AND principal = $6 AND expires_at > $2 AND key <> $1 \
+                     AND NOT EXISTS (SELECT 1 FROM taken)\
+                 ), {room}, inserted AS (\
+                     INSERT INTO {t} AS s ({COLUMNS}) \
+                     SELECT $1, $3, $4, $5, $6, CASE WHEN $6::text IS NULL THEN NULL ELSE $2 END, \
+                     $7::jsonb, $8::jsonb, $9::jsonb, $10, $11, $12, $15::jsonb \
+                     WHERE NOT EXISTS (SELECT 1 FROM taken) \
+                     AND ($14 OR (SELECT n FROM excess) = 0) \
+                     ON CONFLICT (key) DO UPDATE SET {REPLACE} WHERE s.expires_at <= $2 \
+                     RETURNING 1\
+                 ) \
+                 SELECT CASE WHEN EXISTS (SELECT 1 FROM inserted) THEN 'applied' \
+                 WHEN EXISTS (SELECT 1 FROM taken) THEN 'collision' \
+                 WHEN (SELECT n FROM excess) > 0 AND NOT $14 THEN 'limit' \
+                 ELSE 'collision' END",
+                room = make_room(&t, "$13", "$14"),
+            ),
+            patch: format!(
+                "UPDATE {t} AS s SET {set} WHERE s.key = $1 AND s.expires_at > $2 RETURNING 1"
+            ),
+            // A patch that sets a principal under a limit; $12 max, $13 evict, $14 meta. The row lock
+            // of `cur` keeps its owner from changing until the transaction ends.
+            patch_admitting: format!(
+                "WITH cur AS (\
+                     SELECT principal FROM {t} WHERE key = $1 AND expires_at > $2 FOR UPDATE\
+                 ), live AS (\
+                     SELECT key, joined FROM {t} \
+                     WHERE principal = $8 AND expires_at > $2 AND key <> $1 \
+                     AND EXISTS (SELECT 1 FROM cur WHERE cur.principal IS DISTINCT FROM $8)\
+                 ), {room}, updated AS (\
+                     UPDATE {t} AS s SET {set_admitting} FROM cur \
+                     WHERE s.key = $1 AND ($13 OR (SELECT n FROM excess) = 0) RETURNING 1\
+                 ) \
+                 SELECT CASE WHEN EXISTS (SELECT 1 FROM updated) THEN 'applied' \
+                 WHEN NOT EXISTS (SELECT 1 FROM cur) THEN 'missing' ELSE 'limit' END",
+                room = make_room(&t, "$12", "$13"),
+            ),
+            // $1 from, $3 to; the patch shifted by one ($4..$12); $13 max, $14 evict, $15 meta. The
+            // old row is deleted and the patched one inserted under `to` (create-only); the
+            // transaction commits only on 'applied', so a lost race on `to` writes nothing.
+            move_to: format!(
+                "WITH src0 AS (\
+                     SELECT principal FROM {t} WHERE key = $1 AND expires_at > $2 FOR UPDATE\
+                 ), to_live AS (\
+                     SELECT 1 FROM {t} WHERE key = $3 AND expires_at > $2\
+                 ), live AS (\
+                     SELECT key, joined FROM {t} \
+                     WHERE $13 > 0 AND $8 = 1 AND principal = $9 AND expires_at > $2 \
+                     AND key <> $1 \
+                     AND EXISTS (SELECT 1 FROM src0 WHERE src0.principal IS DISTINCT FROM $9) \
+                     AND NOT EXISTS (SELECT 1 FROM to_live)\
+                 ), {room}, src AS (\
+                     DELETE FROM {t} WHERE key = $1 AND EXISTS (SELECT 1 FROM src0) \
+                     AND NOT EXISTS (SELECT 1 FROM to_live) \
+                     AND ($14 OR (SELECT n FROM excess) = 0) \
+                     RETURNING *\
+                 ), moved AS (\
+                     INSERT INTO {t} AS s ({COLUMNS}) \
+                     SELECT $3, src.created, $4, $5, \
+                     CASE $8 WHEN 0 THEN src.principal WHEN 1 THEN $9 ELSE NULL END, \
+                     CASE WHEN $8 = 0 OR ($8 = 1 AND src.principal IS NOT DISTINCT FROM $9) \
+                     THEN src.joined WHEN $8 = 1 THEN $2 ELSE NULL END, \
+                     CASE $8 WHEN 0 THEN src.principal_data WHEN 1 THEN $10::jsonb ELSE NULL END, \
+                     (src.data - $6::text[]) || $7::jsonb, \
+                     CASE WHEN $11 THEN $12::jsonb ELSE src.flash END, \
+                     src.user_agent, src.bound_user_agent, src.bound_ip, {meta} \
+                     FROM src \
+                     ON CONFLICT (key) DO UPDATE SET {REPLACE} WHERE s.expires_at <= $2 \
+                     RETURNING 1\
+                 ) \
+                 SELECT CASE WHEN EXISTS (SELECT 1 FROM moved) THEN 'applied' \
+                 WHEN NOT EXISTS (SELECT 1 FROM src0) THEN 'missing' \
+                 WHEN EXISTS (SELECT 1 FROM to_live) OR EXISTS (SELECT 1 FROM src) \
+                 THEN 'collision' \
+                 WHEN (SELECT n FROM excess) > 0 THEN 'limit' \
+                 ELSE 'missing' END",
+                room = make_room(&t, "$13", "$14"),
+                meta = merged_meta("src", "$15"),
+            ),
+            delete: format!("DELETE FROM {t} WHERE key = $1"),
+            // $3 the data key, $4 the step. A value that is not an integer in i64 counts
+            // as 0; the sum saturates at the i64 bounds. `jsonb_set` refuses a `data` that
+            // is not an object (a corrupt row) instead of turning it into something else.
+            increment: format!(
+                "UPDATE {t} AS s SET data = jsonb_set(s.data, ARRAY[$3::text], to_jsonb(\
+                 least(greatest(\
+                 CASE WHEN jsonb_typeof(s.data -> $3) = 'number' \
+                 AND (s.data ->> $3) ~ '^-?[0-9]+$' THEN \
+                 CASE WHEN (s.data ->> $3)::numeric \
+                 BETWEEN -9223372036854775808 AND 9223372036854775807 \
+                 THEN (s.data ->> $3)::numeric ELSE 0 END \
+                 ELSE 0 END + $4::bigint, \
+                 -9223372036854775808), 9223372036854775807)::bigint)) \
+                 WHERE s.key = $1 AND s.expires_at > $2 \
+                 RETURNING (s.data -> $3)::text"
+            ),
+            // $3 the data key, $4 the expected JSON (NULL: absent), $5 the new one (NULL:
+            // remove). Answers (live, applied, current value).
+            compare_and_set: format!(
+                "WITH cur AS (\
+                     SELECT data -> $3 AS v FROM {t} \
+                     WHERE key = $1 AND expires_at > $2 FOR UPDATE\
+                 ), updated AS (\
+                     UPDATE {t} AS s SET data = CASE WHEN $5::text IS NULL \
+                     THEN s.data - $3::text \
+                     ELSE jsonb_set(s.data, ARRAY[$3::text], $5::jsonb) END \
+                     FROM cur WHERE s.key = $1 AND cur.v IS NOT DISTINCT FROM $4::jsonb \
+                     RETURNING 1\
+                 ) \
+                 SELECT EXISTS (SELECT 1 FROM cur), EXISTS (SELECT 1 FROM updated), \
+                 (SELECT v::text FROM cur)"
+            ),
+            sessions_of: format!(
+                "SELECT key, created, last_seen, expires_at, user_agent FROM {t} \
+                 WHERE principal = $1 AND expires_at > $2 ORDER BY last_seen DESC, key"
+            ),
+            delete_sessions_of: format!(
+                "WITH gone AS (DELETE FROM {t} WHERE principal = $1 RETURNING expires_at) \
+                 SELECT count(*) FROM gone WHERE expires_at > $2"
+            ),
+            sweep: format!(
+                "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= $1 \
+                 LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            ),
+            lock: "SELECT pg_advisory_xact_lock($1)".to_owned(),
+        }
+    }
+}
