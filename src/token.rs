@@ -602,7 +602,8 @@ mod tests {
         };
         let mut rng = rand::rng();
         let chars: Vec<u8> =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/=. \x00\xff".to_vec();
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/=. \x00\xff"
+                .to_vec();
         for _ in 0..200 {
             let id = SessionId(rng.random());
             let text = id.encode();

@@ -423,7 +423,16 @@ mod tests {
                 .collect()
         }
         let pieces: [&[u8]; 10] = [
-            b";", b" ", b"\t", b"=", b"sid", b"sidx", b"v1.abc", b"a=b", b"\xc3\xa9", b"",
+            b";",
+            b" ",
+            b"\t",
+            b"=",
+            b"sid",
+            b"sidx",
+            b"v1.abc",
+            b"a=b",
+            b"\xc3\xa9",
+            b"",
         ];
         let mut rng = rand::rng();
         for _ in 0..20_000 {
