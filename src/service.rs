@@ -125,13 +125,12 @@ where
             }
         }
 
-        // `poll_ready` readied `self.inner`; a fresh clone might not be ready, so call the
-        // ready one and keep the clone for the next request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // `poll_ready` readied `self.inner` and the call happens right here, before this
+        // returns: no clone is needed to keep the readiness contract (a clone would cost an
+        // allocation per request for axum's boxed routes).
         let future = {
             let _entered = span.enter();
-            inner.call(req)
+            self.inner.call(req)
         };
         ResponseFuture::new(future, session, self.state.clone(), span)
     }

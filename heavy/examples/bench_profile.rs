@@ -9,11 +9,11 @@ use tower::ServiceExt as _;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: bench_profile <axum|tessera|tower-sessions> <read|write|new> <requests>";
+    let usage = "usage: bench_profile <axum|tessera|tower-sessions> <read|write|new|untouched|write2> <requests>";
     let (Some(variant), Some(workload), Some(n)) = (
         args.first().and_then(|a| Variant::parse(a)),
         args.get(1)
-            .and_then(|a| Workload::ALL.into_iter().find(|w| w.name() == a)),
+            .and_then(|a| Workload::EVERY.into_iter().find(|w| w.name() == a)),
         args.get(2).and_then(|a| a.parse::<u64>().ok()),
     ) else {
         eprintln!("{usage}");
@@ -25,9 +25,9 @@ fn main() {
         .expect("a runtime");
     rt.block_on(async {
         let app = apps::router(variant);
-        let cookie = match workload {
-            Workload::New => None,
-            _ => apps::client_cookie(&app, variant).await,
+        let cookie = match workload.has_cookie() {
+            false => None,
+            true => apps::client_cookie(&app, variant).await,
         };
         for _ in 0..n {
             let res = app

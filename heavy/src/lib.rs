@@ -47,17 +47,37 @@ pub enum Workload {
     Write,
     /// No cookie, the handler inserts a key (a new session per request).
     New,
+    /// Valid cookie, the handler never touches the session.
+    Untouched,
+    /// Valid cookie, the handler changes two keys.
+    Write2,
 }
 
 impl Workload {
+    /// The workloads of `benches/session.rs` (criterion).
     pub const ALL: [Workload; 3] = [Workload::Read, Workload::Write, Workload::New];
+    /// Every workload: `benches/interleaved.rs` and `examples/bench_profile.rs`.
+    pub const EVERY: [Workload; 5] = [
+        Workload::Read,
+        Workload::Write,
+        Workload::New,
+        Workload::Untouched,
+        Workload::Write2,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Workload::Read => "read",
             Workload::Write => "write",
             Workload::New => "new",
+            Workload::Untouched => "untouched",
+            Workload::Write2 => "write2",
         }
+    }
+
+    /// Whether the request carries a valid session cookie.
+    pub fn has_cookie(self) -> bool {
+        self != Workload::New
     }
 
     pub fn path(self) -> &'static str {
@@ -65,6 +85,8 @@ impl Workload {
             Workload::Read => "/read",
             Workload::Write => "/write",
             Workload::New => "/new",
+            Workload::Untouched => "/untouched",
+            Workload::Write2 => "/write2",
         }
     }
 }
@@ -107,6 +129,8 @@ mod bare {
             .route("/read", get(|| async { 0u64.to_string() }))
             .route("/write", get(|| async { 1u64.to_string() }))
             .route("/new", get(|| async { 0u64.to_string() }))
+            .route("/untouched", get(|| async { 0u64.to_string() }))
+            .route("/write2", get(|| async { 1u64.to_string() }))
     }
 }
 
@@ -129,6 +153,13 @@ mod tessera {
         0u64.to_string()
     }
 
+    async fn write2(session: Session) -> String {
+        let n = session.get::<u64>("n").unwrap_or(0) + 1;
+        session.insert("n", n).expect("a u64 serialises");
+        session.insert("m", n).expect("a u64 serialises");
+        n.to_string()
+    }
+
     /// `None`: the layer's default MemoryStore, as most applications use it.
     pub(super) fn router(store: Option<axum_tessera::store::MemoryStore>) -> Router {
         let key = Key::from_bytes(&SECRET).expect("64 bytes");
@@ -142,6 +173,8 @@ mod tessera {
             .route("/read", get(read))
             .route("/write", get(write))
             .route("/new", get(new))
+            .route("/untouched", get(|| async { 0u64.to_string() }))
+            .route("/write2", get(write2))
             .layer(layer)
     }
 }
@@ -167,6 +200,13 @@ mod towers {
         0u64.to_string()
     }
 
+    async fn write2(session: Session) -> String {
+        let n: u64 = session.get("n").await.ok().flatten().unwrap_or(0) + 1;
+        session.insert("n", n).await.expect("memory store");
+        session.insert("m", n).await.expect("memory store");
+        n.to_string()
+    }
+
     pub(super) fn router() -> Router {
         router_on(MemoryStore::default())
     }
@@ -179,6 +219,8 @@ mod towers {
             .route("/read", get(read))
             .route("/write", get(write))
             .route("/new", get(new))
+            .route("/untouched", get(|| async { 0u64.to_string() }))
+            .route("/write2", get(write2))
             .layer(layer)
     }
 }
