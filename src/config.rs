@@ -469,7 +469,7 @@ impl SessionConfig {
     }
 
     /// Whether [`Session`](crate::Session) rejects every request without a valid, live
-    /// session with 401 [`SessionRequired`](crate::SessionRequired) (default off, in every
+    /// session with 401 [`SessionRequired`](crate::rejection::SessionRequired) (default off, in every
     /// preset).
     ///
     /// On, no handler can create a session, so a login route needs a layer of its own. The
@@ -663,7 +663,7 @@ impl SessionConfig {
     /// often bind 127.0.0.1, so the switch is tied to the request instead: it serves only
     /// requests whose `Host` (or HTTP/2 `:authority`) is `localhost`, `127.0.0.1` or
     /// `[::1]`, any port. Every other request is refused with a 500
-    /// [`InsecureLocalDevelopment`](crate::InsecureLocalDevelopment) naming this call, so
+    /// [`InsecureLocalDevelopment`](crate::rejection::InsecureLocalDevelopment) naming this call, so
     /// the switch cannot ship to production silently. The layer also logs a warning when it
     /// is built.
     ///

@@ -170,7 +170,7 @@ define_rejection! {
     #[code = "csrf_header_required"]
     #[body = "CSRF token missing: this check reads only the X-CSRF-Token header; send the token there, or take CsrfProtected<Form<T>> to read the csrf_token form field"]
     /// A header-only check (`CsrfProtected` without a body extractor, or
-    /// [`CsrfLayer`](crate::CsrfLayer)) found no `X-CSRF-Token` on a form post, which may well
+    /// [`CsrfLayer`](crate::guard::CsrfLayer)) found no `X-CSRF-Token` on a form post, which may well
     /// carry the token in its `csrf_token` field: this check does not read bodies.
     pub struct CsrfHeaderRequired;
 }
