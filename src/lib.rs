@@ -157,6 +157,7 @@ pub mod future;
 pub mod guard;
 pub mod key;
 mod layer;
+pub mod live;
 mod load;
 mod origin;
 mod principal;

@@ -15,6 +15,7 @@ use crate::binding::Client;
 use crate::config::TokenSource;
 use crate::error::StoreError;
 use crate::event::{EventKind, RotateReason, Subject};
+use crate::live::EndReason;
 use crate::principal::Principal;
 use crate::record::{Record, SessionInfo};
 use crate::rejection::{prefers_json_in, Capture, Challenge};
@@ -574,6 +575,16 @@ impl Session {
             .or(st.changes.ending.and_then(|ending| ending.delete));
         *st = State::new();
         st.changes.ending = Some(Ending { kind, delete });
+        drop(st);
+        // The store will report only "deleted": tell the live handles why. Noted now,
+        // before the commit; a commit that then fails leaves the note unused.
+        if let Some(key) = delete {
+            let reason = match kind {
+                EndKind::Logout => EndReason::LoggedOut,
+                EndKind::Destroy => EndReason::Destroyed,
+            };
+            self.inner.layer.live_registry().hint(key, reason);
+        }
     }
 
     /// The signed token for this session, as the layer will send it. For API clients that
@@ -653,6 +664,10 @@ impl Session {
             self.logout();
             return Ok(true);
         }
+        self.inner
+            .layer
+            .live_registry()
+            .hint(key, EndReason::EndedElsewhere);
         self.inner
             .layer
             .store()

@@ -9,6 +9,7 @@ use crate::commit::InFlight;
 use crate::config::{CookieConfig, SessionConfig, TokenSource};
 use crate::csrf::CsrfKeys;
 use crate::event::Events;
+use crate::live::Registry;
 use crate::origin::Origin;
 use crate::rejection::{Renderer, Scheme};
 use crate::store::{LayerStore, MemoryStore, SessionStore};
@@ -50,6 +51,9 @@ pub(crate) struct LayerState {
     scheme: Scheme,
     /// [`SessionConfig::insecure_local_development`]: loopback hosts only, plain http.
     local_development: bool,
+    /// The open live handles: the store's own registry when it notifies, else one of this
+    /// layer's, which only expiry ends.
+    live: Arc<Registry>,
 }
 
 /// The expiry rules in whole seconds: what the commit decision needs of the configuration.
@@ -96,7 +100,7 @@ impl LayerState {
             local_development: config.insecure_local_development,
             render: config.render.clone(),
             binding: Binding::new(&config),
-            store: LayerStore::Memory(store),
+            store: LayerStore::Memory(store.clone()),
             store_on_layer_clock: true,
             clock: config.clock.clone(),
             cookie_codec: TokenCodec::new(
@@ -125,13 +129,20 @@ impl LayerState {
                 .filter_map(|o| Origin::parse(o))
                 .collect(),
             in_flight: Arc::default(),
+            live: store.live_registry().clone(),
         }
     }
 
     /// The same state on another store.
     pub(crate) fn with_store(&self, store: impl SessionStore) -> Self {
+        let store = LayerStore::new(store);
+        let live = match &store {
+            LayerStore::Memory(memory) => memory.live_registry().clone(),
+            LayerStore::Dyn(_) => Arc::default(),
+        };
         Self {
-            store: LayerStore::new(store),
+            store,
+            live,
             store_on_layer_clock: false,
             ..self.clone()
         }
@@ -150,6 +161,16 @@ impl LayerState {
     /// The current time on the layer's clock (Unix seconds).
     pub(crate) fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// The layer's clock, for live handles' deadlines.
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    /// Where live handles of this layer's sessions register.
+    pub(crate) fn live_registry(&self) -> &Arc<Registry> {
+        &self.live
     }
 
     /// Where tokens are looked for, in order.

@@ -3,8 +3,13 @@
 //! Kept apart from `main.rs` so the end-to-end tests serve exactly this router; the HTML is
 //! rendered in `pages.rs`.
 
+#[path = "live.rs"]
+mod live;
 #[path = "pages.rs"]
 mod pages;
+
+#[allow(unused_imports)] // `main` uses it; the end-to-end tests do not
+pub use live::close_sockets as close_live_sockets;
 
 use axum::extract::{Form, Query};
 use axum::http::StatusCode;
@@ -66,6 +71,8 @@ pub fn routes(web: SessionLayer, api: SessionLayer) -> Router {
         .route("/sessions", get(sessions))
         .route("/sessions/logout", post(logout_one))
         .route("/sessions/logout-all", post(logout_all))
+        .route("/scopes/beta", post(toggle_beta))
+        .merge(live::routes())
         .nest("/api/session", browser::session_api())
         .merge(admin_routes())
         .layer(web);
@@ -229,6 +236,17 @@ async fn logout(session: Session, _: CsrfProtected<Form<()>>) -> Redirect {
     session.logout();
     session.flash(Flash::info("Signed out."));
     Redirect::to("/")
+}
+
+/// Grants or withdraws the scope `beta`: a privilege change that keeps the session (the
+/// live page shows the new scopes without reconnecting).
+async fn toggle_beta(session: Session, _: CsrfProtected<Form<()>>) -> Redirect {
+    let mut scopes = session.scopes();
+    if !scopes.remove("beta") {
+        scopes.insert("beta".to_owned());
+    }
+    session.set_scopes(scopes);
+    Redirect::to("/live")
 }
 
 async fn counter(session: Session, _: CsrfProtected<Form<()>>) -> Redirect {

@@ -75,4 +75,6 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+    // WebSockets first: the graceful shutdown does not wait for upgraded connections.
+    app::close_live_sockets().await;
 }

@@ -43,6 +43,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 pub use crate::scope::ScopeSet;
+pub(crate) use csrf::check_upgrade_origin;
 pub use csrf::{CsrfLayer, CsrfProtected, CSRF_FIELD, CSRF_HEADER};
 pub use return_to::{safe_return_to, ReturnTo};
 pub use scopes::{AnyScope, RequireScopes, ScopeLayer};

@@ -284,6 +284,16 @@ impl LayerStore {
         }
     }
 
+    /// Whether `key` holds a live record, when the store can tell without I/O; `true` when
+    /// it cannot (a live handle then learns of a gone session from the store's notice or
+    /// its deadline).
+    pub(crate) fn is_live_now(&self, key: &StoreKey) -> bool {
+        match self {
+            Self::Memory(store) => store.is_live_now(key),
+            Self::Dyn(_) => true,
+        }
+    }
+
     pub(crate) fn session_count(&self) -> Option<usize> {
         match self {
             Self::Memory(store) => Some(store.len()),

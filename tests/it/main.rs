@@ -9,6 +9,7 @@ mod csrf;
 mod events;
 mod first_hour;
 mod guards;
+mod live;
 mod memory_store_bounds;
 #[cfg(all(feature = "redis", feature = "test-util"))]
 mod redis_faults;

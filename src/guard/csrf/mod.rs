@@ -99,6 +99,35 @@ fn needs_token(parts: &Parts, session: &Session) -> Result<bool, CsrfRejection> 
     Ok(true)
 }
 
+/// The Origin rule of a WebSocket upgrade ([`LiveUpgrade`](crate::live::LiveUpgrade)): an
+/// upgrade not authenticated by a bearer or header token must show an allowed `Origin`.
+/// Reads only the request and the verified token, never the store.
+pub(crate) fn check_upgrade_origin(parts: &Parts, session: &Session) -> Result<(), CsrfRejection> {
+    let upgrade = parts
+        .headers
+        .get_all(http::header::UPGRADE)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if !upgrade {
+        return Ok(());
+    }
+    if session.token_source().is_some_and(|s| !s.is_ambient()) {
+        return Ok(());
+    }
+    // Browsers always send Origin with a WebSocket handshake: one without it is not a
+    // browser, and a cookie is no credential for a client that is not.
+    if !parts.headers.contains_key(http::header::ORIGIN) {
+        return Err(reported(session, OriginNotAllowed::default().into()));
+    }
+    let layer = session.layer();
+    let allowed = Allowed {
+        trusted: layer.trusted_origins(),
+        secure: layer.cookie().is_secure(),
+        loopback_http: layer.local_development(),
+    };
+    check_origin(parts, allowed).map_err(|r| reported(session, r))
+}
+
 /// Rule 4: some candidate must verify; `Missing` when there was none at all.
 fn check_tokens<'a>(
     session: &Session,

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{StoreError, StoreErrorKind};
+use crate::live::{EndReason, Registry};
 use crate::principal::Principal;
 use crate::record::{Record, SessionInfo};
 use crate::store::{
@@ -64,6 +65,8 @@ struct Inner {
     /// two concurrent logins cannot both take the last place. Lock order: gate, then one
     /// shard, then the index; never the index while taking a shard.
     gate: Mutex<()>,
+    /// The live handles of this store's sessions, told of every end, move and eviction.
+    live: Arc<Registry>,
 }
 
 #[derive(Clone)]
@@ -117,6 +120,7 @@ impl MemoryStore {
                 },
                 index: Mutex::new(HashMap::new()),
                 gate: Mutex::new(()),
+                live: Arc::default(),
             }),
         }
     }
@@ -324,6 +328,7 @@ impl MemoryStore {
         }
         for (key, entry) in &evicted {
             self.unindex(*key, entry.principal());
+            self.inner.live.ended(*key, EndReason::Evicted);
         }
     }
 
@@ -399,6 +404,7 @@ impl MemoryStore {
                     tracing::debug!(session = %key, "session limit: evicting oldest");
                     self.shard(&key).pop(&key);
                     self.unindex(key, record.principal());
+                    self.inner.live.ended(key, EndReason::SessionLimit);
                 }
                 Ok(())
             }
@@ -449,6 +455,10 @@ impl MemoryStore {
             }
         };
         shard.patch(key, patch);
+        drop(shard);
+        self.inner
+            .live
+            .moved(key, key, patch.principal(), patch.last_seen());
         if let Some(owner) = new_owner.filter(|o| before.as_ref() != Some(o)) {
             lock(&self.inner.index)
                 .entry(owner)
@@ -506,9 +516,13 @@ impl MemoryStore {
             self.shard(&from).push(from, original);
             return Ok(CommitOutcome::Collision);
         }
+        let principal = record.principal().cloned();
         self.insert(&mut shard, to, record, joined);
         drop(shard);
         self.unindex(from, original.principal());
+        self.inner
+            .live
+            .moved(from, to, Some(principal.as_ref()), patch.last_seen());
         Ok(CommitOutcome::Applied)
     }
 }
@@ -532,6 +546,16 @@ impl MemoryStore {
         self.touch(key, now)
     }
 
+    /// The registry of the live handles of this store's sessions.
+    pub(crate) fn live_registry(&self) -> &Arc<Registry> {
+        &self.inner.live
+    }
+
+    /// Whether `key` holds a live record now, without counting as a use.
+    pub(crate) fn is_live_now(&self, key: &StoreKey) -> bool {
+        self.is_live(key, self.now())
+    }
+
     /// [`SessionStore::update`] without the future.
     pub(crate) fn update_now(&self, key: &StoreKey, field: &str, update: Update) -> UpdateOutcome {
         self.update_at(key, field, update, self.now())
@@ -553,6 +577,7 @@ impl MemoryStore {
                 if let Some(entry) = removed {
                     self.unindex(key, entry.principal());
                 }
+                self.inner.live.ended(key, EndReason::Deleted);
                 Ok(CommitOutcome::Applied)
             }
         }
@@ -612,6 +637,10 @@ impl SessionStore for MemoryStore {
                 .is_some_and(|r| r.principal().is_some_and(|p| p.index_key() == principal));
             if owned && shard.pop(&key).is_some_and(|r| !r.is_expired(now)) {
                 deleted += 1;
+            }
+            drop(shard);
+            if owned {
+                self.inner.live.ended(key, EndReason::LoggedOutEverywhere);
             }
         }
         Ok(deleted)

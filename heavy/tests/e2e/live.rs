@@ -1,0 +1,296 @@
+//! The demo's live page on a real loopback server, with a real WebSocket client: every cause
+//! that ends a session closes `/live/ws` with 4001 and its reason, a scope change arrives on
+//! the open socket, and the upgrade is refused (401 / 403) without a session or from a
+//! foreign origin.
+
+use std::time::Duration;
+
+use axum_tessera::store::MemoryStore;
+use axum_tessera::Key;
+use futures_util::StreamExt as _;
+use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::redirect::Policy;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::app;
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The demo with an idle timeout of `idle` seconds; answers its base URL.
+async fn start(idle: u64) -> String {
+    let (web, api) = app::dev_configs(Key::generate());
+    let web = web.idle_timeout(Duration::from_secs(idle));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app::router(web, api, MemoryStore::new()))
+            .await
+            .unwrap();
+    });
+    format!("127.0.0.1:{}", addr.port())
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn session_cookie(res: &reqwest::Response) -> Option<String> {
+    res.headers().get_all(SET_COOKIE).iter().find_map(|v| {
+        let pair = v.to_str().ok()?.split(';').next()?;
+        pair.starts_with("tessera=").then(|| pair.to_owned())
+    })
+}
+
+fn field<'a>(page: &'a str, name: &str) -> Vec<&'a str> {
+    page.split(&format!("name=\"{name}\" value=\""))
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect()
+}
+
+/// Signs in as `user` (password = name) from a fresh browser; answers its cookie.
+async fn sign_in(base: &str, user: &str) -> String {
+    let http = http();
+    let res = http.get(format!("http://{base}/")).send().await.unwrap();
+    let anon = session_cookie(&res).unwrap();
+    let token = field(&res.text().await.unwrap(), "csrf_token")[0].to_owned();
+    relogin(base, &anon, user, &token).await
+}
+
+async fn relogin(base: &str, cookie: &str, user: &str, csrf: &str) -> String {
+    let res = http()
+        .post(format!("http://{base}/login"))
+        .header(COOKIE, cookie)
+        .form(&[("username", user), ("password", user), ("csrf_token", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    session_cookie(&res).expect("login sets the cookie")
+}
+
+async fn csrf(base: &str, cookie: &str) -> String {
+    let me: Value = http()
+        .get(format!("http://{base}/me"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    me["csrf_token"].as_str().unwrap().to_owned()
+}
+
+/// A CSRF-protected form post as `cookie`, with `fields` besides the token.
+async fn post(base: &str, cookie: &str, path: &str, fields: &[(&str, &str)]) {
+    let token = csrf(base, cookie).await;
+    let mut form = vec![("csrf_token", token.as_str())];
+    form.extend_from_slice(fields);
+    let res = http()
+        .post(format!("http://{base}{path}"))
+        .header(COOKIE, cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.status().is_redirection() || res.status().is_success(),
+        "{path}: {}",
+        res.status()
+    );
+}
+
+async fn connect(base: &str, cookie: Option<&str>, origin: &str) -> Result<Socket, WsError> {
+    let mut req = format!("ws://{base}/live/ws")
+        .into_client_request()
+        .unwrap();
+    if let Some(c) = cookie {
+        req.headers_mut().insert("cookie", c.parse().unwrap());
+    }
+    req.headers_mut().insert("origin", origin.parse().unwrap());
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+async fn open(base: &str, cookie: &str) -> Socket {
+    connect(base, Some(cookie), &format!("http://{base}"))
+        .await
+        .expect("the upgrade succeeds")
+}
+
+/// The next frame, within `secs` seconds.
+async fn frame(ws: &mut Socket, secs: u64) -> Message {
+    tokio::time::timeout(Duration::from_secs(secs), ws.next())
+        .await
+        .expect("a frame in time")
+        .expect("the socket is open")
+        .expect("a valid frame")
+}
+
+async fn json(ws: &mut Socket) -> Value {
+    match frame(ws, 3).await {
+        Message::Text(text) => serde_json::from_str(&text).unwrap(),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+/// Skips data frames until the close frame (within `secs` seconds); answers code and reason.
+async fn close_of(ws: &mut Socket, secs: u64) -> (u16, String) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match frame(ws, left.as_secs().max(1)).await {
+            Message::Close(Some(f)) => return (f.code.into(), f.reason.to_string()),
+            Message::Close(None) => panic!("a close frame without a code"),
+            _ => assert!(
+                tokio::time::Instant::now() < deadline,
+                "no close in {secs} s"
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn live_ws_pushes_user_scopes_and_count_right_away() {
+    let base = start(1800).await;
+    let cookie = sign_in(&base, "admin").await;
+    let mut ws = open(&base, &cookie).await;
+    let first = json(&mut ws).await;
+    assert_eq!(first["user"], "admin");
+    assert_eq!(first["scopes"], serde_json::json!(["admin"]));
+    assert_eq!(first["n"], 1);
+    assert_eq!(json(&mut ws).await["n"], 2, "about once a second");
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn live_ws_closes_4001_with_the_cause_of_each_end() {
+    struct Case {
+        name: &'static str,
+        expect: &'static str,
+    }
+    let cases = [
+        Case {
+            name: "logout",
+            expect: "logged out",
+        },
+        Case {
+            name: "logout everywhere from another device",
+            expect: "logged out everywhere",
+        },
+        Case {
+            name: "ended from another device",
+            expect: "ended elsewhere",
+        },
+        Case {
+            name: "login as another user",
+            expect: "signed in as another user",
+        },
+    ];
+    let base = start(1800).await;
+    for case in cases {
+        let cookie = sign_in(&base, "alice").await;
+        let mut ws = open(&base, &cookie).await;
+        json(&mut ws).await;
+        match case.name {
+            "logout" => post(&base, &cookie, "/logout", &[]).await,
+            "logout everywhere from another device" => {
+                let other = sign_in(&base, "alice").await;
+                post(&base, &other, "/sessions/logout-all", &[]).await;
+            }
+            "ended from another device" => {
+                let other = sign_in(&base, "alice").await;
+                let page = http()
+                    .get(format!("http://{base}/sessions"))
+                    .header(COOKIE, &other)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                // Every row but the other device's own ("this one").
+                for row in page.split("<tr class=\"session\">").skip(1) {
+                    if !row.contains("(this one)") {
+                        let key = field(row, "session")[0];
+                        post(&base, &other, "/sessions/logout", &[("session", key)]).await;
+                    }
+                }
+            }
+            _ => {
+                let token = csrf(&base, &cookie).await;
+                relogin(&base, &cookie, "admin", &token).await;
+            }
+        }
+        assert_eq!(
+            close_of(&mut ws, 2).await,
+            (4001, case.expect.to_owned()),
+            "{}",
+            case.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn live_ws_closes_4001_expired_at_the_idle_timeout() {
+    let base = start(2).await;
+    let cookie = sign_in(&base, "alice").await;
+    let mut ws = open(&base, &cookie).await;
+    // The socket's own pushes are no activity: the session expires 2 s after the login.
+    assert_eq!(close_of(&mut ws, 5).await, (4001, "expired".to_owned()));
+}
+
+#[tokio::test]
+async fn live_ws_delivers_a_scope_change_and_stays_open() {
+    let base = start(1800).await;
+    let cookie = sign_in(&base, "alice").await;
+    let mut ws = open(&base, &cookie).await;
+    assert_eq!(json(&mut ws).await["scopes"], serde_json::json!([]));
+    post(&base, &cookie, "/scopes/beta", &[]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let msg = json(&mut ws).await;
+        if msg["scopes"] == serde_json::json!(["beta"]) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no scope change: {msg}"
+        );
+    }
+    json(&mut ws).await; // still pushing
+}
+
+#[tokio::test]
+async fn live_ws_refuses_without_session_401_and_cross_origin_403() {
+    let base = start(1800).await;
+    let status = |r: Result<Socket, WsError>| match r {
+        Err(WsError::Http(res)) => res.status().as_u16(),
+        Err(other) => panic!("{other}"),
+        Ok(_) => 101,
+    };
+    let own = format!("http://{base}");
+    assert_eq!(status(connect(&base, None, &own).await), 401, "no session");
+    let cookie = sign_in(&base, "alice").await;
+    let evil = "http://evil.example";
+    assert_eq!(
+        status(connect(&base, Some(&cookie), evil).await),
+        403,
+        "foreign origin"
+    );
+    assert_eq!(
+        status(connect(&base, None, evil).await),
+        403,
+        "foreign origin, no session"
+    );
+    assert_eq!(status(connect(&base, Some(&cookie), &own).await), 101);
+}
