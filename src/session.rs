@@ -17,14 +17,14 @@ use crate::error::StoreError;
 use crate::event::{EventKind, RotateReason, Subject};
 use crate::live::EndReason;
 use crate::principal::Principal;
-use crate::record::{Record, SessionInfo};
+use crate::record::Record;
 use crate::rejection::{prefers_json_in, Capture, Challenge};
 use crate::state::LayerState;
-use crate::store::Commit;
 use crate::token::{SessionId, StoreKey};
 use crate::transport::{Incoming, Presented, Transport};
 
 mod consent;
+mod devices;
 mod lifetime;
 
 /// What the layer puts into request extensions. Private, so the only way to a [`Session`] is
@@ -624,84 +624,6 @@ impl Session {
         st.id
             .get()
             .is_some_and(|id| self.inner.layer.csrf().verify(id, token))
-    }
-
-    /// Lists the live sessions of this session's principal (empty when anonymous).
-    ///
-    /// # Errors
-    ///
-    /// When the store fails.
-    pub async fn sessions_of_principal(&self) -> Result<Vec<SessionInfo>, StoreError> {
-        let Some(p) = self.principal() else {
-            return Ok(Vec::new());
-        };
-        let absolute = self.inner.layer.timeouts().absolute;
-        let list = self.inner.layer.store().sessions_of(&p.index_key()).await?;
-        Ok(list
-            .into_iter()
-            .map(|info| info.with_absolute_timeout(absolute))
-            .collect())
-    }
-
-    /// Ends one session of this session's principal, named by its store key (as listed by
-    /// [`Session::sessions_of_principal`]): "log out that device". Answers `false`, deleting
-    /// nothing, when the key is not a live session of the same principal, so a user can never
-    /// end someone else's session. Ending the current session works like [`Session::logout`].
-    ///
-    /// # Errors
-    ///
-    /// When the store fails.
-    pub async fn logout_session(&self, key: StoreKey) -> Result<bool, StoreError> {
-        let owned = self
-            .sessions_of_principal()
-            .await?
-            .iter()
-            .any(|info| info.key() == key);
-        if !owned {
-            return Ok(false);
-        }
-        if self.lock().stored == Some(key) {
-            self.logout();
-            return Ok(true);
-        }
-        self.inner
-            .layer
-            .live_registry()
-            .hint(key, EndReason::EndedElsewhere);
-        self.inner
-            .layer
-            .store()
-            .commit(Commit::Delete { key }, None)
-            .await?;
-        let now = self.inner.layer.now();
-        let principal = self.principal();
-        self.report(
-            EventKind::Destroyed,
-            Some(key),
-            principal.as_ref().map(Principal::id),
-            now,
-        );
-        Ok(true)
-    }
-
-    /// Deletes every session of this session's principal, this one included ("log out
-    /// everywhere"), and answers how many were deleted.
-    ///
-    /// # Errors
-    ///
-    /// When the store fails.
-    pub async fn logout_everywhere(&self) -> Result<u64, StoreError> {
-        let Some(p) = self.principal() else {
-            return Ok(0);
-        };
-        let n = self
-            .inner
-            .layer
-            .store()
-            .delete_sessions_of(&p.index_key())
-            .await?;
-        self.destroy();
-        Ok(n)
     }
 }
 
