@@ -191,9 +191,15 @@ pub use record::SessionInfo;
 pub use scope::{Authenticated, Scope};
 pub use session::Session;
 
-/// Every Rust block of README.md, compiled as a doctest (the Redis recipe needs its feature,
+/// Every Rust block of README.md, compiled as a doctest (the store recipes need their features,
 /// and CI builds with all of them).
-#[cfg(all(doctest, feature = "redis", feature = "test-util"))]
+#[cfg(all(
+    doctest,
+    feature = "redis",
+    feature = "postgres",
+    feature = "sqlite",
+    feature = "test-util"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
