@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_tessera::config::TokenSource;
 use axum_tessera::guard::safe_return_to;
-use axum_tessera::store::{MemoryStore, StoreKey};
+use axum_tessera::store::{MemoryStore, SessionStore, StoreKey};
 use axum_tessera::{
     browser, scope, Authenticated, CsrfProtected, Flash, Key, Principal, RequireScopes, Session,
     SessionConfig, SessionEvent, SessionLayer,
@@ -52,7 +52,7 @@ pub fn router(web: SessionConfig, api: SessionConfig, store: MemoryStore) -> Rou
 pub fn layers(
     web: SessionConfig,
     api: SessionConfig,
-    store: MemoryStore,
+    store: impl SessionStore + Clone,
 ) -> (SessionLayer, SessionLayer) {
     (
         SessionLayer::new(web).with_store(store.clone()),

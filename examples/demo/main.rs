@@ -1,6 +1,10 @@
 //! `cargo run --example demo`: the axum-tessera demo on http://127.0.0.1:3000 (or `DEMO_ADDR`).
 //!
-//! Uses the embedded MemoryStore and `SessionConfig::insecure_local_development()` (cookie
+//! `DEMO_STORE` picks the store: unset or `memory` (the embedded MemoryStore),
+//! `redis://host:port` (`--features redis`), `sqlite://<path>` (`--features sqlite`; the
+//! file is created when missing) or `postgres://...` (`--features postgres`).
+//!
+//! Uses `SessionConfig::insecure_local_development()` (cookie
 //! `tessera` without `Secure`) so it works over http on localhost, and only there: requests
 //! for any other host are refused. Set `TESSERA_SECRET` (32+ bytes, raw or
 //! base64) so tokens stay valid across restarts (the sessions themselves live in memory and
@@ -8,8 +12,12 @@
 //! gracefully: requests in flight and their commits finish first.
 
 mod app;
+mod store_from_url;
 
 use axum_tessera::store::MemoryStore;
+
+/// How often a store drops expired sessions.
+const SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
 use axum_tessera::Key;
 
 #[tokio::main]
@@ -36,14 +44,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         app::idle_timeout().as_secs()
     );
     println!("production drops insecure_local_development(): `__Host-tessera`, Secure");
-    let store = MemoryStore::new();
-    let _sweeper = store.spawn_sweeper(std::time::Duration::from_secs(60));
+    let (web, api) = match std::env::var("DEMO_STORE").as_deref() {
+        Err(_) | Ok("") | Ok("memory") => {
+            let store = MemoryStore::new();
+            let _sweeper = store.spawn_sweeper(SWEEP);
+            app::layers(web, api, store)
+        }
+        Ok(url) => store_from_url::layers(url, web, api).await?,
+    };
 
     let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("demo listening on http://{}", listener.local_addr()?);
     println!("users: alice/alice (no scopes), admin/admin (scope `admin`)");
-    let (web, api) = app::layers(web, api, store);
     let app = app::routes(web.clone(), api.clone());
     // Ctrl-C or SIGTERM: stop accepting, let requests in flight finish, then wait for the
     // commits of clients that went away mid-request, so no acknowledged write is lost.
