@@ -17,6 +17,7 @@ use crate::store::{
 };
 use crate::token::StoreKey;
 
+mod index;
 mod shard;
 
 use shard::{Entry, Shard};
@@ -329,85 +330,6 @@ impl MemoryStore {
         for (key, entry) in &evicted {
             self.unindex(*key, entry.principal());
             self.inner.live.ended(*key, EndReason::Evicted);
-        }
-    }
-
-    fn unindex(&self, key: StoreKey, principal: Option<&Principal>) {
-        let Some(p) = principal else { return };
-        let mut index = lock(&self.inner.index);
-        if let Some(keys) = index.get_mut(&p.index_key()) {
-            keys.remove(&key);
-            if keys.is_empty() {
-                index.remove(&p.index_key());
-            }
-        }
-    }
-
-    fn joined(&self, principal: &str, key: &StoreKey) -> Option<i64> {
-        lock(&self.inner.index)
-            .get(principal)
-            .and_then(|keys| keys.get(key).copied())
-    }
-
-    /// Holds the gate when a limit is set: see [`Inner::gate`].
-    fn gate(&self) -> Option<MutexGuard<'_, ()>> {
-        self.inner.options.limit.map(|_| lock(&self.inner.gate))
-    }
-
-    /// The live sessions of `principal` with the time each joined, oldest first; drops stale
-    /// index entries on the way.
-    fn live_sessions(&self, principal: &str, now: i64) -> Vec<(i64, StoreKey, Record)> {
-        let keys: Vec<(StoreKey, i64)> = lock(&self.inner.index)
-            .get(principal)
-            .map(|keys| keys.iter().map(|(k, j)| (*k, *j)).collect())
-            .unwrap_or_default();
-        let mut live = Vec::new();
-        let mut stale = Vec::new();
-        for (key, joined) in keys {
-            match self.peek_live(&key, now) {
-                Some(r) if r.principal().is_some_and(|p| p.index_key() == principal) => {
-                    live.push((joined, key, r));
-                }
-                _ => stale.push(key),
-            }
-        }
-        if !stale.is_empty() {
-            let mut index = lock(&self.inner.index);
-            if let Some(keys) = index.get_mut(principal) {
-                for key in &stale {
-                    keys.remove(key);
-                }
-                if keys.is_empty() {
-                    index.remove(principal);
-                }
-            }
-        }
-        live.sort_by_key(|(joined, key, _)| (*joined, *key));
-        live
-    }
-
-    /// Makes room for one more session of `principal` under the configured limit. The
-    /// caller holds the gate.
-    fn make_room(&self, principal: &str, now: i64) -> Result<(), StoreError> {
-        let Some((max, policy)) = self.inner.options.limit else {
-            return Ok(());
-        };
-        let live = self.live_sessions(principal, now);
-        let excess = (live.len() + 1).saturating_sub(max);
-        if excess == 0 {
-            return Ok(());
-        }
-        match policy {
-            LimitPolicy::Reject => Err(StoreError::from_kind(StoreErrorKind::LimitReached)),
-            LimitPolicy::EvictOldest => {
-                for (_, key, record) in live.into_iter().take(excess) {
-                    tracing::debug!(session = %key, "session limit: evicting oldest");
-                    self.shard(&key).pop(&key);
-                    self.unindex(key, record.principal());
-                    self.inner.live.ended(key, EndReason::SessionLimit);
-                }
-                Ok(())
-            }
         }
     }
 
