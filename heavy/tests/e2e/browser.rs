@@ -21,6 +21,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
 use crate::app;
+pub(crate) use crate::http::serve;
 
 /// How long a page may take to show an expected element before the test gives up: a bound
 /// against hanging, not a performance assertion.
@@ -116,13 +117,6 @@ pub(crate) async fn connect(driver: &Driver, chromium: &Path) -> Client {
         .connect(&driver.url)
         .await
         .expect("a WebDriver session")
-}
-
-pub(crate) async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    addr
 }
 
 /// A page on another origin with a form that posts to the demo's counter, carrying a real

@@ -3,37 +3,16 @@
 use axum_tessera::store::MemoryStore;
 use axum_tessera::Key;
 use reqwest::header::{COOKIE, SET_COOKIE};
-use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::app;
+use crate::http::{client, serve, session_cookie};
 
 async fn start() -> String {
     let (web, api) = app::dev_configs(Key::generate());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, app::router(web, api, MemoryStore::new()))
-            .await
-            .unwrap();
-    });
+    let addr = serve(app::router(web, api, MemoryStore::new())).await;
     format!("http://{addr}")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn session_cookie(res: &reqwest::Response) -> Option<String> {
-    res.headers().get_all(SET_COOKIE).iter().find_map(|v| {
-        let v = v.to_str().ok()?;
-        let pair = v.split(';').next()?;
-        pair.starts_with("tessera=").then(|| pair.to_owned())
-    })
 }
 
 /// The session's CSRF token, as the pages embed it (`/me` returns the same kind of token).

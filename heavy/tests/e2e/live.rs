@@ -8,8 +8,7 @@ use std::time::Duration;
 use axum_tessera::store::MemoryStore;
 use axum_tessera::Key;
 use futures_util::StreamExt as _;
-use reqwest::header::{COOKIE, SET_COOKIE};
-use reqwest::redirect::Policy;
+use reqwest::header::COOKIE;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -17,6 +16,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::app;
+use crate::http::{client as http, serve, session_cookie};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -24,28 +24,8 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 async fn start(idle: u64) -> String {
     let (web, api) = app::dev_configs(Key::generate());
     let web = web.idle_timeout(Duration::from_secs(idle));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, app::router(web, api, MemoryStore::new()))
-            .await
-            .unwrap();
-    });
+    let addr = serve(app::router(web, api, MemoryStore::new())).await;
     format!("127.0.0.1:{}", addr.port())
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn session_cookie(res: &reqwest::Response) -> Option<String> {
-    res.headers().get_all(SET_COOKIE).iter().find_map(|v| {
-        let pair = v.to_str().ok()?.split(';').next()?;
-        pair.starts_with("tessera=").then(|| pair.to_owned())
-    })
 }
 
 fn field<'a>(page: &'a str, name: &str) -> Vec<&'a str> {

@@ -14,6 +14,7 @@ mod support;
 
 mod browser;
 mod demo;
+mod http;
 mod live;
 mod real_connection;
 mod return_to;

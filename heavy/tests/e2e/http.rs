@@ -1,0 +1,33 @@
+//! What the end-to-end modules share to talk to a real server: a loopback server for a
+//! router, an HTTP client that shows redirects instead of following them, and the demo's
+//! session cookie as a client sends it back.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use reqwest::header::SET_COOKIE;
+use reqwest::redirect::Policy;
+
+/// Serves `router` on a free loopback port until the test ends; answers the address.
+pub(crate) async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// A client that does not follow redirects, so a test sees each 303.
+pub(crate) fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The demo's session cookie set by `res` (`tessera=<token>`), if any.
+pub(crate) fn session_cookie(res: &reqwest::Response) -> Option<String> {
+    res.headers().get_all(SET_COOKIE).iter().find_map(|v| {
+        let pair = v.to_str().ok()?.split(';').next()?;
+        pair.starts_with("tessera=").then(|| pair.to_owned())
+    })
+}
