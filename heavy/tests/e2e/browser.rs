@@ -34,6 +34,24 @@ pub(crate) fn on_path(names: &[&str]) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// ChromeDriver and Chromium from PATH. Missing, the browser tests skip with a message,
+/// except under `CI=true`, where they fail: CI must never pass without running them.
+pub(crate) fn browser_tools() -> Option<(PathBuf, PathBuf)> {
+    let found = (
+        on_path(&["chromedriver"]),
+        on_path(&["chromium", "chromium-browser"]),
+    );
+    if let (Some(driver), Some(browser)) = found {
+        return Some((driver, browser));
+    }
+    assert!(
+        !in_ci(),
+        "CI=true but chromium/chromedriver are missing: apt-get install chromium chromium-driver"
+    );
+    eprintln!("skipping: chromium and chromedriver are not on PATH");
+    None
+}
+
 pub(crate) fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
@@ -281,15 +299,7 @@ async fn scenario(client: Client, demo: SocketAddr, evil: SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_in_headless_chromium() {
-    let (Some(chromedriver), Some(chromium)) = (
-        on_path(&["chromedriver"]),
-        on_path(&["chromium", "chromium-browser"]),
-    ) else {
-        assert!(
-            !in_ci(),
-            "CI=true but chromium/chromedriver are missing: apt-get install chromium chromium-driver"
-        );
-        eprintln!("skipping: chromium and chromedriver are not on PATH");
+    let Some((chromedriver, chromium)) = browser_tools() else {
         return;
     };
 

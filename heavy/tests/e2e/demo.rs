@@ -7,26 +7,12 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::app;
-use crate::http::{client, serve, session_cookie};
+use crate::http::{client, csrf, serve, session_cookie};
 
 async fn start() -> String {
     let (web, api) = app::dev_configs(Key::generate());
     let addr = serve(app::router(web, api, MemoryStore::new())).await;
     format!("http://{addr}")
-}
-
-/// The session's CSRF token, as the pages embed it (`/me` returns the same kind of token).
-async fn csrf(http: &reqwest::Client, base: &str, cookie: &str) -> String {
-    let me: Value = http
-        .get(format!("{base}/me"))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    me["csrf_token"].as_str().unwrap().to_owned()
 }
 
 /// The hidden `csrf_token` field of a page's first form.

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use axum::Router;
-use reqwest::header::SET_COOKIE;
+use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::redirect::Policy;
 
 /// Serves `router` on a free loopback port until the test ends; answers the address.
@@ -30,4 +30,19 @@ pub(crate) fn session_cookie(res: &reqwest::Response) -> Option<String> {
         let pair = v.to_str().ok()?.split(';').next()?;
         pair.starts_with("tessera=").then(|| pair.to_owned())
     })
+}
+
+/// The CSRF token of the session `cookie` names, as the demo's `/me` reports it (the same
+/// kind of token its pages embed).
+pub(crate) async fn csrf(http: &reqwest::Client, base: &str, cookie: &str) -> String {
+    let me: serde_json::Value = http
+        .get(format!("{base}/me"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    me["csrf_token"].as_str().unwrap().to_owned()
 }

@@ -57,16 +57,7 @@ async fn relogin(base: &str, cookie: &str, user: &str, csrf: &str) -> String {
 }
 
 async fn csrf(base: &str, cookie: &str) -> String {
-    let me: Value = http()
-        .get(format!("http://{base}/me"))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    me["csrf_token"].as_str().unwrap().to_owned()
+    crate::http::csrf(&http(), &format!("http://{base}"), cookie).await
 }
 
 /// A CSRF-protected form post as `cookie`, with `fields` besides the token.

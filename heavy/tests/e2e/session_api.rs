@@ -14,7 +14,7 @@ use fantoccini::{Client, Locator};
 use serde_json::Value;
 
 use crate::app;
-use crate::browser::{connect, in_ci, on_path, serve, start_driver, text_of, PAGE_WAIT};
+use crate::browser::{browser_tools, connect, serve, start_driver, text_of, PAGE_WAIT};
 
 /// The demo's idle timeout in this test.
 const IDLE: i64 = 5;
@@ -198,15 +198,7 @@ async fn scenario(client: Client, base: String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_client_in_headless_chromium() {
-    let (Some(chromedriver), Some(chromium)) = (
-        on_path(&["chromedriver"]),
-        on_path(&["chromium", "chromium-browser"]),
-    ) else {
-        assert!(
-            !in_ci(),
-            "CI=true but chromium/chromedriver are missing: apt-get install chromium chromium-driver"
-        );
-        eprintln!("skipping: chromium and chromedriver are not on PATH");
+    let Some((chromedriver, chromium)) = browser_tools() else {
         return;
     };
 
