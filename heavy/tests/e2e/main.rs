@@ -16,6 +16,7 @@ mod browser;
 mod demo;
 mod http;
 mod live;
+mod live_browser;
 mod real_connection;
 mod return_to;
 mod session_api;

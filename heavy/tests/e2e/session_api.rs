@@ -52,7 +52,8 @@ const BANNER_WARNS: &str = "const b = document.getElementById('session-banner');
      return !b.hidden && /ends in \\d+ s/.test(b.textContent)";
 const BANNER_HIDDEN: &str = "return document.getElementById('session-banner').hidden";
 
-async fn sign_in(client: &Client, base: &str) {
+/// Signs alice in through the sign-in form and waits for the page's session client.
+pub(crate) async fn sign_in(client: &Client, base: &str) {
     client.goto(&format!("{base}/")).await.unwrap();
     for (id, text) in [("username", "alice"), ("password", "alice")] {
         client
