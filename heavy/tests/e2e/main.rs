@@ -14,9 +14,12 @@ mod support;
 
 mod browser;
 mod demo;
+mod demo_process;
 mod http;
 mod live;
 mod live_browser;
+mod live_client;
+mod live_shutdown;
 mod real_connection;
 mod return_to;
 mod session_api;

@@ -1,0 +1,98 @@
+//! Graceful shutdown of the real demo process with live sockets open: SIGTERM or Ctrl-C
+//! (SIGINT) closes every `/live/ws` with 1001 (going away), never 4001, since the session
+//! lives on; the process exits 0; and the `/live` page in headless Chromium does not show
+//! "signed out" for it.
+
+use std::time::Duration;
+
+use fantoccini::{Client, Locator};
+
+use crate::browser::{browser_tools, connect, start_driver, PAGE_WAIT};
+use crate::demo_process::DemoProcess;
+use crate::http::client as http;
+use crate::live_client::{close_of, first_frame, open, sign_in};
+use crate::session_api::sign_in as browser_sign_in;
+
+/// RFC 6455 "going away".
+const GOING_AWAY: u16 = 1001;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_live_sockets_1001_and_exits_0() {
+    let demo = DemoProcess::start(&[]).await;
+    let base = demo.base().to_owned();
+    let http = http();
+    let alice = sign_in(&http, &base, "alice").await;
+    let admin = sign_in(&http, &base, "admin").await;
+    let mut sockets = vec![
+        open(&base, &alice).await,
+        open(&base, &alice).await,
+        open(&base, &admin).await,
+    ];
+    for ws in &mut sockets {
+        first_frame(ws).await;
+    }
+
+    demo.signal("TERM");
+    for ws in &mut sockets {
+        let (code, reason) = close_of(ws, Duration::from_secs(10)).await;
+        assert_eq!(code, GOING_AWAY, "closed with {code} {reason:?}");
+    }
+    let status = demo.exit_status().await;
+    assert!(status.success(), "the demo exited with {status}");
+}
+
+async fn page_survives_shutdown(client: Client, demo: DemoProcess) {
+    let base = format!("http://{}", demo.base());
+    browser_sign_in(&client, &base).await;
+    client.goto(&format!("{base}/live")).await.unwrap();
+    client
+        .wait()
+        .at_most(PAGE_WAIT)
+        .for_element(Locator::XPath(
+            "//pre[@id='live-log' and contains(., '\"user\":\"alice\"')]",
+        ))
+        .await
+        .expect("the page shows a frame");
+
+    // Ctrl-C, as a developer stops `cargo run --example demo`.
+    demo.signal("INT");
+    client
+        .wait()
+        .at_most(PAGE_WAIT)
+        .for_element(Locator::XPath(
+            "//strong[@id='live-status' and contains(., 'closed (1001)')]",
+        ))
+        .await
+        .expect("the page shows the 1001 close");
+    let status = client
+        .find(Locator::Id("live-status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!status.contains("signed out"), "{status:?}");
+    assert!(
+        client.find(Locator::Id("live-home")).await.is_err(),
+        "no sign-in link after a shutdown"
+    );
+    let exit = demo.exit_status().await;
+    assert!(exit.success(), "the demo exited with {exit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_page_does_not_show_signed_out_on_shutdown() {
+    let Some((chromedriver, chromium)) = browser_tools() else {
+        return;
+    };
+    let demo = DemoProcess::start(&[]).await;
+    let driver = start_driver(&chromedriver).await;
+    let client = connect(&driver, &chromium).await;
+    // Run the scenario apart so the browser is closed even when an assertion fails.
+    let outcome = tokio::spawn(page_survives_shutdown(client.clone(), demo)).await;
+    let _ = client.close().await;
+    drop(driver);
+    if let Err(err) = outcome {
+        std::panic::resume_unwind(err.into_panic());
+    }
+}
