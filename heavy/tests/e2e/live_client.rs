@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::http::session_cookie;
+use crate::http::{csrf, session_cookie};
 
 /// An open `/live/ws`.
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -40,6 +40,23 @@ pub(crate) async fn sign_in(http: &reqwest::Client, base: &str, user: &str) -> S
         .unwrap();
     assert!(res.status().is_redirection(), "login: {}", res.status());
     session_cookie(&res).expect("login sets the cookie")
+}
+
+/// "Log out everywhere" from the devices page's form, as the session `cookie`.
+pub(crate) async fn logout_everywhere(http: &reqwest::Client, base: &str, cookie: &str) {
+    let token = csrf(http, &format!("http://{base}"), cookie).await;
+    let res = http
+        .post(format!("http://{base}/sessions/logout-all"))
+        .header(COOKIE, cookie)
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.status().is_redirection(),
+        "logout-all: {}",
+        res.status()
+    );
 }
 
 /// Opens `/live/ws` as the session `cookie`, from the demo's own origin.
@@ -84,4 +101,50 @@ pub(crate) async fn close_of(ws: &mut Socket, within: Duration) -> (u16, String)
     tokio::time::timeout(within, wait)
         .await
         .expect("a close frame in time")
+}
+
+/// Raises this process's open-file limit to at least `needed` (up to the hard limit), for a
+/// fleet of sockets whose both ends live in this process.
+pub(crate) fn raise_open_files(needed: u64) {
+    let got = rlimit::increase_nofile_limit(needed).expect("setrlimit(RLIMIT_NOFILE)");
+    assert!(
+        got >= needed,
+        "the open-file limit is {got}, {needed} needed: raise the hard limit (ulimit -Hn)"
+    );
+}
+
+/// One user's fleet: `sessions` sessions of `user` (each a device that signed in on its
+/// own), `per_session` open sockets on each, every socket past its first frame. Opened 32 at
+/// a time, which the listener's backlog takes without refusing.
+pub(crate) async fn open_fleet(
+    base: &str,
+    user: &str,
+    sessions: usize,
+    per_session: usize,
+) -> Vec<Socket> {
+    let http = crate::http::client();
+    let mut cookies = Vec::with_capacity(sessions);
+    for _ in 0..sessions {
+        cookies.push(sign_in(&http, base, user).await);
+    }
+    let jobs: Vec<String> = cookies
+        .iter()
+        .flat_map(|c| std::iter::repeat_n(c.clone(), per_session))
+        .collect();
+    let mut sockets = Vec::with_capacity(jobs.len());
+    for batch in jobs.chunks(32) {
+        let mut set = tokio::task::JoinSet::new();
+        for cookie in batch {
+            let (base, cookie) = (base.to_owned(), cookie.clone());
+            set.spawn(async move {
+                let mut ws = open(&base, &cookie).await;
+                first_frame(&mut ws).await;
+                ws
+            });
+        }
+        while let Some(ws) = set.join_next().await {
+            sockets.push(ws.expect("a socket opens"));
+        }
+    }
+    sockets
 }

@@ -19,6 +19,7 @@ mod http;
 mod live;
 mod live_browser;
 mod live_client;
+mod live_fleet;
 mod live_shutdown;
 mod real_connection;
 mod return_to;
