@@ -88,7 +88,7 @@ async fn main() {
         let median = runs[RUNS / 2];
         let worst = runs[RUNS - 1];
         println!(
-            "{sessions} sessions x {per_session} sockets: last close median {} / worst {} \
+            "{sessions} sessions x {per_session} socket(s): last close median {} / worst {} \
              (first close {}, form response {} in the median run); runs: {}",
             ms(median.2),
             ms(worst.2),
