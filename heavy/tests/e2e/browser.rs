@@ -137,6 +137,25 @@ pub(crate) async fn connect(driver: &Driver, chromium: &Path) -> Client {
         .expect("a WebDriver session")
 }
 
+/// Runs `scenario` in a fresh headless Chromium from `tools` ([`browser_tools`]), then closes
+/// the browser and its driver whether the scenario passed or not, and re-raises its panic.
+pub(crate) async fn run_in_browser<F, Fut>(tools: (PathBuf, PathBuf), scenario: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (chromedriver, chromium) = tools;
+    let driver = start_driver(&chromedriver).await;
+    let client = connect(&driver, &chromium).await;
+    // Apart, in its own task, so a failed assertion still reaches the cleanup below.
+    let outcome = tokio::spawn(scenario(client.clone())).await;
+    let _ = client.close().await;
+    drop(driver);
+    if let Err(err) = outcome {
+        std::panic::resume_unwind(err.into_panic());
+    }
+}
+
 /// A page on another origin with a form that posts to the demo's counter, carrying a real
 /// CSRF token of the attacker's own session.
 fn attacker(target: SocketAddr, token: String) -> Router {
@@ -299,7 +318,7 @@ async fn scenario(client: Client, demo: SocketAddr, evil: SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_in_headless_chromium() {
-    let Some((chromedriver, chromium)) = browser_tools() else {
+    let Some(tools) = browser_tools() else {
         return;
     };
 
@@ -317,13 +336,5 @@ async fn demo_in_headless_chromium() {
     let token = own["csrf_token"].as_str().unwrap().to_owned();
     let evil = serve(attacker(demo, token)).await;
 
-    let driver = start_driver(&chromedriver).await;
-    let client = connect(&driver, &chromium).await;
-    // Run the scenario apart so the browser is closed even when an assertion fails.
-    let outcome = tokio::spawn(scenario(client.clone(), demo, evil)).await;
-    let _ = client.close().await;
-    drop(driver);
-    if let Err(err) = outcome {
-        std::panic::resume_unwind(err.into_panic());
-    }
+    run_in_browser(tools, |client| scenario(client, demo, evil)).await;
 }

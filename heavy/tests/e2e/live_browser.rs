@@ -10,12 +10,12 @@ use axum_tessera::Key;
 use fantoccini::{Client, Locator};
 
 use crate::app;
-use crate::browser::{browser_tools, connect, serve, start_driver, text_of, PAGE_WAIT};
+use crate::browser::{browser_tools, run_in_browser, serve, text_of, PAGE_WAIT};
 use crate::session_api::sign_in;
 
 /// Opens `/live` in the current tab and waits until it shows an open socket and a frame of
 /// alice's.
-async fn live_page(client: &Client, base: &str) {
+pub(crate) async fn live_page(client: &Client, base: &str) {
     client.goto(&format!("{base}/live")).await.unwrap();
     client
         .wait()
@@ -71,19 +71,11 @@ async fn scenario(client: Client, base: String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_in_one_tab_signs_the_other_live_tab_out() {
-    let Some((chromedriver, chromium)) = browser_tools() else {
+    let Some(tools) = browser_tools() else {
         return;
     };
     let (web, api) = app::dev_configs(Key::generate());
     let demo = serve(app::router(web, api, MemoryStore::new())).await;
 
-    let driver = start_driver(&chromedriver).await;
-    let client = connect(&driver, &chromium).await;
-    // Run the scenario apart so the browser is closed even when an assertion fails.
-    let outcome = tokio::spawn(scenario(client.clone(), format!("http://{demo}"))).await;
-    let _ = client.close().await;
-    drop(driver);
-    if let Err(err) = outcome {
-        std::panic::resume_unwind(err.into_panic());
-    }
+    run_in_browser(tools, |client| scenario(client, format!("http://{demo}"))).await;
 }

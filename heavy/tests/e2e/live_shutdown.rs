@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 
-use crate::browser::{browser_tools, connect, start_driver, PAGE_WAIT};
+use crate::browser::{browser_tools, run_in_browser, PAGE_WAIT};
 use crate::demo_process::DemoProcess;
 use crate::http::client as http;
+use crate::live_browser::live_page;
 use crate::live_client::{close_of, first_frame, open, sign_in};
 use crate::session_api::sign_in as browser_sign_in;
 
@@ -44,15 +45,7 @@ async fn sigterm_closes_live_sockets_1001_and_exits_0() {
 async fn page_survives_shutdown(client: Client, demo: DemoProcess) {
     let base = format!("http://{}", demo.base());
     browser_sign_in(&client, &base).await;
-    client.goto(&format!("{base}/live")).await.unwrap();
-    client
-        .wait()
-        .at_most(PAGE_WAIT)
-        .for_element(Locator::XPath(
-            "//pre[@id='live-log' and contains(., '\"user\":\"alice\"')]",
-        ))
-        .await
-        .expect("the page shows a frame");
+    live_page(&client, &base).await;
 
     // Ctrl-C, as a developer stops `cargo run --example demo`.
     demo.signal("INT");
@@ -82,17 +75,9 @@ async fn page_survives_shutdown(client: Client, demo: DemoProcess) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_page_does_not_show_signed_out_on_shutdown() {
-    let Some((chromedriver, chromium)) = browser_tools() else {
+    let Some(tools) = browser_tools() else {
         return;
     };
     let demo = DemoProcess::start(&[]).await;
-    let driver = start_driver(&chromedriver).await;
-    let client = connect(&driver, &chromium).await;
-    // Run the scenario apart so the browser is closed even when an assertion fails.
-    let outcome = tokio::spawn(page_survives_shutdown(client.clone(), demo)).await;
-    let _ = client.close().await;
-    drop(driver);
-    if let Err(err) = outcome {
-        std::panic::resume_unwind(err.into_panic());
-    }
+    run_in_browser(tools, |client| page_survives_shutdown(client, demo)).await;
 }

@@ -14,7 +14,7 @@ use fantoccini::{Client, Locator};
 use serde_json::Value;
 
 use crate::app;
-use crate::browser::{browser_tools, connect, serve, start_driver, text_of, PAGE_WAIT};
+use crate::browser::{browser_tools, run_in_browser, serve, text_of, PAGE_WAIT};
 
 /// The demo's idle timeout in this test.
 const IDLE: i64 = 5;
@@ -199,7 +199,7 @@ async fn scenario(client: Client, base: String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_client_in_headless_chromium() {
-    let Some((chromedriver, chromium)) = browser_tools() else {
+    let Some(tools) = browser_tools() else {
         return;
     };
 
@@ -207,13 +207,5 @@ async fn session_client_in_headless_chromium() {
     let web = web.idle_timeout(Duration::from_secs(IDLE as u64));
     let demo = serve(app::router(web, api, MemoryStore::new())).await;
 
-    let driver = start_driver(&chromedriver).await;
-    let client = connect(&driver, &chromium).await;
-    // Run the scenario apart so the browser is closed even when an assertion fails.
-    let outcome = tokio::spawn(scenario(client.clone(), format!("http://{demo}"))).await;
-    let _ = client.close().await;
-    drop(driver);
-    if let Err(err) = outcome {
-        std::panic::resume_unwind(err.into_panic());
-    }
+    run_in_browser(tools, |client| scenario(client, format!("http://{demo}"))).await;
 }
