@@ -1,6 +1,9 @@
 //! The end-to-end tests, in one binary: the demo on a real loopback server driven over HTTP
 //! (`demo`) and in headless Chromium (`browser`, and `session_api` for the browser client),
-//! and client-IP binding read from a real connection (`real_connection`). The `oneshot` tests of the root crate are its `tests/it`.
+//! its live sockets with a real WebSocket client (`live`, `live_fleet`) and in two Chromium
+//! tabs (`live_browser`), the demo process's graceful shutdown (`live_shutdown`), and
+//! client-IP binding read from a real connection (`real_connection`). The `oneshot` tests of
+//! the root crate are its `tests/it`.
 
 /// The demo's application, exactly as `cargo run --example demo` serves it.
 #[path = "../../../examples/demo/app.rs"]
