@@ -64,6 +64,10 @@ impl DemoProcess {
             .collect();
         let started = tokio::task::spawn_blocking(move || {
             let mut child = Command::new(bin)
+                // Only what the test asks for: none of the developer's own settings.
+                .env_remove("DEMO_STORE")
+                .env_remove("DEMO_IDLE_SECS")
+                .env_remove("TESSERA_SECRET")
                 .envs(env)
                 .env("DEMO_ADDR", "127.0.0.1:0")
                 .env("RUST_LOG", "warn")
