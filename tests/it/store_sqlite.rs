@@ -267,7 +267,8 @@ async fn sweep_deletes_expired_rows_through_the_expiry_index() {
 }
 
 /// Statements per request, as sqlx logs them (BEGIN IMMEDIATE and COMMIT are not logged:
-/// every write is one transaction around the statements counted here).
+/// every write is one transaction around the statements counted here): a load is one
+/// statement, and so is every commit without a per-principal limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_per_request() {
     const N: usize = 20;
@@ -276,9 +277,10 @@ async fn statements_per_request() {
     store_on(&file).await;
     let app = api_app(SqliteStore::new(file.logged_pool(statements::LEVEL).await));
     let token = log_in(&app).await;
-    let mut rotating = Vec::new();
+    let (mut rotating, mut leaving) = (Vec::new(), Vec::new());
     for _ in 0..N {
         rotating.push(log_in(&app).await);
+        leaving.push(Some(log_in(&app).await));
     }
 
     struct Case {
@@ -317,6 +319,13 @@ async fn statements_per_request() {
             uri: "/login",
             tokens: rotating.into_iter().map(Some).collect(),
             expect: vec![("SELECT", N), ("UPDATE", N)],
+        },
+        Case {
+            name: "logout (load + delete)",
+            method: "POST",
+            uri: "/logout",
+            tokens: leaving,
+            expect: vec![("DELETE", N), ("SELECT", N)],
         },
         Case {
             name: "route that never touches the session",
