@@ -1,6 +1,8 @@
 //! The end-to-end tests, in one binary: the demo on a real loopback server driven over HTTP
-//! (`demo`) and in headless Chromium (`browser`, and `session_api` for the browser client),
-//! and client-IP binding read from a real connection (`real_connection`). The `oneshot` tests of the root crate are its `tests/it`.
+//! (`demo`), the demo as real processes on the SQL stores (`demo_sql`), the demo in headless
+//! Chromium (`browser`, and `session_api` for the browser client), and client-IP binding
+//! read from a real connection (`real_connection`). The `oneshot` tests of the root crate
+//! are its `tests/it`.
 
 /// The demo's application, exactly as `cargo run --example demo` serves it.
 #[path = "../../../examples/demo/app.rs"]
@@ -14,6 +16,7 @@ mod support;
 
 mod browser;
 mod demo;
+mod demo_sql;
 mod http;
 mod live;
 mod real_connection;
