@@ -240,7 +240,8 @@ impl PostgresStore {
 
     /// Longest any store operation may take before it fails with
     /// [`StoreErrorKind::Timeout`] (default 2 seconds), waiting for a connection included.
-    /// Write transactions also tell the server to abort their statements past it.
+    /// Write statements also carry a deadline the server checks before it commits, and a
+    /// `lock_timeout` of this length (see Failures above).
     #[must_use]
     pub fn command_timeout(self, timeout: Duration) -> Self {
         self.with_settings(|s| s.timeout = timeout)
