@@ -116,7 +116,8 @@ use statements::Statements;
     "application's by more than the margin; then the answer is\n",
     "[`StoreErrorKind::Timeout`] and the outcome unknown, as for any commit in flight when a\n",
     "connection fails. A server clock *ahead* of the application's by more than the\n",
-    "deadline makes every write fail with `Timeout` (the server log names both times):\n",
+    "command timeout less the margin makes every write fail with `Timeout` (the error\n",
+    "names the deadline and the server's time):\n",
     "keep the clocks synchronised (NTP). A row that does not decode is reported as\n",
     "[`StoreErrorKind::Corrupt`]; [`Commit::Delete`] removes it like any other.\n",
 )]
