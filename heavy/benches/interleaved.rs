@@ -13,19 +13,11 @@
 //! (`CLOCK_THREAD_CPUTIME_ID`), which does not count the slices other processes took.
 
 use axum::Router;
+use axum_tessera_e2e::stats::{env_or, quantile, sorted, spread};
 use axum_tessera_e2e::{self as apps, Variant, Workload};
 use cpu_time::ThreadTime;
 use http::HeaderValue;
 use tower::ServiceExt as _;
-
-fn env_or(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v}: not a number")),
-        Err(_) => default,
-    }
-}
 
 /// One contender on one workload: its router and the cookie its client sends.
 struct Cell {
@@ -56,17 +48,6 @@ async fn time(cell: &Cell, workload: Workload, n: usize) -> f64 {
         std::hint::black_box(res);
     }
     cpu.elapsed().as_nanos() as f64 / n as f64
-}
-
-/// The `q`-quantile of sorted `xs` (nearest rank).
-fn quantile(xs: &[f64], q: f64) -> f64 {
-    let i = ((xs.len() - 1) as f64 * q).round() as usize;
-    xs[i]
-}
-
-fn sorted(mut xs: Vec<f64>) -> Vec<f64> {
-    xs.sort_by(f64::total_cmp);
-    xs
 }
 
 fn main() {
@@ -124,16 +105,6 @@ fn main() {
          tower-sessions / axum | tower-sessions / tessera |"
     );
     println!("| --- | ---: | ---: | --- | ---: | --- | --- |");
-    let spread = |r: &[f64]| {
-        format!(
-            "**{:.2}x** ({:.2}-{:.2}, {:.2}-{:.2})",
-            quantile(r, 0.5),
-            quantile(r, 0.1),
-            quantile(r, 0.9),
-            r[0],
-            r[r.len() - 1]
-        )
-    };
     for (wi, w) in workloads.into_iter().enumerate() {
         let per_round = |a: usize, b: usize| {
             sorted(

@@ -14,6 +14,8 @@ use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderValue, Request};
 use tower::ServiceExt as _;
 
+pub mod stats;
+
 /// Which session layer wraps the router.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
@@ -109,6 +111,14 @@ pub fn tessera_router(store: axum_tessera::store::MemoryStore) -> Router {
     serving(tessera::router(Some(store)))
 }
 
+/// The axum-tessera router on any store (the SQL stores' benchmark).
+pub fn tessera_router_on<S>(store: S) -> Router
+where
+    S: axum_tessera::store::SessionStore + Clone,
+{
+    serving(tessera::routes().layer(tessera::layer().with_store(store)))
+}
+
 /// A tower-sessions router on a given store.
 pub fn tower_sessions_router(store: tower_sessions::MemoryStore) -> Router {
     serving(towers::router_on(store))
@@ -162,50 +172,68 @@ mod tessera {
 
     /// `None`: the layer's default MemoryStore, as most applications use it.
     pub(super) fn router(store: Option<axum_tessera::store::MemoryStore>) -> Router {
+        let layer = match store {
+            Some(store) => layer().with_store(store),
+            None => layer(),
+        };
+        routes().layer(layer)
+    }
+
+    pub(super) fn layer() -> SessionLayer {
         let key = Key::from_bytes(&SECRET).expect("64 bytes");
         // A plain `id` cookie like tower-sessions' default, so both send the same shape.
-        let cfg = SessionConfig::web(key).cookie(CookieConfig::new("id").secure(false));
-        let layer = match store {
-            Some(store) => SessionLayer::new(cfg).with_store(store),
-            None => SessionLayer::new(cfg),
-        };
+        SessionLayer::new(SessionConfig::web(key).cookie(CookieConfig::new("id").secure(false)))
+    }
+
+    pub(super) fn routes() -> Router {
         Router::new()
             .route("/read", get(read))
             .route("/write", get(write))
             .route("/new", get(new))
             .route("/untouched", get(|| async { 0u64.to_string() }))
             .route("/write2", get(write2))
-            .layer(layer)
     }
+}
+
+/// The tower-sessions handlers of the benchmark Router over the `Session` of the
+/// tower-sessions crate named `$ts`, so each tower-sessions version benchmarked (0.15 here,
+/// 0.14 under its sqlx store in `benches/sql.rs`) runs the same code.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! tower_sessions_handlers {
+    ($ts:ident) => {
+        async fn read(session: $ts::Session) -> String {
+            let n: u64 = session.get("n").await.ok().flatten().unwrap_or(0);
+            n.to_string()
+        }
+
+        async fn write(session: $ts::Session) -> String {
+            let n: u64 = session.get("n").await.ok().flatten().unwrap_or(0) + 1;
+            session.insert("n", n).await.expect("the store answers");
+            n.to_string()
+        }
+
+        async fn new(session: $ts::Session) -> String {
+            session.insert("n", 0u64).await.expect("the store answers");
+            0u64.to_string()
+        }
+
+        #[allow(dead_code)]
+        async fn write2(session: $ts::Session) -> String {
+            let n: u64 = session.get("n").await.ok().flatten().unwrap_or(0) + 1;
+            session.insert("n", n).await.expect("the store answers");
+            session.insert("m", n).await.expect("the store answers");
+            n.to_string()
+        }
+    };
 }
 
 mod towers {
     use super::*;
     use tower_sessions::cookie::Key;
-    use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
+    use tower_sessions::{MemoryStore, SessionManagerLayer};
 
-    async fn read(session: Session) -> String {
-        let n: u64 = session.get("n").await.ok().flatten().unwrap_or(0);
-        n.to_string()
-    }
-
-    async fn write(session: Session) -> String {
-        let n: u64 = session.get("n").await.ok().flatten().unwrap_or(0) + 1;
-        session.insert("n", n).await.expect("memory store");
-        n.to_string()
-    }
-
-    async fn new(session: Session) -> String {
-        session.insert("n", 0u64).await.expect("memory store");
-        0u64.to_string()
-    }
-
-    async fn write2(session: Session) -> String {
-        let n: u64 = session.get("n").await.ok().flatten().unwrap_or(0) + 1;
-        session.insert("n", n).await.expect("memory store");
-        session.insert("m", n).await.expect("memory store");
-        n.to_string()
-    }
+    crate::tower_sessions_handlers!(tower_sessions);
 
     pub(super) fn router() -> Router {
         router_on(MemoryStore::default())

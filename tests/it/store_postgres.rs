@@ -12,7 +12,8 @@ use axum_tessera::__fuzz::SessionId;
 use axum_tessera::clock::ManualClock;
 use axum_tessera::store::conformance::{Setup, StoreFactory};
 use axum_tessera::store::{
-    Commit, CommitOutcome, PostgresStore, Record, SessionStore, StoreKey, Update, UpdateOutcome,
+    Commit, CommitOutcome, LimitPolicy, PostgresStore, Record, SessionStore, StoreKey, Update,
+    UpdateOutcome,
 };
 use axum_tessera::ConfigError;
 use http::StatusCode;
@@ -181,8 +182,8 @@ async fn a_corrupt_row_counts_as_gone() {
 }
 
 /// Writes blocked by another transaction's row lock fail with `Timeout`; the server aborts
-/// them itself (`SET LOCAL statement_timeout`), so none waits on after the client gave up,
-/// and none is applied once the lock is released.
+/// them itself (the `lock_timeout` each write statement sets), so none waits on after the
+/// client gave up, and none is applied once the lock is released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_write_is_aborted_by_the_server_and_never_applied() {
     let table = unique("blocked");
@@ -302,7 +303,8 @@ async fn load_until(store: &PostgresStore, keys: &[StoreKey], stop: Arc<AtomicBo
 
 /// After a fault: every acknowledged increment (since the counters were `before`) is in the
 /// database; the failed ones that
-/// were applied anyway (a `COMMIT` in flight when the fault hit) are counted, at most one
+/// were applied anyway (the fault hit a statement between its deadline check and its commit,
+/// where no client can know the outcome) are counted, at most one
 /// per writer. Answers (acknowledged, failed, failed but applied).
 async fn counters(store: &PostgresStore, keys: &[StoreKey]) -> Vec<i64> {
     let mut out = Vec::new();
@@ -347,7 +349,7 @@ async fn check_counts(
     }
     assert!(
         in_doubt <= keys.len() as i64,
-        "{in_doubt} failed writes applied: more than one COMMIT in flight per writer"
+        "{in_doubt} failed writes applied: more than one commit in flight per writer"
     );
     (acked, failed, in_doubt)
 }
@@ -364,8 +366,8 @@ async fn wait_until_serving(store: &PostgresStore, key: &StoreKey) {
 
 /// The postmaster and its backends frozen (SIGSTOP) under load: calls fail with `Timeout`
 /// (or `Unavailable`) within the command timeout instead of hanging, writes that failed are
-/// not applied after the thaw (but for a `COMMIT` already in flight), and the store serves
-/// again once the server thaws.
+/// not applied after the thaw (but for a commit already past its deadline check), and the
+/// store serves again once the server thaws.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_server_under_load_gives_timeouts_and_recovers() {
     const WRITERS: usize = 6;
@@ -395,7 +397,7 @@ async fn a_frozen_server_under_load_gives_timeouts_and_recovers() {
     let (acked, failed, in_doubt) = check_counts(&store, &keys, &before, &tally).await;
     eprintln!(
         "frozen 3 s under {WRITERS} writers (timeout {TIMEOUT:?}): {acked} acknowledged, \
-         {failed} failed {:?}, {in_doubt} failed but applied (COMMIT in flight), {} hung",
+         {failed} failed {:?}, {in_doubt} failed but applied (commit in flight), {} hung",
         tally.kinds, tally.hung
     );
     assert_eq!(tally.hung, 0, "every call answered within the timeout");
@@ -542,9 +544,11 @@ async fn sweep_deletes_expired_rows_through_the_expiry_index() {
         .unwrap();
 }
 
-/// Statements per request, counted by the server (`pg_stat_statements`). Every write is
-/// one transaction of three messages: `BEGIN; SET LOCAL ...; SET LOCAL ...` (one message,
-/// three statements), the commit statement, `COMMIT`.
+/// Statements per request, counted by the server (`pg_stat_statements`). A load is one
+/// statement, and so is every commit (one round trip each), but for a login under a
+/// per-principal limit: one transaction of three messages, `BEGIN; SET LOCAL ...; SET LOCAL
+/// ...; SELECT pg_advisory_xact_lock(...)` (one simple-query message), the commit statement,
+/// `COMMIT`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_per_request_counted_by_the_server() {
     const N: i64 = 20;
@@ -556,30 +560,29 @@ async fn statements_per_request_counted_by_the_server() {
         .unwrap();
     let store = PostgresStore::new(server.pool(4).await);
     store.migrate().await.unwrap();
-    let app = api_app(store);
+    let app = api_app(store.clone());
+    let limited = api_app(store.max_sessions_per_principal(1000, LimitPolicy::EvictOldest));
     let token = log_in(&app).await;
-    let mut rotating = Vec::new();
-    for _ in 0..N {
-        rotating.push(log_in(&app).await);
-    }
+    let sessions = || async {
+        let mut tokens = Vec::new();
+        for _ in 0..N {
+            tokens.push(Some(log_in(&app).await));
+        }
+        tokens
+    };
+    let (rotating, leaving, rotating_limited) =
+        (sessions().await, sessions().await, sessions().await);
 
-    struct Case {
+    struct Case<'a> {
         name: &'static str,
+        app: &'a axum::Router,
         method: &'static str,
         uri: &'static str,
         tokens: Vec<Option<String>>,
         expect: Vec<(&'static str, i64)>,
     }
     let same = |t: &str| vec![Some(t.to_owned()); N as usize];
-    let write = |statement: &'static str| {
-        vec![
-            ("BEGIN", N),
-            ("COMMIT", N),
-            ("SET LOCAL idle_in_transaction_session_timeout", N),
-            ("SET LOCAL statement_timeout", N),
-            (statement, N),
-        ]
-    };
+    let write = |statement: &'static str| vec![(statement, N)];
     let with_load = |mut v: Vec<(&'static str, i64)>| {
         v.push(("SELECT (lookup)", N));
         v.sort();
@@ -588,6 +591,7 @@ async fn statements_per_request_counted_by_the_server() {
     let cases = [
         Case {
             name: "read (load only)",
+            app: &app,
             method: "GET",
             uri: "/me",
             tokens: same(&token),
@@ -595,6 +599,7 @@ async fn statements_per_request_counted_by_the_server() {
         },
         Case {
             name: "write (load + patch commit)",
+            app: &app,
             method: "POST",
             uri: "/set/k",
             tokens: same(&token),
@@ -602,6 +607,7 @@ async fn statements_per_request_counted_by_the_server() {
         },
         Case {
             name: "login without a session (create)",
+            app: &app,
             method: "POST",
             uri: "/login",
             tokens: vec![None; N as usize],
@@ -609,13 +615,38 @@ async fn statements_per_request_counted_by_the_server() {
         },
         Case {
             name: "login rotating a session (load + move)",
+            app: &app,
             method: "POST",
             uri: "/login",
-            tokens: rotating.into_iter().map(Some).collect(),
+            tokens: rotating,
             expect: with_load(write("WITH (move)")),
         },
         Case {
+            name: "logout (load + delete)",
+            app: &app,
+            method: "POST",
+            uri: "/logout",
+            tokens: leaving,
+            expect: with_load(write("DELETE (delete)")),
+        },
+        Case {
+            name: "login rotating a session under a per-principal limit",
+            app: &limited,
+            method: "POST",
+            uri: "/login",
+            tokens: rotating_limited,
+            expect: with_load(vec![
+                ("BEGIN", N),
+                ("COMMIT", N),
+                ("SELECT pg_advisory_xact_lock", N),
+                ("SET LOCAL idle_in_transaction_session_timeout", N),
+                ("SET LOCAL statement_timeout", N),
+                ("WITH (move)", N),
+            ]),
+        },
+        Case {
             name: "route that never touches the session",
+            app: &app,
             method: "GET",
             uri: "/health",
             tokens: same(&token),
@@ -628,7 +659,7 @@ async fn statements_per_request_counted_by_the_server() {
             .await
             .unwrap();
         for token in &case.tokens {
-            let (status, _) = request(&app, case.method, case.uri, token.as_deref()).await;
+            let (status, _) = request(case.app, case.method, case.uri, token.as_deref()).await;
             assert_eq!(status, StatusCode::OK, "{}", case.name);
         }
         let rows: Vec<(String, i64)> =
@@ -655,6 +686,10 @@ fn label(query: &str) -> Option<&'static str> {
         return [
             ("BEGIN", "BEGIN"),
             ("COMMIT", "COMMIT"),
+            (
+                "SELECT pg_advisory_xact_lock",
+                "SELECT pg_advisory_xact_lock",
+            ),
             ("SET LOCAL statement_timeout", "SET LOCAL statement_timeout"),
             (
                 "SET LOCAL idle_in_transaction_session_timeout",
@@ -673,6 +708,8 @@ fn label(query: &str) -> Option<&'static str> {
         "WITH (move)"
     } else if q.starts_with("WITH taken") {
         "WITH (create)"
+    } else if q.starts_with("DELETE") {
+        "DELETE (delete)"
     } else {
         "other"
     })

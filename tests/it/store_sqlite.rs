@@ -1,19 +1,25 @@
 //! `SqliteStore` on real SQLite files: the conformance suite, two store instances (two pools)
 //! racing on one file, a row broken behind the store's back, a held write lock, the sweep,
-//! and the statements each request costs.
+//! the statements each request costs, and live handles told of the store's commits.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::Router;
 use axum_tessera::__fuzz::SessionId;
 use axum_tessera::clock::ManualClock;
+use axum_tessera::live::{EndReason, LiveEvent, LiveSession};
 use axum_tessera::store::conformance::{Setup, StoreFactory};
 use axum_tessera::store::{
-    Commit, CommitOutcome, Record, SessionStore, SqliteStore, StoreErrorKind, Update, UpdateOutcome,
+    Commit, CommitOutcome, LimitPolicy, Record, SessionStore, SqliteStore, StoreErrorKind, Update,
+    UpdateOutcome,
 };
-use axum_tessera::ConfigError;
+use axum_tessera::{ConfigError, Principal, Session, SessionConfig, SessionLayer};
 use http::StatusCode;
 use sqlx::{Connection as _, Executor as _, SqliteConnection};
+use tokio::sync::mpsc;
 
 use crate::support::sql::{self, api_app, log_in, request, table_for};
 use crate::support::sqlite::SqliteFile;
@@ -267,7 +273,8 @@ async fn sweep_deletes_expired_rows_through_the_expiry_index() {
 }
 
 /// Statements per request, as sqlx logs them (BEGIN IMMEDIATE and COMMIT are not logged:
-/// every write is one transaction around the statements counted here).
+/// every write is one transaction around the statements counted here): a load is one
+/// statement, and so is every commit without a per-principal limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_per_request() {
     const N: usize = 20;
@@ -276,9 +283,10 @@ async fn statements_per_request() {
     store_on(&file).await;
     let app = api_app(SqliteStore::new(file.logged_pool(statements::LEVEL).await));
     let token = log_in(&app).await;
-    let mut rotating = Vec::new();
+    let (mut rotating, mut leaving) = (Vec::new(), Vec::new());
     for _ in 0..N {
         rotating.push(log_in(&app).await);
+        leaving.push(Some(log_in(&app).await));
     }
 
     struct Case {
@@ -319,6 +327,13 @@ async fn statements_per_request() {
             expect: vec![("SELECT", N), ("UPDATE", N)],
         },
         Case {
+            name: "logout (load + delete)",
+            method: "POST",
+            uri: "/logout",
+            tokens: leaving,
+            expect: vec![("DELETE", N), ("SELECT", N)],
+        },
+        Case {
             name: "route that never touches the session",
             method: "GET",
             uri: "/health",
@@ -341,4 +356,103 @@ async fn statements_per_request() {
             .collect();
         assert_eq!(counts, expect, "{}", case.name);
     }
+}
+
+/// A bearer-token service on `store` whose `/live` hands each opened live handle out.
+fn live_app(store: SqliteStore) -> (Router, mpsc::UnboundedReceiver<LiveSession>) {
+    let (tx, rx) = mpsc::unbounded_channel::<LiveSession>();
+    let cfg = SessionConfig::api(crate::support::key(7));
+    let router = Router::new()
+        .route(
+            "/login/{user}",
+            post(|s: Session, Path(user): Path<String>| async move {
+                s.login(Principal::user(user).with_scopes(["read"]));
+                s.token()
+            }),
+        )
+        .route(
+            "/live",
+            get(
+                |State(tx): State<mpsc::UnboundedSender<LiveSession>>, s: Session| async move {
+                    tx.send(s.live().expect("a live session")).unwrap();
+                },
+            ),
+        )
+        .route(
+            "/scopes",
+            post(|s: Session| async move {
+                s.set_scopes(["read", "write"]);
+                s.token()
+            }),
+        )
+        .route("/logout", post(|s: Session| async move { s.logout() }))
+        .route(
+            "/everywhere",
+            post(|s: Session| async move { s.logout_everywhere().await.unwrap().to_string() }),
+        )
+        .with_state(tx)
+        .layer(SessionLayer::new(cfg).with_store(store));
+    (router, rx)
+}
+
+async fn call(app: &Router, method: &str, uri: &str, token: Option<&str>) -> String {
+    let (status, body) = request(app, method, uri, token).await;
+    assert_eq!(status, StatusCode::OK, "{method} {uri}: {body}");
+    body
+}
+
+/// The next event of `live`, or a failure after a few seconds.
+async fn next(live: &mut LiveSession) -> LiveEvent {
+    tokio::time::timeout(Duration::from_secs(5), live.next())
+        .await
+        .expect("an event in time")
+        .expect("an event before the end")
+}
+
+fn ended(event: LiveEvent) -> EndReason {
+    match event {
+        LiveEvent::Ended(end) => end.reason(),
+        other => panic!("expected the end, got {other:?}"),
+    }
+}
+
+/// Live handles on an `SqliteStore` hear of the commits the store makes in this process, as
+/// on a `MemoryStore`: a change of scopes, a logout, a logout everywhere from another
+/// device, and an eviction by the per-principal limit each reach the open handle at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_handles_hear_of_commits_in_process() {
+    let file = SqliteFile::new();
+    let store = store_on(&file).await;
+    let (app, mut opened) = live_app(store.clone());
+
+    let token = call(&app, "POST", "/login/alice", None).await;
+    call(&app, "GET", "/live", Some(&token)).await;
+    let mut live = opened.recv().await.unwrap();
+    let token = call(&app, "POST", "/scopes", Some(&token)).await;
+    assert_eq!(
+        next(&mut live).await,
+        LiveEvent::Changed {
+            scopes: ["read", "write"].map(String::from).into(),
+            rotated: true
+        },
+        "a privilege change rotates the ID; the handle follows"
+    );
+    call(&app, "POST", "/logout", Some(&token)).await;
+    assert_eq!(ended(next(&mut live).await), EndReason::LoggedOut);
+
+    let here = call(&app, "POST", "/login/alice", None).await;
+    let there = call(&app, "POST", "/login/alice", None).await;
+    call(&app, "GET", "/live", Some(&here)).await;
+    let mut live = opened.recv().await.unwrap();
+    call(&app, "POST", "/everywhere", Some(&there)).await;
+    assert_eq!(ended(next(&mut live).await), EndReason::LoggedOutEverywhere);
+
+    let (limited, mut opened) = live_app(
+        SqliteStore::new(file.pool().await).max_sessions_per_principal(1, LimitPolicy::EvictOldest),
+    );
+    let first = call(&limited, "POST", "/login/bob", None).await;
+    call(&limited, "GET", "/live", Some(&first)).await;
+    let mut live = opened.recv().await.unwrap();
+    call(&limited, "POST", "/login/bob", None).await;
+    assert_eq!(ended(next(&mut live).await), EndReason::SessionLimit);
 }

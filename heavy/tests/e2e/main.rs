@@ -1,5 +1,5 @@
 //! The end-to-end tests, in one binary: the demo on a real loopback server driven over HTTP
-//! (`demo`) and in headless Chromium (`browser`, and `session_api` for the browser client),
+//! (`demo`), the demo as real processes on the SQL stores (`demo_sql`), in headless Chromium (`browser`, and `session_api` for the browser client),
 //! its live sockets with a real WebSocket client (`live`, `live_fleet`) and in two Chromium
 //! tabs (`live_browser`), the demo process's graceful shutdown (`live_shutdown`), and
 //! client-IP binding read from a real connection (`real_connection`). The `oneshot` tests of
@@ -18,6 +18,7 @@ mod support;
 mod browser;
 mod demo;
 mod demo_process;
+mod demo_sql;
 mod http;
 mod live;
 mod live_browser;

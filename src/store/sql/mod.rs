@@ -5,8 +5,8 @@
 //!
 //! The table layout is documented in [`schema`]; each backend writes its own SQL over it,
 //! with the same rules: every statement compares `expires_at` with the store's clock (never
-//! the database's), every write runs in one transaction that commits only when the store
-//! answers `Applied`, and JSON is changed by the database (`json_set` / `json_remove` on
+//! the database's), every write is one statement or one transaction that writes only when
+//! the store answers `Applied`, and JSON is changed by the database (`json_set` / `json_remove` on
 //! SQLite, `-` / `||` on PostgreSQL), never read, changed and written back from Rust.
 
 use std::collections::BTreeMap;

@@ -6,7 +6,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
-use sqlx::postgres::{PgConnection, PgPool, PgRow, Postgres};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgPool, PgRow, Postgres};
 use sqlx::{Executor as _, Row, Transaction};
 
 use super::schema;
@@ -64,29 +65,61 @@ use statements::Statements;
     "\n",
     "# Cost and guarantees\n",
     "\n",
-    "A load is one `SELECT`. A commit is one transaction holding one statement: a patch is an\n",
+    "A load is one `SELECT`, and a commit one statement in its own implicit transaction:\n",
+    "one round trip each (a route that never touches its session costs none). A patch is an\n",
     "`UPDATE` whose `(data - removed) || set` changes only the keys it names, so concurrent\n",
     "requests changing different keys all survive; a create is an\n",
     "`INSERT ... ON CONFLICT ... WHERE expired` (create-only, but an expired row under the key\n",
-    "is replaced); a move deletes the old row and inserts the new one in one statement, and\n",
-    "commits only when both happened. A login that may meet the per-principal limit first\n",
-    "takes a transaction-scoped advisory lock on the principal, so concurrent logins cannot\n",
-    "both take the last place. [`update`](SessionStore::update) changes one key in SQL\n",
-    "(increment, or compare-and-set under a row lock). Every statement compares\n",
-    "`expires_at` with the store's clock, so an expired row is never served before\n",
-    "[`PostgresStore::sweep`] removes it.\n",
+    "is replaced); a move deletes the old row and inserts the new one in one statement (data-\n",
+    "modifying CTEs), which fails as a whole if the new key was taken meanwhile; a logout is\n",
+    "one `DELETE`. [`update`](SessionStore::update) changes one key in SQL (increment, or\n",
+    "compare-and-set under a row lock), also in one statement.\n",
+    "\n",
+    "The exception is a commit that may add a session to a principal under\n",
+    "[`PostgresStore::max_sessions_per_principal`]: it first takes a transaction-scoped\n",
+    "advisory lock on the principal, so concurrent logins cannot both take the last place,\n",
+    "and its statement needs a snapshot taken after that lock. It is one transaction of\n",
+    "three round trips: `BEGIN`, the timeouts and the lock in one simple-query message, the\n",
+    "statement, `COMMIT`. [`delete_sessions_of`](SessionStore::delete_sessions_of) under a limit takes the same\n",
+    "lock.\n",
+    "\n",
+    "Every statement compares `expires_at` with the store's clock, so an expired row is\n",
+    "never served before [`PostgresStore::sweep`] removes it.\n",
+    "\n",
+    "A pool built with sqlx's `test_before_acquire(true)` (its default) pings each\n",
+    "connection it hands out, one more round trip before every load and every commit;\n",
+    "`PgPoolOptions::new().test_before_acquire(false)` saves it (a broken connection then\n",
+    "fails one call with [`StoreErrorKind::Unavailable`] and is replaced).\n",
+    "\n",
+    "# Live sessions\n",
+    "\n",
+    "The store does not notify [`LiveSession`](crate::live::LiveSession) handles yet (no\n",
+    "`LISTEN` / `NOTIFY`): a handle ends at its session's idle or absolute expiry, not at a\n",
+    "logout or eviction, in this process or another.\n",
     "\n",
     "# Failures\n",
     "\n",
     "Every operation is bounded by [`PostgresStore::command_timeout`] (default 2 seconds),\n",
-    "waiting for a pool connection included. Each write transaction opens with\n",
-    "`SET LOCAL statement_timeout` and `SET LOCAL idle_in_transaction_session_timeout` at\n",
-    "the same value, so the server itself aborts a statement the client stopped waiting\n",
-    "for and never keeps its locks. A write cut off by the timeout is not applied later: its\n",
-    "transaction has not sent `COMMIT`, and sqlx rolls it back before the connection is\n",
-    "used again. Only a timeout while the `COMMIT` itself is in flight leaves the outcome\n",
-    "unknown (the store answers [`StoreErrorKind::Timeout`]). A row that does not decode is\n",
-    "reported as [`StoreErrorKind::Corrupt`]; [`Commit::Delete`] removes it like any other.\n",
+    "waiting for a pool connection included. Each write statement carries its deadline: the\n",
+    "command timeout less a margin (a quarter of it, at most 250 ms), from when the call\n",
+    "started, on the application's system clock. The statement checks the server's\n",
+    "`clock_timestamp()` against it after its last write; past it, the statement fails and\n",
+    "its implicit transaction writes nothing. So a write the client gave up on (a server\n",
+    "frozen, a network stalled, a queue of statements in front of it) is not applied when\n",
+    "the server gets to it later. Each write also sets `lock_timeout` to the command\n",
+    "timeout for itself, so the server aborts a statement stuck on a row lock rather than\n",
+    "keep waiting after the client left.\n",
+    "\n",
+    "What this guarantees, and what it does not: a write answered with an error was not\n",
+    "applied, except when the server stalls between the statement's deadline check and its\n",
+    "commit for longer than the margin, or when the server's clock runs behind the\n",
+    "application's by more than the margin; then the answer is\n",
+    "[`StoreErrorKind::Timeout`] and the outcome unknown, as for any commit in flight when a\n",
+    "connection fails. A server clock *ahead* of the application's by more than the\n",
+    "command timeout less the margin makes every write fail with `Timeout` (the error\n",
+    "names the deadline and the server's time):\n",
+    "keep the clocks synchronised (NTP). A row that does not decode is reported as\n",
+    "[`StoreErrorKind::Corrupt`]; [`Commit::Delete`] removes it like any other.\n",
 )]
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -112,6 +145,9 @@ impl fmt::Debug for PostgresStore {
 }
 
 fn db_kind(db: &dyn sqlx::error::DatabaseError) -> StoreErrorKind {
+    if db.message().contains(statements::PAST_DEADLINE) {
+        return StoreErrorKind::Timeout;
+    }
     let code = db.code().unwrap_or_default();
     match code.as_ref() {
         // query_canceled (our statement_timeout), lock_not_available.
@@ -127,6 +163,12 @@ fn db_kind(db: &dyn sqlx::error::DatabaseError) -> StoreErrorKind {
 
 fn from_sqlx(err: sqlx::Error) -> StoreError {
     store_error(err, db_kind)
+}
+
+/// Whether `err` is the error a statement raised on purpose with `marker` (see
+/// `statements::fail`).
+fn raised(err: &sqlx::Error, marker: &str) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.message().contains(marker))
 }
 
 fn stored_row(row: &PgRow) -> Result<StoredRow, sqlx::Error> {
@@ -199,7 +241,8 @@ impl PostgresStore {
 
     /// Longest any store operation may take before it fails with
     /// [`StoreErrorKind::Timeout`] (default 2 seconds), waiting for a connection included.
-    /// Write transactions also tell the server to abort their statements past it.
+    /// Write statements also carry a deadline the server checks before it commits, and a
+    /// `lock_timeout` of this length (see Failures above).
     #[must_use]
     pub fn command_timeout(self, timeout: Duration) -> Self {
         self.with_settings(|s| s.timeout = timeout)
@@ -233,8 +276,7 @@ impl PostgresStore {
     pub fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send + '_ {
         let ddl = schema::postgres(&self.inner.settings.table);
         let lock = lock_id(&["migrate", &self.inner.settings.table.qualified()]);
-        self.write(move |mut tx| async move {
-            self.lock(&mut tx, lock).await?;
+        self.write(Some(lock), move |mut tx| async move {
             // Several statements, no arguments: one simple-query message.
             (&mut *tx).execute(ddl.as_str()).await.map_err(from_sqlx)?;
             Ok((tx, (), true))
@@ -258,7 +300,7 @@ impl PostgresStore {
         loop {
             let now = self.inner.settings.now();
             let deleted = self
-                .write(|mut tx| async move {
+                .write(None, |mut tx| async move {
                     let done = sqlx::query(&self.inner.sql.sweep)
                         .bind(now)
                         .bind(SWEEP_BATCH)
@@ -299,30 +341,39 @@ impl PostgresStore {
         })
     }
 
-    /// Opens a write transaction with the `SET LOCAL` timeouts, on a task of its own: sqlx
-    /// does not roll back a `BEGIN` whose caller went away before its answer, and would
-    /// hand the open transaction to the pool's next user. On its own task the `BEGIN`
+    /// Opens a write transaction with the `SET LOCAL` timeouts, and the advisory lock
+    /// `lock` when given, in one simple-query message (one round trip), on a task of its
+    /// own: sqlx does not roll back a `BEGIN` whose caller went away before its answer, and
+    /// would hand the open transaction to the pool's next user. On its own task the `BEGIN`
     /// always completes, and if our caller has gone, dropping the transaction rolls it back.
-    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+    async fn begin(&self, lock: Option<i64>) -> Result<Transaction<'static, Postgres>, StoreError> {
         let pool = self.inner.pool.clone();
-        let begin = self.inner.begin.clone();
+        let begin = match lock {
+            // An integer literal: nothing to escape.
+            Some(id) => format!("{}; SELECT pg_advisory_xact_lock({id})", self.inner.begin),
+            None => self.inner.begin.clone(),
+        };
         tokio::spawn(async move { pool.begin_with(begin).await })
             .await
             .map_err(|e| StoreError::new(StoreErrorKind::Unavailable, e))?
             .map_err(from_sqlx)
     }
 
-    /// Runs `op` in one write transaction under the command timeout; `op` answers the
-    /// transaction back, its result, and whether to commit (otherwise the transaction is
-    /// rolled back and writes nothing).
-    fn write<'a, T, F, Fut>(&'a self, op: F) -> impl Future<Output = Result<T, StoreError>> + 'a
+    /// Runs `op` in one write transaction (after taking the advisory lock `lock`, when
+    /// given) under the command timeout; `op` answers the transaction back, its result, and
+    /// whether to commit (otherwise the transaction is rolled back and writes nothing).
+    fn write<'a, T, F, Fut>(
+        &'a self,
+        lock: Option<i64>,
+        op: F,
+    ) -> impl Future<Output = Result<T, StoreError>> + 'a
     where
         T: 'a,
         F: FnOnce(Transaction<'static, Postgres>) -> Fut + 'a,
         Fut: Future<Output = Result<(Transaction<'static, Postgres>, T, bool), StoreError>> + 'a,
     {
         self.inner.settings.bounded(async move {
-            let tx = self.begin().await?;
+            let tx = self.begin(lock).await?;
             let (tx, value, commit) = op(tx).await?;
             if commit {
                 tx.commit().await.map_err(from_sqlx)?;
@@ -333,14 +384,19 @@ impl PostgresStore {
         })
     }
 
-    /// Serialises this transaction with every other one that takes `id`, until it ends.
-    async fn lock(&self, conn: &mut PgConnection, id: i64) -> Result<(), StoreError> {
-        sqlx::query(&self.inner.sql.lock)
-            .bind(id)
-            .execute(conn)
-            .await
-            .map_err(from_sqlx)?;
-        Ok(())
+    /// Runs `op`, one statement in its own implicit transaction (one round trip), on a pool
+    /// connection under the command timeout. The statement's [`Guard`](writes::Guard) keeps a statement
+    /// the client stopped waiting for from committing.
+    fn single<'a, T, F, Fut>(&'a self, op: F) -> impl Future<Output = Result<T, StoreError>> + 'a
+    where
+        T: 'a,
+        F: FnOnce(PoolConnection<Postgres>) -> Fut + 'a,
+        Fut: Future<Output = Result<T, StoreError>> + 'a,
+    {
+        self.inner.settings.bounded(async move {
+            let conn = self.inner.pool.acquire().await.map_err(from_sqlx)?;
+            op(conn).await
+        })
     }
 
     async fn lookup_row(&self, key: &StoreKey) -> Result<Lookup, StoreError> {
@@ -388,25 +444,25 @@ impl SessionStore for PostgresStore {
 
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
         let now = self.inner.settings.now();
-        self.write(|mut tx| async move {
-            let outcome = match &commit {
-                Commit::Create { key, record } => self.create(&mut tx, key, record, now).await?,
-                Commit::Patch { key, patch } => self.patch(&mut tx, key, patch, now).await?,
-                Commit::Move { from, to, patch } => {
-                    self.move_to(&mut tx, from, to, patch, now).await?
-                }
-                Commit::Delete { key } => {
-                    sqlx::query(&self.inner.sql.delete)
-                        .bind(key.as_bytes().as_slice())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(from_sqlx)?;
-                    CommitOutcome::Applied
-                }
-            };
-            Ok((tx, outcome, outcome == CommitOutcome::Applied))
-        })
-        .await
+        let guard = self.guard();
+        match self.gains(&commit) {
+            // The admitting statement must see every session an earlier login of the
+            // principal added: its snapshot has to be taken after the lock, in a statement
+            // of its own.
+            Some(lock) => {
+                self.write(Some(lock), |mut tx| async move {
+                    let outcome = self.apply(&mut tx, &commit, now, guard).await?;
+                    Ok((tx, outcome, outcome == CommitOutcome::Applied))
+                })
+                .await
+            }
+            None => {
+                self.single(
+                    |mut conn| async move { self.apply(&mut conn, &commit, now, guard).await },
+                )
+                .await
+            }
+        }
     }
 
     async fn update(
@@ -416,10 +472,10 @@ impl SessionStore for PostgresStore {
         update: Update,
     ) -> Result<UpdateOutcome, StoreError> {
         let now = self.inner.settings.now();
-        self.write(|mut tx| async move {
-            let outcome = self.update_in(&mut tx, key, field, update, now).await?;
-            let applied = matches!(outcome, UpdateOutcome::Applied(_));
-            Ok((tx, outcome, applied))
+        let guard = self.guard();
+        self.single(|mut conn| async move {
+            self.update_in(&mut conn, key, field, update, now, guard)
+                .await
         })
         .await
     }
@@ -454,18 +510,24 @@ impl SessionStore for PostgresStore {
 
     async fn delete_sessions_of(&self, principal: &str) -> Result<u64, StoreError> {
         let now = self.inner.settings.now();
-        self.write(|mut tx| async move {
+        let guard = self.guard();
+        let live = match self.principal_lock(principal) {
             // Under the principal's lock when a limit is set, so a login that evicts and
             // this delete never take the same rows in different orders (a deadlock).
-            self.lock_principal(&mut tx, Some(principal)).await?;
-            let live: i64 = sqlx::query_scalar(&self.inner.sql.delete_sessions_of)
-                .bind(principal)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(from_sqlx)?;
-            Ok((tx, u64::try_from(live).unwrap_or(0), true))
-        })
-        .await
+            Some(lock) => {
+                self.write(Some(lock), |mut tx| async move {
+                    let live = self.delete_all(&mut tx, principal, now, guard).await?;
+                    Ok((tx, live, true))
+                })
+                .await?
+            }
+            None => {
+                self.single(|mut conn| async move {
+                    self.delete_all(&mut conn, principal, now, guard).await
+                })
+                .await?
+            }
+        };
+        Ok(u64::try_from(live).unwrap_or(0))
     }
 }

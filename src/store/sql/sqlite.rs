@@ -13,6 +13,7 @@ use super::schema;
 use super::{key_of, principal_id, store_error, Settings, StoredRow, Table, SWEEP_BATCH};
 use crate::clock::Clock;
 use crate::error::{ConfigError, StoreError, StoreErrorKind};
+use crate::live::{EndReason, Registry};
 use crate::record::{Record, SessionInfo};
 use crate::store::{
     Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore, Update, UpdateOutcome,
@@ -79,6 +80,15 @@ use statements::Statements;
     "[`SqliteStore::sweep`] removes it. Data keys may hold any character (the JSON paths\n",
     "escape them, which needs SQLite 3.45 or newer, as sqlx's `sqlite` feature bundles).\n",
     "\n",
+    "# Live sessions\n",
+    "\n",
+    "Like a `MemoryStore`, the store tells the open [`LiveSession`](crate::live::LiveSession)\n",
+    "handles of its sessions (keyed by store key) of each commit it applies: a change of\n",
+    "scopes or a rotation, a logout or destroy, a logout everywhere, a login as another\n",
+    "principal, an eviction by the per-principal limit. It knows only its own commits, those\n",
+    "of this process: a handle whose session another process on the same file ends learns of\n",
+    "it at the session's expiry.\n",
+    "\n",
     "# Failures\n",
     "\n",
     "Every operation is bounded by [`SqliteStore::command_timeout`] (default 2 seconds). A\n",
@@ -100,6 +110,9 @@ struct Inner {
     pool: SqlitePool,
     settings: Settings,
     sql: Statements,
+    /// The live handles of the sessions this store (this process) writes: told of every
+    /// commit it makes. Commits by another process on the same file are not seen.
+    live: Arc<Registry>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -155,6 +168,7 @@ impl SqliteStore {
                 sql: Statements::new(&settings.table),
                 pool,
                 settings,
+                live: Arc::default(),
             }),
         }
     }
@@ -306,6 +320,11 @@ impl SqliteStore {
             .await
     }
 
+    /// The registry of the live handles of this store's sessions.
+    pub(crate) fn live_registry(&self) -> &Arc<Registry> {
+        &self.inner.live
+    }
+
     async fn lookup_row(&self, key: &StoreKey) -> Result<Lookup, StoreError> {
         let now = self.inner.settings.now();
         let row = sqlx::query(&self.inner.sql.lookup)
@@ -351,25 +370,37 @@ impl SessionStore for SqliteStore {
 
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
         let now = self.inner.settings.now();
-        self.write(|mut tx| async move {
-            let outcome = match &commit {
-                Commit::Create { key, record } => self.create(&mut tx, key, record, now).await?,
-                Commit::Patch { key, patch } => self.patch(&mut tx, key, patch, now).await?,
-                Commit::Move { from, to, patch } => {
-                    self.move_to(&mut tx, from, to, patch, now).await?
-                }
-                Commit::Delete { key } => {
-                    sqlx::query(&self.inner.sql.delete)
-                        .bind(key.as_bytes().to_vec())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(from_sqlx)?;
-                    CommitOutcome::Applied
-                }
-            };
-            Ok((tx, outcome, outcome == CommitOutcome::Applied))
-        })
-        .await
+        let commit = &commit;
+        let (outcome, evicted) = self
+            .write(|mut tx| async move {
+                let mut evicted = Vec::new();
+                let ev = &mut evicted;
+                let outcome = match commit {
+                    Commit::Create { key, record } => {
+                        self.create(&mut tx, key, record, now, ev).await?
+                    }
+                    Commit::Patch { key, patch } => {
+                        self.patch(&mut tx, key, patch, now, ev).await?
+                    }
+                    Commit::Move { from, to, patch } => {
+                        self.move_to(&mut tx, from, to, patch, now, ev).await?
+                    }
+                    Commit::Delete { key } => {
+                        sqlx::query(&self.inner.sql.delete)
+                            .bind(key.as_bytes().to_vec())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(from_sqlx)?;
+                        CommitOutcome::Applied
+                    }
+                };
+                Ok((tx, (outcome, evicted), outcome == CommitOutcome::Applied))
+            })
+            .await?;
+        if outcome == CommitOutcome::Applied {
+            self.notify(commit, &evicted);
+        }
+        Ok(outcome)
     }
 
     async fn update(
@@ -417,17 +448,23 @@ impl SessionStore for SqliteStore {
 
     async fn delete_sessions_of(&self, principal: &str) -> Result<u64, StoreError> {
         let now = self.inner.settings.now();
-        self.write(|mut tx| async move {
-            let live: Vec<bool> = sqlx::query_scalar(&self.inner.sql.delete_sessions_of)
-                .bind(principal)
-                .bind(now)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(from_sqlx)?;
-            let n = live.into_iter().filter(|live| *live).count() as u64;
-            Ok((tx, n, true))
-        })
-        .await
+        let gone: Vec<(Vec<u8>, bool)> = self
+            .write(|mut tx| async move {
+                let gone = sqlx::query_as(&self.inner.sql.delete_sessions_of)
+                    .bind(principal)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+                Ok((tx, gone, true))
+            })
+            .await?;
+        for (key, _) in &gone {
+            if let Ok(key) = key_of(key) {
+                self.inner.live.ended(key, EndReason::LoggedOutEverywhere);
+            }
+        }
+        Ok(gone.iter().filter(|(_, live)| *live).count() as u64)
     }
 }
 

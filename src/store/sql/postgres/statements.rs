@@ -6,7 +6,16 @@
 //! expires_at, `$5` the removed keys (`text[]`), `$6` the set keys (one JSON object), `$7`
 //! the principal mode (0 keep, 1 set, 2 clear), `$8` the principal's index key, `$9` its
 //! JSON, `$10` whether the flash changes, `$11` the flash. The admitting statements add
-//! the limit (`max`, 0 for none) and whether to evict (`false`: reject).
+//! the limit (`max`, 0 for none) and whether to evict (`false`: reject). Every write
+//! statement ends with two more: its deadline (Unix milliseconds) and its lock timeout
+//! (milliseconds).
+//!
+//! A write is one statement in its own implicit transaction, so it is applied exactly when
+//! the statement succeeds. Each write sets `lock_timeout` in its first row-locking scan
+//! ([`arm`]) and answers through [`checked`]: past the deadline on the server's clock, the
+//! statement fails after its CTEs ran, which undoes everything they wrote. The answer is
+//! computed in a `MATERIALIZED` CTE that reads every data-modifying CTE to the end, so the
+//! deadline is checked after the last write, just before the commit.
 //!
 //! In an `UPDATE`, the right-hand sides read the row as it was, so
 //! `s.principal IS NOT DISTINCT FROM $8` compares with the old owner. The data-modifying
@@ -65,6 +74,47 @@ fn make_room(t: &str, max: &str, evict: &str) -> String {
     )
 }
 
+/// The server's clock in Unix milliseconds, read when evaluated (not at statement start).
+const CLOCK_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+/// What a write statement's first row-locking scan also checks: sets `lock_timeout` for the
+/// rest of the statement's implicit transaction to parameter `ms`, so the server itself gives
+/// up a row lock wait the client no longer waits for (`statement_timeout` set inside a
+/// statement would only govern the next one; `lock_timeout` is read when a wait begins).
+fn arm(ms: &str) -> String {
+    format!("(SELECT set_config('lock_timeout', {ms}::bigint::text, true)) IS NOT NULL")
+}
+
+/// An error that aborts the statement (and so everything its CTEs wrote), carrying
+/// `marker` in its message, as a value of type `ty`. Built from the volatile clock so the
+/// planner cannot fold it into a planning-time error.
+fn fail(marker: &str, ty: &str) -> String {
+    fail_with(&format!("'{marker}'"), ty)
+}
+
+/// [`fail`] with the SQL text expression `message` (which must not be constant).
+fn fail_with(message: &str, ty: &str) -> String {
+    let cast = if ty == "text" { "int::text" } else { ty };
+    format!("(({message} || ' at ' || {CLOCK_MS}))::{cast}")
+}
+
+/// `value` (of type `ty`) when the server's clock has not passed the deadline in parameter
+/// `deadline`; otherwise the statement fails with [`PAST_DEADLINE`], which rolls back all it
+/// wrote. Evaluated after everything `value` reads, so after the statement's writes.
+fn checked(value: &str, ty: &str, deadline: &str) -> String {
+    format!(
+        "CASE WHEN {CLOCK_MS} <= {deadline}::bigint THEN {value} \
+         ELSE {} END",
+        fail_with(&format!("'{PAST_DEADLINE} ' || {deadline}::bigint"), ty)
+    )
+}
+
+/// The marker of the error a write statement raises when it runs past its deadline.
+pub(super) const PAST_DEADLINE: &str = "tessera: past the commit deadline";
+/// The marker of the error a move raises when it deleted its source but the target key
+/// was taken meanwhile: the error undoes the delete.
+pub(super) const KEY_TAKEN: &str = "tessera: the target key is taken";
+
 pub(super) struct Statements {
     pub(super) load: String,
     pub(super) lookup: String,
@@ -78,7 +128,6 @@ pub(super) struct Statements {
     pub(super) sessions_of: String,
     pub(super) delete_sessions_of: String,
     pub(super) sweep: String,
-    pub(super) lock: String,
 }
 
 impl Statements {
@@ -90,7 +139,8 @@ impl Statements {
         Self {
             load: format!("SELECT {RECORD_COLUMNS} FROM {t} WHERE key = $1 AND expires_at > $2"),
             lookup: format!("SELECT {RECORD_COLUMNS}, expires_at > $2 FROM {t} WHERE key = $1"),
-            // $3..$12: the row; $13 max, $14 evict, $15 meta. Answers applied / collision / limit.
+            // $3..$12: the row; $13 max, $14 evict, $15 meta; $16 deadline, $17 lock timeout.
+            // Answers applied / collision / limit.
             create: format!(
                 "WITH taken AS (\
                      SELECT 1 FROM {t} WHERE key = $1 AND expires_at > $2\
@@ -103,24 +153,34 @@ impl Statements {
                      SELECT $1, $3, $4, $5, $6, CASE WHEN $6::text IS NULL THEN NULL ELSE $2 END, \
                      $7::jsonb, $8::jsonb, $9::jsonb, $10, $11, $12, $15::jsonb \
                      WHERE NOT EXISTS (SELECT 1 FROM taken) \
-                     AND ($14 OR (SELECT n FROM excess) = 0) \
+                     AND ($14 OR (SELECT n FROM excess) = 0) AND {arm} \
                      ON CONFLICT (key) DO UPDATE SET {REPLACE} WHERE s.expires_at <= $2 \
                      RETURNING 1\
+                 ), answer AS MATERIALIZED (\
+                     SELECT CASE WHEN EXISTS (SELECT 1 FROM inserted) THEN 'applied' \
+                     WHEN EXISTS (SELECT 1 FROM taken) THEN 'collision' \
+                     WHEN (SELECT n FROM excess) > 0 AND NOT $14 THEN 'limit' \
+                     ELSE 'collision' END AS a, (SELECT count(*) FROM evicted) AS n\
                  ) \
-                 SELECT CASE WHEN EXISTS (SELECT 1 FROM inserted) THEN 'applied' \
-                 WHEN EXISTS (SELECT 1 FROM taken) THEN 'collision' \
-                 WHEN (SELECT n FROM excess) > 0 AND NOT $14 THEN 'limit' \
-                 ELSE 'collision' END",
+                 SELECT {answer} FROM answer",
                 room = make_room(&t, "$13", "$14"),
+                arm = arm("$17"),
+                answer = checked("a", "text", "$16"),
             ),
+            // $13 deadline, $14 lock timeout.
             patch: format!(
-                "UPDATE {t} AS s SET {set} WHERE s.key = $1 AND s.expires_at > $2 RETURNING 1"
+                "UPDATE {t} AS s SET {set} WHERE s.key = $1 AND s.expires_at > $2 AND {arm} \
+                 RETURNING {answer}",
+                arm = arm("$14"),
+                answer = checked("1", "int", "$13"),
             ),
-            // A patch that sets a principal under a limit; $12 max, $13 evict, $14 meta. The row lock
+            // A patch that sets a principal under a limit; $12 max, $13 evict, $14 meta, $15
+            // deadline, $16 lock timeout. The row lock
             // of `cur` keeps its owner from changing until the transaction ends.
             patch_admitting: format!(
                 "WITH cur AS (\
-                     SELECT principal FROM {t} WHERE key = $1 AND expires_at > $2 FOR UPDATE\
+                     SELECT principal FROM {t} WHERE key = $1 AND expires_at > $2 AND {arm} \
+                     FOR UPDATE\
                  ), live AS (\
                      SELECT key, joined FROM {t} \
                      WHERE principal = $8 AND expires_at > $2 AND key <> $1 \
@@ -128,17 +188,25 @@ impl Statements {
                  ), {room}, updated AS (\
                      UPDATE {t} AS s SET {set_admitting} FROM cur \
                      WHERE s.key = $1 AND ($13 OR (SELECT n FROM excess) = 0) RETURNING 1\
+                 ), answer AS MATERIALIZED (\
+                     SELECT CASE WHEN EXISTS (SELECT 1 FROM updated) THEN 'applied' \
+                     WHEN NOT EXISTS (SELECT 1 FROM cur) THEN 'missing' ELSE 'limit' END AS a, \
+                     (SELECT count(*) FROM evicted) AS n\
                  ) \
-                 SELECT CASE WHEN EXISTS (SELECT 1 FROM updated) THEN 'applied' \
-                 WHEN NOT EXISTS (SELECT 1 FROM cur) THEN 'missing' ELSE 'limit' END",
+                 SELECT {answer} FROM answer",
                 room = make_room(&t, "$12", "$13"),
+                arm = arm("$16"),
+                answer = checked("a", "text", "$15"),
             ),
-            // $1 from, $3 to; the patch shifted by one ($4..$12); $13 max, $14 evict, $15 meta. The
-            // old row is deleted and the patched one inserted under `to` (create-only); the
-            // transaction commits only on 'applied', so a lost race on `to` writes nothing.
+            // $1 from, $3 to; the patch shifted by one ($4..$12); $13 max, $14 evict, $15 meta;
+            // $16 deadline, $17 lock timeout. The old row is deleted and the patched one
+            // inserted under `to` (create-only). When `to` was taken after the statement's
+            // snapshot (a lost race), the statement fails with KEY_TAKEN, which undoes the
+            // delete.
             move_to: format!(
                 "WITH src0 AS (\
-                     SELECT principal FROM {t} WHERE key = $1 AND expires_at > $2 FOR UPDATE\
+                     SELECT principal FROM {t} WHERE key = $1 AND expires_at > $2 AND {arm} \
+                     FOR UPDATE\
                  ), to_live AS (\
                      SELECT 1 FROM {t} WHERE key = $3 AND expires_at > $2\
                  ), live AS (\
@@ -165,18 +233,28 @@ impl Statements {
                      FROM src \
                      ON CONFLICT (key) DO UPDATE SET {REPLACE} WHERE s.expires_at <= $2 \
                      RETURNING 1\
+                 ), answer AS MATERIALIZED (\
+                     SELECT CASE WHEN EXISTS (SELECT 1 FROM moved) THEN 'applied' \
+                     WHEN NOT EXISTS (SELECT 1 FROM src0) THEN 'missing' \
+                     WHEN EXISTS (SELECT 1 FROM src) THEN {taken} \
+                     WHEN EXISTS (SELECT 1 FROM to_live) THEN 'collision' \
+                     WHEN (SELECT n FROM excess) > 0 THEN 'limit' \
+                     ELSE 'missing' END AS a, (SELECT count(*) FROM evicted) AS n\
                  ) \
-                 SELECT CASE WHEN EXISTS (SELECT 1 FROM moved) THEN 'applied' \
-                 WHEN NOT EXISTS (SELECT 1 FROM src0) THEN 'missing' \
-                 WHEN EXISTS (SELECT 1 FROM to_live) OR EXISTS (SELECT 1 FROM src) \
-                 THEN 'collision' \
-                 WHEN (SELECT n FROM excess) > 0 THEN 'limit' \
-                 ELSE 'missing' END",
+                 SELECT {answer} FROM answer",
                 room = make_room(&t, "$13", "$14"),
+                arm = arm("$17"),
+                taken = fail(KEY_TAKEN, "text"),
+                answer = checked("a", "text", "$16"),
                 meta = merged_meta("src", "$15"),
             ),
-            delete: format!("DELETE FROM {t} WHERE key = $1"),
-            // $3 the data key, $4 the step. A value that is not an integer in i64 counts
+            // $2 deadline, $3 lock timeout.
+            delete: format!(
+                "DELETE FROM {t} WHERE key = $1 AND {arm} RETURNING {answer}",
+                arm = arm("$3"),
+                answer = checked("1", "int", "$2"),
+            ),
+            // $3 the data key, $4 the step; $5 deadline, $6 lock timeout. A value that is not an integer in i64 counts
             // as 0; the sum saturates at the i64 bounds. `jsonb_set` refuses a `data` that
             // is not an object (a corrupt row) instead of turning it into something else.
             increment: format!(
@@ -189,38 +267,50 @@ impl Statements {
                  THEN (s.data ->> $3)::numeric ELSE 0 END \
                  ELSE 0 END + $4::bigint, \
                  -9223372036854775808), 9223372036854775807)::bigint)) \
-                 WHERE s.key = $1 AND s.expires_at > $2 \
-                 RETURNING (s.data -> $3)::text"
+                 WHERE s.key = $1 AND s.expires_at > $2 AND {arm} \
+                 RETURNING {answer}",
+                arm = arm("$6"),
+                answer = checked("(s.data -> $3)::text", "text", "$5"),
             ),
             // $3 the data key, $4 the expected JSON (NULL: absent), $5 the new one (NULL:
-            // remove). Answers (live, applied, current value).
+            // remove); $6 deadline, $7 lock timeout. Answers (live, applied, current value).
             compare_and_set: format!(
                 "WITH cur AS (\
                      SELECT data -> $3 AS v FROM {t} \
-                     WHERE key = $1 AND expires_at > $2 FOR UPDATE\
+                     WHERE key = $1 AND expires_at > $2 AND {arm} FOR UPDATE\
                  ), updated AS (\
                      UPDATE {t} AS s SET data = CASE WHEN $5::text IS NULL \
                      THEN s.data - $3::text \
                      ELSE jsonb_set(s.data, ARRAY[$3::text], $5::jsonb) END \
                      FROM cur WHERE s.key = $1 AND cur.v IS NOT DISTINCT FROM $4::jsonb \
                      RETURNING 1\
+                 ), answer AS MATERIALIZED (\
+                     SELECT EXISTS (SELECT 1 FROM cur) AS live, \
+                     EXISTS (SELECT 1 FROM updated) AS applied, (SELECT v::text FROM cur) AS v\
                  ) \
-                 SELECT EXISTS (SELECT 1 FROM cur), EXISTS (SELECT 1 FROM updated), \
-                 (SELECT v::text FROM cur)"
+                 SELECT live, {applied}, v FROM answer",
+                arm = arm("$7"),
+                applied = checked("applied", "boolean", "$6"),
             ),
             sessions_of: format!(
                 "SELECT key, created, last_seen, expires_at, user_agent FROM {t} \
                  WHERE principal = $1 AND expires_at > $2 ORDER BY last_seen DESC, key"
             ),
+            // $3 deadline, $4 lock timeout. Answers how many of the deleted rows were live.
             delete_sessions_of: format!(
-                "WITH gone AS (DELETE FROM {t} WHERE principal = $1 RETURNING expires_at) \
-                 SELECT count(*) FROM gone WHERE expires_at > $2"
+                "WITH gone AS (\
+                     DELETE FROM {t} WHERE principal = $1 AND {arm} RETURNING expires_at\
+                 ), answer AS MATERIALIZED (\
+                     SELECT count(*) FILTER (WHERE expires_at > $2) AS n FROM gone\
+                 ) \
+                 SELECT {answer} FROM answer",
+                arm = arm("$4"),
+                answer = checked("n", "bigint", "$3"),
             ),
             sweep: format!(
                 "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= $1 \
                  LIMIT $2 FOR UPDATE SKIP LOCKED)"
             ),
-            lock: "SELECT pg_advisory_xact_lock($1)".to_owned(),
         }
     }
 }

@@ -1,15 +1,20 @@
-//! The steps of each [`PostgresStore`](super::PostgresStore) write inside its transaction:
-//! one statement each (a create, a patch, a move, an atomic update), after the principal's
-//! advisory lock when the commit may add a session to a principal under a limit.
+//! The statement of each [`PostgresStore`](super::PostgresStore) write (a create, a patch,
+//! a move, an atomic update), bound with its [`Guard`]: one statement each, on its own or,
+//! when the commit may add a session to a principal under a limit, in a transaction that
+//! took the principal's advisory lock first.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::postgres::{PgConnection, Postgres};
 use sqlx::Row;
 
-use super::{from_sqlx, lock_id, PostgresStore};
+use super::statements::KEY_TAKEN;
+use super::{from_sqlx, lock_id, raised, PostgresStore};
 use crate::error::{StoreError, StoreErrorKind};
+use crate::principal::Principal;
 use crate::record::{Patch, Record};
 use crate::store::sql::{json, parse_value, NewRow, PatchArgs};
-use crate::store::{CommitOutcome, Update, UpdateOutcome};
+use crate::store::{Commit, CommitOutcome, Update, UpdateOutcome};
 use crate::token::StoreKey;
 
 fn outcome(answer: &str) -> Result<CommitOutcome, StoreError> {
@@ -25,20 +30,105 @@ fn outcome(answer: &str) -> Result<CommitOutcome, StoreError> {
     }
 }
 
+/// The server-side bounds of one write statement (its last two parameters).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Guard {
+    /// Unix milliseconds on the application's system clock: a statement still running on
+    /// the server past it fails instead of committing.
+    pub(super) deadline_ms: i64,
+    /// The statement's `lock_timeout`: the whole command timeout.
+    pub(super) lock_ms: i64,
+}
+
+impl Guard {
+    /// For a write starting now under `timeout`. The deadline is `timeout` less a margin (a
+    /// quarter of it, at most 250 ms), which is what a statement that passes its check has
+    /// to commit and answer before the client gives up.
+    pub(super) fn new(timeout: Duration) -> Self {
+        let margin = (timeout / 4).min(Duration::from_millis(250));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let deadline = (now + timeout).saturating_sub(margin);
+        Self {
+            deadline_ms: i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX),
+            lock_ms: i64::try_from(timeout.as_millis().clamp(1, i32::MAX as u128))
+                .unwrap_or(i64::from(i32::MAX)),
+        }
+    }
+}
+
 impl PostgresStore {
-    /// Takes the principal's lock when `principal` may gain a session under a limit.
-    pub(super) async fn lock_principal(
+    pub(super) fn guard(&self) -> Guard {
+        Guard::new(self.inner.settings.timeout)
+    }
+
+    /// The advisory lock of `principal`, when a limit is set: every write that may add a
+    /// session to it (or delete all of its sessions) takes it first.
+    pub(super) fn principal_lock(&self, principal: &str) -> Option<i64> {
+        self.inner.settings.limit?;
+        Some(lock_id(&[
+            "principal",
+            &self.inner.settings.table.qualified(),
+            principal,
+        ]))
+    }
+
+    /// The principal `commit` may add a session to, when a limit is set.
+    pub(super) fn gains(&self, commit: &Commit) -> Option<i64> {
+        let principal = match commit {
+            Commit::Create { record, .. } => record.principal().map(Principal::index_key),
+            Commit::Patch { patch, .. } | Commit::Move { patch, .. } => match patch.principal() {
+                Some(Some(p)) => Some(p.index_key()),
+                _ => None,
+            },
+            Commit::Delete { .. } => None,
+        }?;
+        self.principal_lock(&principal)
+    }
+
+    /// Deletes every session of `principal`; answers how many of them were live.
+    pub(super) async fn delete_all(
         &self,
         conn: &mut PgConnection,
-        principal: Option<&str>,
-    ) -> Result<(), StoreError> {
-        match principal {
-            Some(p) if self.inner.settings.limit.is_some() => {
-                let id = lock_id(&["principal", &self.inner.settings.table.qualified(), p]);
-                self.lock(conn, id).await
+        principal: &str,
+        now: i64,
+        guard: Guard,
+    ) -> Result<i64, StoreError> {
+        sqlx::query_scalar(&self.inner.sql.delete_sessions_of)
+            .bind(principal)
+            .bind(now)
+            .bind(guard.deadline_ms)
+            .bind(guard.lock_ms)
+            .fetch_one(conn)
+            .await
+            .map_err(from_sqlx)
+    }
+
+    pub(super) async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        commit: &Commit,
+        now: i64,
+        guard: Guard,
+    ) -> Result<CommitOutcome, StoreError> {
+        Ok(match commit {
+            Commit::Create { key, record } => self.create(conn, key, record, now, guard).await?,
+            Commit::Patch { key, patch } => self.patch(conn, key, patch, now, guard).await?,
+            Commit::Move { from, to, patch } => {
+                self.move_to(conn, from, to, patch, now, guard).await?
             }
-            _ => Ok(()),
-        }
+            Commit::Delete { key } => {
+                sqlx::query(&self.inner.sql.delete)
+                    .bind(key.as_bytes().as_slice())
+                    .bind(guard.deadline_ms)
+                    .bind(guard.lock_ms)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(from_sqlx)?;
+                CommitOutcome::Applied
+            }
+        })
     }
 
     pub(super) async fn create(
@@ -47,9 +137,9 @@ impl PostgresStore {
         key: &StoreKey,
         record: &Record,
         now: i64,
+        guard: Guard,
     ) -> Result<CommitOutcome, StoreError> {
         let row = NewRow::encode(record)?;
-        self.lock_principal(conn, row.principal.as_deref()).await?;
         let (max, evict) = self.inner.settings.limit_args();
         let answer: String = sqlx::query_scalar(&self.inner.sql.create)
             .bind(key.as_bytes().as_slice())
@@ -67,6 +157,8 @@ impl PostgresStore {
             .bind(max)
             .bind(evict)
             .bind(row.meta)
+            .bind(guard.deadline_ms)
+            .bind(guard.lock_ms)
             .fetch_one(&mut *conn)
             .await
             .map_err(from_sqlx)?;
@@ -79,6 +171,7 @@ impl PostgresStore {
         key: &StoreKey,
         patch: &Patch,
         now: i64,
+        guard: Guard,
     ) -> Result<CommitOutcome, StoreError> {
         let args = PatchArgs::encode(patch)?;
         let sets = args.sets_object();
@@ -86,6 +179,8 @@ impl PostgresStore {
         if !admits {
             let updated = bind_patch(sqlx::query(&self.inner.sql.patch), key, now, &args, &sets)
                 .bind(args.meta.clone())
+                .bind(guard.deadline_ms)
+                .bind(guard.lock_ms)
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(from_sqlx)?;
@@ -95,8 +190,6 @@ impl PostgresStore {
                 CommitOutcome::Missing
             });
         }
-        self.lock_principal(conn, args.principal.index_key())
-            .await?;
         let (max, evict) = self.inner.settings.limit_args();
         let row = bind_patch(
             sqlx::query(&self.inner.sql.patch_admitting),
@@ -108,6 +201,8 @@ impl PostgresStore {
         .bind(max)
         .bind(evict)
         .bind(args.meta.clone())
+        .bind(guard.deadline_ms)
+        .bind(guard.lock_ms)
         .fetch_one(&mut *conn)
         .await
         .map_err(from_sqlx)?;
@@ -121,13 +216,12 @@ impl PostgresStore {
         to: &StoreKey,
         patch: &Patch,
         now: i64,
+        guard: Guard,
     ) -> Result<CommitOutcome, StoreError> {
         let args = PatchArgs::encode(patch)?;
         let sets = args.sets_object();
-        self.lock_principal(conn, args.principal.index_key())
-            .await?;
         let (max, evict) = self.inner.settings.limit_args();
-        let answer: String = sqlx::query_scalar(&self.inner.sql.move_to)
+        let answer: Result<String, _> = sqlx::query_scalar(&self.inner.sql.move_to)
             .bind(from.as_bytes().as_slice())
             .bind(now)
             .bind(to.as_bytes().as_slice())
@@ -143,10 +237,17 @@ impl PostgresStore {
             .bind(max)
             .bind(evict)
             .bind(args.meta.clone())
+            .bind(guard.deadline_ms)
+            .bind(guard.lock_ms)
             .fetch_one(&mut *conn)
-            .await
-            .map_err(from_sqlx)?;
-        outcome(&answer)
+            .await;
+        match answer {
+            Ok(answer) => outcome(&answer),
+            // The target was taken after the statement's snapshot: the statement failed,
+            // so the source row is still there.
+            Err(err) if raised(&err, KEY_TAKEN) => Ok(CommitOutcome::Collision),
+            Err(err) => Err(from_sqlx(err)),
+        }
     }
 
     pub(super) async fn update_in(
@@ -156,6 +257,7 @@ impl PostgresStore {
         field: &str,
         update: Update,
         now: i64,
+        guard: Guard,
     ) -> Result<UpdateOutcome, StoreError> {
         match update {
             Update::Increment { by } => {
@@ -164,6 +266,8 @@ impl PostgresStore {
                     .bind(now)
                     .bind(field)
                     .bind(by)
+                    .bind(guard.deadline_ms)
+                    .bind(guard.lock_ms)
                     .fetch_optional(&mut *conn)
                     .await
                     .map_err(from_sqlx)?;
@@ -181,6 +285,8 @@ impl PostgresStore {
                     .bind(field)
                     .bind(expected_text)
                     .bind(new_text)
+                    .bind(guard.deadline_ms)
+                    .bind(guard.lock_ms)
                     .fetch_one(&mut *conn)
                     .await
                     .map_err(from_sqlx)?;

@@ -60,7 +60,7 @@ impl Statements {
             ),
             evict: format!(
                 "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE principal = ?1 \
-                 AND expires_at > ?2 AND key <> ?3 ORDER BY joined, key LIMIT ?4)"
+                 AND expires_at > ?2 AND key <> ?3 ORDER BY joined, key LIMIT ?4) RETURNING key"
             ),
             delete: format!("DELETE FROM {t} WHERE key = ?1"),
             // ?3: the data key's JSON path, ?4: the step, ?5 / ?6: i64::MAX / i64::MIN.
@@ -88,7 +88,7 @@ impl Statements {
                  WHERE principal = ?1 AND expires_at > ?2 ORDER BY last_seen DESC, key"
             ),
             delete_sessions_of: format!(
-                "DELETE FROM {t} WHERE principal = ?1 RETURNING expires_at > ?2"
+                "DELETE FROM {t} WHERE principal = ?1 RETURNING key, expires_at > ?2"
             ),
             sweep: format!(
                 "DELETE FROM {t} WHERE key IN \

@@ -1,16 +1,18 @@
 //! The steps of each [`SqliteStore`](super::SqliteStore) write inside its `BEGIN IMMEDIATE`
 //! transaction: creates, patches, moves, atomic updates, and making room under the
-//! per-principal limit. SQLite runs one writer at a time, so a step may read before it
-//! writes without racing anyone; JSON is still changed by SQLite only.
+//! per-principal limit, and what each applied commit tells the live handles. SQLite runs
+//! one writer at a time, so a step may read before it writes without racing anyone; JSON is
+//! still changed by SQLite only.
 
 use sqlx::sqlite::SqliteConnection;
 
 use super::statements::{bind_patch, path};
 use super::{from_sqlx, SqliteStore};
 use crate::error::{StoreError, StoreErrorKind};
+use crate::live::EndReason;
 use crate::record::{Patch, Record};
-use crate::store::sql::{json, parse_value, NewRow, PatchArgs};
-use crate::store::{CommitOutcome, LimitPolicy, Update, UpdateOutcome};
+use crate::store::sql::{json, key_of, parse_value, NewRow, PatchArgs};
+use crate::store::{Commit, CommitOutcome, LimitPolicy, Update, UpdateOutcome};
 use crate::token::StoreKey;
 
 /// What an admitting step found: the principal may take one more session, or `excess`
@@ -24,14 +26,34 @@ fn excess(live: i64, max: i64) -> i64 {
 }
 
 impl SqliteStore {
+    /// Tells the live handles what `commit`, applied, did to their sessions.
+    pub(super) fn notify(&self, commit: &Commit, evicted: &[StoreKey]) {
+        let live = &self.inner.live;
+        for key in evicted {
+            live.ended(*key, EndReason::SessionLimit);
+        }
+        match commit {
+            Commit::Create { .. } => {}
+            Commit::Patch { key, patch } => {
+                live.moved(*key, *key, patch.principal(), patch.last_seen());
+            }
+            Commit::Move { from, to, patch } => {
+                live.moved(*from, *to, patch.principal(), patch.last_seen());
+            }
+            Commit::Delete { key } => live.ended(*key, EndReason::Deleted),
+        }
+    }
+
     /// Makes room under the limit for one more session of `principal` (not counting
-    /// `except`), inside a write transaction.
+    /// `except`), inside a write transaction; adds the sessions it evicts to `evicted` (their
+    /// live handles end once the transaction commits).
     async fn admit(
         &self,
         conn: &mut SqliteConnection,
         principal: &str,
         except: &StoreKey,
         now: i64,
+        evicted: &mut Vec<StoreKey>,
     ) -> Result<(), StoreError> {
         let Some((_, policy)) = self.inner.settings.limit else {
             return Ok(());
@@ -52,14 +74,16 @@ impl SqliteStore {
             return Err(StoreError::from_kind(StoreErrorKind::LimitReached));
         }
         tracing::debug!(excess, "session limit: evicting oldest");
-        sqlx::query(&self.inner.sql.evict)
+        let keys: Vec<Vec<u8>> = sqlx::query_scalar(&self.inner.sql.evict)
             .bind(principal)
             .bind(now)
             .bind(except.as_bytes().to_vec())
             .bind(excess)
-            .execute(&mut *conn)
+            .fetch_all(&mut *conn)
             .await
             .map_err(from_sqlx)?;
+        // A key that does not parse names no handle.
+        evicted.extend(keys.iter().filter_map(|k| key_of(k).ok()));
         Ok(())
     }
 
@@ -111,13 +135,14 @@ impl SqliteStore {
         key: &StoreKey,
         record: &Record,
         now: i64,
+        evicted: &mut Vec<StoreKey>,
     ) -> Result<CommitOutcome, StoreError> {
         let row = NewRow::encode(record)?;
         if let Some(principal) = self.admits(None, row.principal.as_deref()) {
             if self.is_live(conn, key, now).await? {
                 return Ok(CommitOutcome::Collision);
             }
-            self.admit(conn, &principal, key, now).await?;
+            self.admit(conn, &principal, key, now, evicted).await?;
         }
         let inserted = sqlx::query(&self.inner.sql.create)
             .bind(key.as_bytes().to_vec())
@@ -149,6 +174,7 @@ impl SqliteStore {
         key: &StoreKey,
         patch: &Patch,
         now: i64,
+        evicted: &mut Vec<StoreKey>,
     ) -> Result<CommitOutcome, StoreError> {
         let args = PatchArgs::encode(patch)?;
         if args.principal.index_key().is_some() && self.inner.settings.limit.is_some() {
@@ -156,7 +182,7 @@ impl SqliteStore {
                 return Ok(CommitOutcome::Missing);
             };
             if let Some(principal) = self.admits(current.as_deref(), args.principal.index_key()) {
-                self.admit(conn, &principal, key, now).await?;
+                self.admit(conn, &principal, key, now, evicted).await?;
             }
         }
         let sql = self.inner.sql.patch(&args, false);
@@ -178,6 +204,7 @@ impl SqliteStore {
         to: &StoreKey,
         patch: &Patch,
         now: i64,
+        evicted: &mut Vec<StoreKey>,
     ) -> Result<CommitOutcome, StoreError> {
         let args = PatchArgs::encode(patch)?;
         if args.principal.index_key().is_some() && self.inner.settings.limit.is_some() {
@@ -189,7 +216,7 @@ impl SqliteStore {
                 if self.is_live(conn, to, now).await? {
                     return Ok(CommitOutcome::Collision);
                 }
-                self.admit(conn, &principal, from, now).await?;
+                self.admit(conn, &principal, from, now, evicted).await?;
             }
         }
         let sql = self.inner.sql.patch(&args, true);
