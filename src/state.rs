@@ -136,10 +136,7 @@ impl LayerState {
     /// The same state on another store.
     pub(crate) fn with_store(&self, store: impl SessionStore) -> Self {
         let store = LayerStore::new(store);
-        let live = match &store {
-            LayerStore::Memory(memory) => memory.live_registry().clone(),
-            LayerStore::Dyn(_) => Arc::default(),
-        };
+        let live = store.live_registry().unwrap_or_default();
         Self {
             store,
             live,

@@ -25,6 +25,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::live::Registry;
+
 pub use crate::error::{StoreError, StoreErrorKind};
 pub use crate::record::{Patch, Record, SessionInfo};
 pub use crate::token::StoreKey;
@@ -294,6 +296,21 @@ impl LayerStore {
         }
     }
 
+    /// The registry of live handles the store notifies itself (`MemoryStore`, `RedisStore`);
+    /// `None` for a store that cannot notify.
+    pub(crate) fn live_registry(&self) -> Option<Arc<Registry>> {
+        match self {
+            Self::Memory(store) => Some(store.live_registry().clone()),
+            #[cfg(feature = "redis")]
+            Self::Dyn(store) => store
+                .as_any()
+                .downcast_ref::<RedisStore>()
+                .map(RedisStore::live_registry),
+            #[cfg(not(feature = "redis"))]
+            Self::Dyn(_) => None,
+        }
+    }
+
     pub(crate) fn session_count(&self) -> Option<usize> {
         match self {
             Self::Memory(store) => Some(store.len()),
@@ -347,6 +364,7 @@ impl LayerStore {
 /// Object-safe mirror of [`SessionStore`], so the layer and the extractors need no store type
 /// parameter.
 pub(crate) trait DynStore: Send + Sync + 'static {
+    fn as_any(&self) -> &dyn Any;
     fn lookup<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Lookup, StoreError>>;
     fn session_count(&self) -> Option<usize>;
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<CommitOutcome, StoreError>>;
@@ -367,6 +385,10 @@ pub(crate) trait DynStore: Send + Sync + 'static {
 }
 
 impl<T: SessionStore> DynStore for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
     fn lookup<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Lookup, StoreError>> {
         Box::pin(SessionStore::lookup(self, key))
     }
