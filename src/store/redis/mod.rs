@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -14,6 +14,7 @@ use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, Script, Valu
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{StoreError, StoreErrorKind};
+use crate::live::Registry;
 use crate::record::{Record, SessionInfo};
 use crate::store::{
     Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore, Update, UpdateOutcome,
@@ -32,6 +33,7 @@ macro_rules! args {
 mod cluster;
 mod cluster_index;
 mod codec;
+mod notify;
 mod session_store;
 mod settle;
 mod update;
@@ -177,6 +179,11 @@ pub struct RedisStore {
     limit: Option<(usize, LimitPolicy)>,
     /// Commits being settled in the background, shared by clones.
     settling: Arc<AtomicUsize>,
+    /// Where the live-session subscription connects (a cluster: any node will do).
+    subscription: Arc<[redis::Client]>,
+    /// The live handles of this store's sessions, made on first use (by the layer), once
+    /// the builder methods have run; shared by clones.
+    live: Arc<OnceLock<Arc<Registry>>>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -287,8 +294,8 @@ impl RedisStore {
             .set_response_timeout(None)
             .set_max_delay(Duration::from_secs(1));
         let manager =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
-        Ok(Self::from_connection_manager(manager))
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
+        Ok(Self::from_connection_manager(manager).with_subscription(client))
     }
 
     /// A store on the Redis Cluster reachable through any of `urls` (seed nodes).
@@ -304,6 +311,11 @@ impl RedisStore {
         S: AsRef<str>,
     {
         let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        let nodes = urls
+            .iter()
+            .map(|url| redis::Client::open(url.as_str()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
         // No response timeout of the cluster client: the store's own timeout
         // (`command_timeout`) bounds every call, as on a standalone server, so a slow but
         // working node is waited for as long as the caller asked and not a fixed 2 seconds.
@@ -315,7 +327,9 @@ impl RedisStore {
             .await
             .map_err(|_| StoreError::from_kind(StoreErrorKind::Timeout))?
             .map_err(unavailable)?;
-        Ok(Self::from_cluster_connection(conn))
+        let mut store = Self::from_cluster_connection(conn);
+        store.subscription = nodes.into();
+        Ok(store)
     }
 
     /// A store on a connection you configured yourself (TLS, credentials, retry policy...).
@@ -338,7 +352,37 @@ impl RedisStore {
             clock: Arc::new(SystemClock),
             limit: None,
             settling: Arc::new(AtomicUsize::new(0)),
+            subscription: Arc::new([]),
+            live: Arc::default(),
         }
+    }
+
+    /// Where to subscribe to live-session notices, for a store made with
+    /// [`RedisStore::from_connection_manager`] or [`RedisStore::from_cluster_connection`]
+    /// (the `connect` methods set it): the server, or any node of the cluster. Without it
+    /// the store cannot notify: live handles end at their deadlines only (see the type's
+    /// documentation).
+    #[must_use]
+    pub fn with_subscription(mut self, client: redis::Client) -> Self {
+        self.subscription = Arc::new([client]);
+        self
+    }
+
+    /// The registry of the live handles of this store's sessions, fed by its subscription.
+    pub(crate) fn live_registry(&self) -> Arc<Registry> {
+        self.live
+            .get_or_init(|| {
+                let mut lean = self.clone();
+                lean.live = Arc::default();
+                let watcher = notify::Watcher::new(lean, self.subscription.clone());
+                Arc::new(Registry::watched(watcher))
+            })
+            .clone()
+    }
+
+    /// The code the delete of `key` publishes: the cause the layer noted, if any.
+    fn end_code(&self, key: &StoreKey) -> &'static str {
+        notify::code(self.live.get().and_then(|r| r.take_hint(key)))
     }
 
     /// Puts every key under `prefix` (default `tessera:`), so several services or
@@ -522,6 +566,7 @@ impl RedisStore {
             }
             Commit::Delete { key } => {
                 head("delete", &[key]);
+                inv.arg(self.end_code(key));
                 None
             }
         };
