@@ -194,9 +194,7 @@ impl Registry {
 
     /// The cause noted for the delete of `key` now being committed, to publish with it.
     pub(crate) fn take_hint(&self, key: &StoreKey) -> Option<EndReason> {
-        if self.watch.is_none() {
-            return None;
-        }
+        // Filled only when watched: a store that applies its own commits never calls this.
         lock(&self.pending).remove(key)
     }
 

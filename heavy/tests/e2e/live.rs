@@ -18,7 +18,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::app;
 use crate::http::{client as http, serve, session_cookie};
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The demo with an idle timeout of `idle` seconds; answers its base URL.
 async fn start(idle: u64) -> String {
@@ -28,7 +28,7 @@ async fn start(idle: u64) -> String {
     format!("127.0.0.1:{}", addr.port())
 }
 
-fn field<'a>(page: &'a str, name: &str) -> Vec<&'a str> {
+pub(crate) fn field<'a>(page: &'a str, name: &str) -> Vec<&'a str> {
     page.split(&format!("name=\"{name}\" value=\""))
         .skip(1)
         .filter_map(|rest| rest.split('"').next())
@@ -36,7 +36,7 @@ fn field<'a>(page: &'a str, name: &str) -> Vec<&'a str> {
 }
 
 /// Signs in as `user` (password = name) from a fresh browser; answers its cookie.
-async fn sign_in(base: &str, user: &str) -> String {
+pub(crate) async fn sign_in(base: &str, user: &str) -> String {
     let http = http();
     let res = http.get(format!("http://{base}/")).send().await.unwrap();
     let anon = session_cookie(&res).unwrap();
@@ -56,12 +56,12 @@ async fn relogin(base: &str, cookie: &str, user: &str, csrf: &str) -> String {
     session_cookie(&res).expect("login sets the cookie")
 }
 
-async fn csrf(base: &str, cookie: &str) -> String {
+pub(crate) async fn csrf(base: &str, cookie: &str) -> String {
     crate::http::csrf(&http(), &format!("http://{base}"), cookie).await
 }
 
 /// A CSRF-protected form post as `cookie`, with `fields` besides the token.
-async fn post(base: &str, cookie: &str, path: &str, fields: &[(&str, &str)]) {
+pub(crate) async fn post(base: &str, cookie: &str, path: &str, fields: &[(&str, &str)]) {
     let token = csrf(base, cookie).await;
     let mut form = vec![("csrf_token", token.as_str())];
     form.extend_from_slice(fields);
@@ -92,7 +92,7 @@ async fn connect(base: &str, cookie: Option<&str>, origin: &str) -> Result<Socke
         .map(|(ws, _)| ws)
 }
 
-async fn open(base: &str, cookie: &str) -> Socket {
+pub(crate) async fn open(base: &str, cookie: &str) -> Socket {
     connect(base, Some(cookie), &format!("http://{base}"))
         .await
         .expect("the upgrade succeeds")
@@ -107,7 +107,7 @@ async fn frame(ws: &mut Socket, secs: u64) -> Message {
         .expect("a valid frame")
 }
 
-async fn json(ws: &mut Socket) -> Value {
+pub(crate) async fn json(ws: &mut Socket) -> Value {
     match frame(ws, 3).await {
         Message::Text(text) => serde_json::from_str(&text).unwrap(),
         other => panic!("expected a text frame, got {other:?}"),
@@ -115,7 +115,7 @@ async fn json(ws: &mut Socket) -> Value {
 }
 
 /// Skips data frames until the close frame (within `secs` seconds); answers code and reason.
-async fn close_of(ws: &mut Socket, secs: u64) -> (u16, String) {
+pub(crate) async fn close_of(ws: &mut Socket, secs: u64) -> (u16, String) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -16,6 +16,8 @@ mod browser;
 mod demo;
 mod http;
 mod live;
+#[cfg(feature = "redis")]
+mod live_redis;
 mod real_connection;
 mod return_to;
 mod session_api;
