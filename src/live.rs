@@ -36,9 +36,18 @@
 //! absolute expiry fire from the deadline the handle knows, on a timer, and a commit that
 //! refreshes the session moves that deadline: an idle handle makes no store call.
 //!
-//! Stores that cannot notify (any store but `MemoryStore` today, `RedisStore` included)
-//! still end their handles at expiry, but do not report logout, destroy or eviction to them:
-//! a fleet must not rely on a live handle for revocation until its store notifies.
+//! A [`RedisStore`](crate::store::RedisStore) reports the same causes across instances: its
+//! commit scripts publish them (store keys and the cause), and one subscription per store,
+//! started with its first handle, feeds its registry. A refresh made through another
+//! instance is not published, so at its idle deadline a handle asks the store once whether
+//! the session was used meanwhile, and ends only if not. When the subscription comes back
+//! after a loss, every open handle is re-validated in one batched call, so a session ended
+//! during the gap still ends its handles (as [`EndReason::Deleted`]: the cause was not
+//! heard). See the store's documentation.
+//!
+//! Stores that cannot notify (the SQL stores today) still end their handles at expiry, but
+//! do not report logout, destroy or eviction to them: a fleet must not rely on a live handle
+//! for revocation until its store notifies.
 //!
 //! # Activity
 //!
@@ -84,10 +93,14 @@ use crate::state::{LayerState, Timeouts};
 use crate::store::{Commit, CommitOutcome};
 use crate::token::StoreKey;
 
+// The watch side of the registry (subscriptions, re-checks) serves only `RedisStore` today.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 mod registry;
 
+pub(crate) use registry::Registry;
 use registry::{lock, Slot};
-pub(crate) use registry::{Registry, Seen, Watch};
+#[cfg(feature = "redis")]
+pub(crate) use registry::{Seen, Watch};
 
 /// Why a [`LiveSession`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -364,6 +364,8 @@ impl LayerStore {
 /// Object-safe mirror of [`SessionStore`], so the layer and the extractors need no store type
 /// parameter.
 pub(crate) trait DynStore: Send + Sync + 'static {
+    /// For the stores the layer knows more of (`RedisStore`'s live registry).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn as_any(&self) -> &dyn Any;
     fn lookup<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Lookup, StoreError>>;
     fn session_count(&self) -> Option<usize>;

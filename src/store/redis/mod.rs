@@ -119,6 +119,37 @@ static CLUSTER: LazyLock<Script> = script!("cluster.lua");
 /// timeout of activity). Use [`RedisStore::connect`] only for a standalone server: its
 /// commit script reaches keys of several slots, which a cluster refuses.
 ///
+/// # Live sessions
+///
+/// The store notifies [live handles](crate::live) on every instance: each commit that ends a
+/// session (logout, destroy, logout everywhere, ended from another device, per-principal
+/// limit), moves it or changes its principal or scopes publishes a short message on the
+/// channel `<prefix>live`, from the same script, so a notice is sent exactly when the change
+/// applies. Messages carry store keys (the hashes the keys are named after) and the cause,
+/// never session IDs or tokens. Refreshes are not published: at its idle deadline a handle
+/// looks its session up once (one `HGETALL`) and ends only if no instance used it meanwhile.
+///
+/// Each store (shared by its clones) holds one subscription connection, opened when its first
+/// handle registers; with no handle ever opened, nothing subscribes. Whenever it subscribes
+/// (the first time, and after a lost connection, retried with a backoff of at most a
+/// second), it re-validates every open handle in one batched call before it reads the
+/// messages queued meanwhile: one pipeline of `HMGET`s on a standalone server; in a cluster,
+/// which refuses pipelines across slots, one `HMGET` per session, all sent at once. A session
+/// gone by then ends its handles as [`EndReason::Deleted`](crate::live::EndReason::Deleted).
+/// A silent subscription is pinged every 30 seconds, so a connection that died without
+/// closing is noticed; otherwise an idle handle makes no call.
+///
+/// In a cluster the scripts use plain `PUBLISH`, not `SPUBLISH`: a sharded channel would
+/// have to hash to the slot of the keys each script touches (a different one per session),
+/// so a subscriber would need one connection per shard; plain messages reach every node's
+/// subscribers over the cluster bus, so one subscription on any node hears all. The cost is
+/// one cluster-bus broadcast per session end, move or principal change, not per request.
+///
+/// [`RedisStore::connect`] and [`RedisStore::connect_cluster`] subscribe through the same
+/// server or seed nodes; a store made from a connection you configured needs
+/// [`RedisStore::with_subscription`], or it cannot notify (its handles then end at their
+/// deadlines only).
+///
 /// # Failures
 ///
 /// Every operation is bounded by [`RedisStore::command_timeout`] (default 2 seconds): an
@@ -357,34 +388,6 @@ impl RedisStore {
         }
     }
 
-    /// Where to subscribe to live-session notices, for a store made with
-    /// [`RedisStore::from_connection_manager`] or [`RedisStore::from_cluster_connection`]
-    /// (the `connect` methods set it): the server, or any node of the cluster. Without it
-    /// the store cannot notify: live handles end at their deadlines only (see the type's
-    /// documentation).
-    #[must_use]
-    pub fn with_subscription(mut self, client: redis::Client) -> Self {
-        self.subscription = Arc::new([client]);
-        self
-    }
-
-    /// The registry of the live handles of this store's sessions, fed by its subscription.
-    pub(crate) fn live_registry(&self) -> Arc<Registry> {
-        self.live
-            .get_or_init(|| {
-                let mut lean = self.clone();
-                lean.live = Arc::default();
-                let watcher = notify::Watcher::new(lean, self.subscription.clone());
-                Arc::new(Registry::watched(watcher))
-            })
-            .clone()
-    }
-
-    /// The code the delete of `key` publishes: the cause the layer noted, if any.
-    fn end_code(&self, key: &StoreKey) -> &'static str {
-        notify::code(self.live.get().and_then(|r| r.take_hint(key)))
-    }
-
     /// Puts every key under `prefix` (default `tessera:`), so several services or
     /// environments can share one server.
     #[must_use]
@@ -576,54 +579,5 @@ impl RedisStore {
             .await
             .map_err(from_redis)?;
         outcome(&answer)
-    }
-}
-
-/// A row of sessions_of.lua: hex key, created, last seen, expires at, user agent (bytes:
-/// one that does not decode makes the row no session to list).
-type IndexRow = (Vec<u8>, i64, i64, i64, Option<Vec<u8>>);
-
-/// What a session key holds, told apart before decoding.
-enum Hash {
-    /// Nothing.
-    Empty,
-    /// A record (or something that claims to be one; decoding tells).
-    Record(Vec<(Vec<u8>, Vec<u8>)>),
-    /// A cluster move's placeholder on its target.
-    Stub(cluster::Stub),
-    /// What a cluster move leaves on its source: the session is gone from this key.
-    Tombstone,
-}
-
-impl Hash {
-    fn of(fields: HashMap<Vec<u8>, Vec<u8>>) -> Self {
-        if fields.is_empty() {
-            return Self::Empty;
-        }
-        if fields.contains_key(&b"mv"[..]) {
-            return Self::Tombstone;
-        }
-        if let Some(source) = fields.get(&b"pf"[..]) {
-            let get = |name: &[u8]| fields.get(name).cloned().unwrap_or_default();
-            return Self::Stub(cluster::Stub {
-                source: source.clone(),
-                id: get(b"op"),
-                deadline: get(b"pd"),
-            });
-        }
-        Self::Record(fields.into_iter().collect())
-    }
-}
-
-fn outcome(answer: &str) -> Result<CommitOutcome, StoreError> {
-    match answer {
-        "applied" => Ok(CommitOutcome::Applied),
-        "collision" => Ok(CommitOutcome::Collision),
-        "missing" => Ok(CommitOutcome::Missing),
-        "limit" => Err(StoreError::from_kind(StoreErrorKind::LimitReached)),
-        other => Err(StoreError::new(
-            StoreErrorKind::Corrupt,
-            format!("unexpected answer from the commit script: {other:?}"),
-        )),
     }
 }

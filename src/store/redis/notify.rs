@@ -199,6 +199,34 @@ async fn subscribe(
 const FIELDS: [&str; 5] = ["e", "l", "pi", "mv", "pf"];
 
 impl RedisStore {
+    /// Where to subscribe to live-session notices, for a store made with
+    /// [`RedisStore::from_connection_manager`] or [`RedisStore::from_cluster_connection`]
+    /// (the `connect` methods set it): the server, or any node of the cluster. Without it
+    /// the store cannot notify: live handles end at their deadlines only (see the type's
+    /// documentation).
+    #[must_use]
+    pub fn with_subscription(mut self, client: redis::Client) -> Self {
+        self.subscription = Arc::new([client]);
+        self
+    }
+
+    /// The registry of the live handles of this store's sessions, fed by its subscription.
+    pub(crate) fn live_registry(&self) -> Arc<Registry> {
+        self.live
+            .get_or_init(|| {
+                let mut lean = self.clone();
+                lean.live = Arc::default();
+                let watcher = notify::Watcher::new(lean, self.subscription.clone());
+                Arc::new(Registry::watched(watcher))
+            })
+            .clone()
+    }
+
+    /// The code the delete of `key` publishes: the cause the layer noted, if any.
+    pub(super) fn end_code(&self, key: &StoreKey) -> &'static str {
+        notify::code(self.live.get().and_then(|r| r.take_hint(key)))
+    }
+
     /// Reads every open handle's session at once and reports what changed to the registry:
     /// on a standalone server one pipeline (one round trip); in a cluster, which refuses a
     /// pipeline across slots, one `HMGET` per session, all sent at once.
