@@ -1,11 +1,14 @@
 //! The registry of open live handles a store notifies ([`Registry`]), and what one handle
 //! shares with it ([`Slot`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::EndReason;
 use crate::principal::Principal;
@@ -14,6 +17,11 @@ use crate::token::StoreKey;
 /// Most delete causes kept for a store that publishes them: one is noted just before its
 /// commit and taken by it, so only commits that never reach the store leave one behind.
 const MAX_PENDING_HINTS: usize = 4096;
+/// How long, and how many, ends heard from elsewhere are remembered for handles not open
+/// yet: a request loads its session, the session ends through another instance, and only
+/// then does the handler open its handle, after the notice went by.
+const RECENT_FOR: Duration = Duration::from_secs(30);
+const MAX_RECENT: usize = 4096;
 
 /// What one open handle shares with its store's registry: a few words behind a mutex.
 pub(crate) struct Slot {
@@ -106,6 +114,8 @@ pub(crate) struct Registry {
     /// Delete causes noted for a store that publishes them to other instances, whose
     /// handles have no hint of their own.
     pending: Mutex<HashMap<StoreKey, EndReason>>,
+    /// Ends heard from elsewhere lately, oldest first (see [`RECENT_FOR`]).
+    recent: Mutex<VecDeque<(Instant, StoreKey, EndReason)>>,
 }
 
 impl fmt::Debug for Registry {
@@ -146,8 +156,32 @@ impl Registry {
         lock(&self.slots).entry(key).or_default().push(slot.clone());
         self.open.fetch_add(1, Ordering::AcqRel);
         if let Some(watch) = &self.watch {
+            // A key never comes back once deleted, so an end heard before the handle
+            // registered is its session's end.
+            let heard = lock(&self.recent)
+                .iter()
+                .find(|(_, k, _)| *k == key)
+                .map(|(_, _, reason)| *reason);
+            if let Some(reason) = heard {
+                self.ended(key, reason);
+            }
             watch.opened(self);
         }
+    }
+
+    /// An end published by another instance (or this one) reached the subscription.
+    pub(crate) fn heard_end(&self, key: StoreKey, reason: EndReason) {
+        {
+            let now = Instant::now();
+            let mut recent = lock(&self.recent);
+            while recent.front().is_some_and(|(at, _, _)| {
+                recent.len() >= MAX_RECENT || now.duration_since(*at) > RECENT_FOR
+            }) {
+                recent.pop_front();
+            }
+            recent.push_back((now, key, reason));
+        }
+        self.ended(key, reason);
     }
 
     pub(super) fn unregister(&self, slot: &Arc<Slot>) {
@@ -313,5 +347,35 @@ impl Registry {
         if list.is_empty() {
             slots.remove(&key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Quiet;
+
+    impl Watch for Quiet {
+        fn opened(&self, _: &Arc<Registry>) {}
+        fn recheck(&self, _: &Arc<Registry>, _: StoreKey) {}
+    }
+
+    fn key(byte: &str) -> StoreKey {
+        StoreKey::from_hex(&byte.repeat(32)).expect("64 hex digits")
+    }
+
+    /// The race a request's handler runs: its session loaded, then ended through another
+    /// instance, whose notice arrives before the handler opens the handle.
+    #[test]
+    fn an_end_heard_before_the_handle_opened_ends_it_and_no_other() {
+        let registry = Arc::new(Registry::watched(Quiet));
+        registry.heard_end(key("ab"), EndReason::LoggedOut);
+        let ended = Arc::new(Slot::new(key("ab"), String::new(), 0, 0));
+        let other = Arc::new(Slot::new(key("cd"), String::new(), 0, 0));
+        registry.register(&ended);
+        registry.register(&other);
+        assert_eq!(lock(&ended.state).end, Some(EndReason::LoggedOut));
+        assert_eq!(lock(&other.state).end, None);
     }
 }

@@ -126,7 +126,9 @@ static CLUSTER: LazyLock<Script> = script!("cluster.lua");
 /// limit), moves it or changes its principal or scopes publishes a short message on the
 /// channel `<prefix>live`, from the same script, so a notice is sent exactly when the change
 /// applies. Messages carry store keys (the hashes the keys are named after) and the cause,
-/// never session IDs or tokens. Refreshes are not published: at its idle deadline a handle
+/// never session IDs or tokens. An end heard in the 30 seconds before a handle opens (its
+/// request loaded the session, then another instance ended it) ends the handle as it opens.
+/// Refreshes are not published: at its idle deadline a handle
 /// looks its session up once (one `HGETALL`) and ends only if no instance used it meanwhile.
 ///
 /// Each store (shared by its clones) holds one subscription connection, opened when its first

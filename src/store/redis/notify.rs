@@ -104,7 +104,7 @@ fn apply(registry: &Registry, payload: &[u8]) {
         let mut parts = rest.split(' ');
         let reason = reason_of(parts.next().unwrap_or_default());
         for key in parts.filter_map(StoreKey::from_hex) {
-            registry.ended(key, reason);
+            registry.heard_end(key, reason);
         }
     } else if let Some(rest) = text.strip_prefix("m ") {
         let mut parts = rest.splitn(5, ' ');
