@@ -42,8 +42,8 @@
 //! instance is not published, so at its idle deadline a handle asks the store once whether
 //! the session was used meanwhile, and ends only if not. When the subscription comes back
 //! after a loss, every open handle is re-validated in one batched call, so a session ended
-//! during the gap still ends its handles (as [`EndReason::Deleted`]: the cause was not
-//! heard). See the store's documentation.
+//! during the gap still ends its handles (with its cause where the store kept it, else as
+//! [`EndReason::Deleted`]). See the store's documentation.
 //!
 //! Stores that cannot notify (the SQL stores today) still end their handles at expiry, but
 //! do not report logout, destroy or eviction to them: a fleet must not rely on a live handle

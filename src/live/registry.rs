@@ -100,8 +100,8 @@ pub(crate) enum Seen {
     Live { principal: String, last_seen: i64 },
     /// Moved to another key (a cluster move's tombstone names its target).
     Moved(StoreKey),
-    /// Not live any more.
-    Gone,
+    /// Not live any more; the cause, when the store kept it.
+    Gone(Option<EndReason>),
 }
 
 /// The open handles of one store's sessions, keyed by store key. Stores call it as they
@@ -332,7 +332,8 @@ impl Registry {
                     }
                     Seen::Live { .. } => Some(EndReason::IdleTimeout),
                     _ if recheck => Some(EndReason::IdleTimeout),
-                    _ => Some(st.hint.unwrap_or(EndReason::Deleted)),
+                    Seen::Gone(cause) => Some(st.hint.or(*cause).unwrap_or(EndReason::Deleted)),
+                    Seen::Moved(_) => Some(EndReason::Deleted),
                 };
                 if let Some(reason) = end {
                     st.end.get_or_insert(reason);

@@ -215,7 +215,7 @@ elseif step == 'delete' then
     return { '', 0 }
   end
   if redis.call('DEL', KEYS[1]) == 1 and kprefix then
-    notify_ended(kprefix, ARGV[4] or 'd', { khex })
+    notify_ended(kprefix, ARGV[4] or 'd', { khex }, false)
   end
   local was_live = 0
   if e and e > now then

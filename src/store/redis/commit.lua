@@ -31,7 +31,7 @@ if op == 'create' then
   if pid ~= '' then
     bump(index(pid), ttl)
   end
-  notify_ended(prefix, 'l', evicted)
+  notify_ended(prefix, 'l', evicted, true)
   return 'applied'
 elseif op == 'patch' then
   if not live(KEYS[1], now) then
@@ -54,7 +54,7 @@ elseif op == 'patch' then
   if new ~= '' then
     bump(index(new), ttl)
   end
-  notify_ended(prefix, 'l', evicted)
+  notify_ended(prefix, 'l', evicted, true)
   -- A refresh alone is not told: handles re-check their idle deadline instead.
   if changed then
     notify_moved(prefix, hex, hex, 10)
@@ -103,7 +103,7 @@ elseif op == 'move' then
   if new ~= '' then
     bump(index(new), ttl)
   end
-  notify_ended(prefix, 'l', evicted)
+  notify_ended(prefix, 'l', evicted, true)
   if ttl > 0 then
     notify_moved(prefix, hex, hex2, 10)
   end
@@ -111,7 +111,7 @@ elseif op == 'move' then
 elseif op == 'delete' then
   local pid = hget(KEYS[1], 'pi')
   if redis.call('DEL', KEYS[1]) == 1 then
-    notify_ended(prefix, ARGV[10] or 'd', { hex })
+    notify_ended(prefix, ARGV[10] or 'd', { hex }, true)
   end
   if pid then
     redis.call('ZREM', index(pid), hex)

@@ -14,5 +14,5 @@ for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   end
 end
 redis.call('DEL', KEYS[1])
-notify_ended(string.sub(sprefix, 1, #sprefix - 2), 'a', deleted)
+notify_ended(string.sub(sprefix, 1, #sprefix - 2), 'a', deleted, true)
 return n

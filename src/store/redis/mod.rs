@@ -137,7 +137,9 @@ static CLUSTER: LazyLock<Script> = script!("cluster.lua");
 /// second), it re-validates every open handle in one batched call before it reads the
 /// messages queued meanwhile: one pipeline of `HMGET`s on a standalone server; in a cluster,
 /// which refuses pipelines across slots, one `HMGET` per session, all sent at once. A session
-/// gone by then ends its handles as [`EndReason::Deleted`](crate::live::EndReason::Deleted).
+/// gone by then ends its handles with the cause its end left for 60 seconds under
+/// `<prefix>x:<store key hex>` (a standalone server; a script in a cluster cannot reach that
+/// key's slot), else as [`EndReason::Deleted`](crate::live::EndReason::Deleted).
 /// A silent subscription is pinged every 30 seconds, so a connection that died without
 /// closing is noticed; otherwise an idle handle makes no call.
 ///

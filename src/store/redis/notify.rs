@@ -63,7 +63,7 @@ impl Watch for Watcher {
                         .unwrap_or_default(),
                     last_seen: record.last_seen(),
                 },
-                _ => Seen::Gone,
+                _ => Seen::Gone(None),
             };
             if let Some(registry) = registry.upgrade() {
                 registry.rechecked(key, seen, true);
@@ -84,7 +84,7 @@ pub(super) fn code(reason: Option<EndReason>) -> &'static str {
     }
 }
 
-fn reason_of(code: &str) -> EndReason {
+pub(super) fn reason_of(code: &str) -> EndReason {
     match code {
         "o" => EndReason::LoggedOut,
         "x" => EndReason::Destroyed,
@@ -195,6 +195,9 @@ async fn subscribe(
     Ok(pubsub)
 }
 
+/// What a re-validation reads of a session: [`FIELDS`], and the cause its end left.
+type Row = (Vec<Option<Vec<u8>>>, Option<String>);
+
 /// The fields a re-validation reads of each session.
 const FIELDS: [&str; 5] = ["e", "l", "pi", "mv", "pf"];
 
@@ -235,18 +238,30 @@ impl RedisStore {
         if keys.is_empty() {
             return Ok(());
         }
-        let rows: Vec<Vec<Option<Vec<u8>>>> = match &self.conn {
+        let rows: Vec<Row> = match &self.conn {
             Conn::Single(_) => {
+                // Each session's fields, and the cause of its end if it ended lately.
                 let mut pipe = redis::pipe();
                 for key in &keys {
                     pipe.cmd("HMGET").arg(self.session_key(key)).arg(&FIELDS);
+                    pipe.cmd("GET")
+                        .arg(format!("{}x:{}", self.prefix, key.to_hex()));
                 }
-                self.bounded(async {
-                    pipe.query_async(&mut self.conn.clone())
-                        .await
-                        .map_err(from_redis)
-                })
-                .await?
+                let values: Vec<Value> = self
+                    .bounded(async {
+                        pipe.query_async(&mut self.conn.clone())
+                            .await
+                            .map_err(from_redis)
+                    })
+                    .await?;
+                let mut values = values.into_iter();
+                let mut rows = Vec::with_capacity(keys.len());
+                while let (Some(fields), Some(cause)) = (values.next(), values.next()) {
+                    let fields = redis::from_redis_value(fields).unwrap_or_default();
+                    let cause = redis::from_redis_value(cause).unwrap_or_default();
+                    rows.push((fields, cause));
+                }
+                rows
             }
             Conn::Cluster(_) => {
                 let mut calls = JoinSet::new();
@@ -261,13 +276,13 @@ impl RedisStore {
                         (i, row)
                     });
                 }
-                let mut rows = vec![Vec::new(); keys.len()];
+                let mut rows = vec![(Vec::new(), None); keys.len()];
                 self.bounded(async {
                     while let Some(done) = calls.join_next().await {
                         let (i, row) = done.map_err(|e| {
                             StoreError::new(StoreErrorKind::Unavailable, e.to_string())
                         })?;
-                        rows[i] = row.map_err(from_redis)?;
+                        rows[i].0 = row.map_err(from_redis)?;
                     }
                     Ok(())
                 })
@@ -276,8 +291,8 @@ impl RedisStore {
             }
         };
         let now = self.clock.now();
-        for (key, row) in keys.into_iter().zip(rows) {
-            if let Some(seen) = seen(&row, now) {
+        for (key, (row, cause)) in keys.into_iter().zip(rows) {
+            if let Some(seen) = seen(&row, cause.as_deref(), now) {
                 registry.rechecked(key, seen, false);
             }
         }
@@ -287,7 +302,7 @@ impl RedisStore {
 
 /// What a re-validation's row says of a session; `None`: a cluster move's stub, whose
 /// record is on its way (the handle keeps following it).
-fn seen(row: &[Option<Vec<u8>>], now: i64) -> Option<Seen> {
+fn seen(row: &[Option<Vec<u8>>], cause: Option<&str>, now: i64) -> Option<Seen> {
     let text = |i: usize| {
         row.get(i)
             .and_then(Option::as_deref)
@@ -305,6 +320,6 @@ fn seen(row: &[Option<Vec<u8>>], now: i64) -> Option<Seen> {
             principal: text(2).unwrap_or_default().to_owned(),
             last_seen,
         },
-        _ => Seen::Gone,
+        _ => Seen::Gone(cause.map(reason_of)),
     })
 }

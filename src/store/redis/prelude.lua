@@ -204,9 +204,19 @@ local function notify(prefix, message)
   redis.call('PUBLISH', prefix .. 'live', message)
 end
 
-local function notify_ended(prefix, reason, hexes)
+-- How long the cause of an end is kept under '<prefix>x:<hex>' (standalone only: in a
+-- cluster that key is in another slot) for a subscriber that missed the message and
+-- re-validates its handles once it is back.
+local ENDED_TTL = 60
+
+local function notify_ended(prefix, reason, hexes, remember)
   if #hexes > 0 then
     notify(prefix, 'e ' .. reason .. ' ' .. table.concat(hexes, ' '))
+    if remember then
+      for _, hex in ipairs(hexes) do
+        redis.call('SET', prefix .. 'x:' .. hex, reason, 'EX', ENDED_TTL)
+      end
+    end
   end
 end
 
