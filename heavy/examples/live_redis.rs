@@ -11,16 +11,20 @@
 
 use std::time::{Duration, Instant};
 
-use axum_tessera::store::RedisStore;
 use axum_tessera::Key;
 use futures_util::StreamExt as _;
-use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::header::COOKIE;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::Message;
 
 #[path = "../../examples/demo/app.rs"]
 #[allow(dead_code)]
 mod app;
+
+/// The end-to-end tests' loopback server and demo-cookie helpers.
+#[path = "../tests/e2e/http.rs"]
+#[allow(dead_code)]
+mod http;
 
 #[path = "../../tests/it/support/redis.rs"]
 #[allow(dead_code)]
@@ -33,43 +37,13 @@ const IDLE_WINDOW: Duration = Duration::from_secs(35);
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn instance(url: &str, key: &Key) -> String {
-    let (web, api) = app::dev_configs(key.clone());
-    let store = RedisStore::connect(url)
-        .await
-        .expect("a redis URL")
-        .command_timeout(Duration::from_millis(500));
-    let (web, api) = app::layers(web, api, store);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = app::routes(web, api);
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    format!("127.0.0.1:{}", addr.port())
-}
-
-fn cookie_of(res: &reqwest::Response) -> Option<String> {
-    res.headers().get_all(SET_COOKIE).iter().find_map(|v| {
-        let pair = v.to_str().ok()?.split(';').next()?;
-        pair.starts_with("tessera=").then(|| pair.to_owned())
-    })
-}
-
 async fn csrf(http: &reqwest::Client, base: &str, cookie: &str) -> String {
-    let me: serde_json::Value = http
-        .get(format!("http://{base}/me"))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    me["csrf_token"].as_str().unwrap().to_owned()
+    http::csrf(http, &format!("http://{base}"), cookie).await
 }
 
 async fn sign_in(http: &reqwest::Client, base: &str) -> String {
     let res = http.get(format!("http://{base}/")).send().await.unwrap();
-    let anon = cookie_of(&res).unwrap();
+    let anon = http::session_cookie(&res).unwrap();
     let token = csrf(http, base, &anon).await;
     let res = http
         .post(format!("http://{base}/login"))
@@ -82,7 +56,7 @@ async fn sign_in(http: &reqwest::Client, base: &str) -> String {
         .send()
         .await
         .unwrap();
-    cookie_of(&res).expect("signed in")
+    http::session_cookie(&res).expect("signed in")
 }
 
 async fn open(base: &str, cookie: &str) -> Socket {
@@ -111,12 +85,9 @@ async fn close_code(ws: &mut Socket) -> u16 {
 async fn main() {
     let server = redis_server::RedisServer::start_with(&["--appendonly", "no"]);
     let key = Key::generate();
-    let a = instance(&server.url(), &key).await;
-    let b = instance(&server.url(), &key).await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let a = http::demo_on_redis(&server.url(), &key).await;
+    let b = http::demo_on_redis(&server.url(), &key).await;
+    let http = http::client();
 
     let mut took = Vec::with_capacity(TRIALS);
     for _ in 0..TRIALS {

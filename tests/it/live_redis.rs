@@ -5,14 +5,15 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::Router;
 use axum_tessera::live::{EndReason, LiveEvent, LiveSession};
 use axum_tessera::store::{LimitPolicy, RedisStore};
-use axum_tessera::{Principal, Session, SessionConfig, SessionLayer};
+use axum_tessera::{Session, SessionConfig, SessionLayer};
 use tokio::sync::{mpsc, Mutex};
 
+use crate::live::{end_of, next};
 use crate::support::api::call;
 use crate::support::key;
 use crate::support::redis::{RedisCluster, RedisServer, Resp};
@@ -29,44 +30,10 @@ fn instance(store: RedisStore, idle: Duration) -> Instance {
     let cfg = SessionConfig::api(key(9))
         .idle_timeout(idle)
         .refresh_after(0.0);
-    let router = Router::new()
-        .route(
-            "/login/{user}",
-            post(|s: Session, Path(user): Path<String>| async move {
-                s.login(Principal::user(user).with_scopes(["read"]));
-                s.token()
-            }),
-        )
-        .route(
-            "/live",
-            get(
-                |State(tx): State<mpsc::UnboundedSender<LiveSession>>, s: Session| async move {
-                    match s.live() {
-                        Some(live) => {
-                            tx.send(live).expect("the test holds the receiver");
-                            "open".to_owned()
-                        }
-                        None => "none".to_owned(),
-                    }
-                },
-            ),
-        )
+    let router = crate::live::routes()
         .route(
             "/whoami",
             get(|s: Session| async move { s.is_live().to_string() }),
-        )
-        .route("/logout", post(|s: Session| async move { s.logout() }))
-        .route("/destroy", post(|s: Session| async move { s.destroy() }))
-        .route(
-            "/scopes",
-            post(|s: Session| async move {
-                s.set_scopes(["read", "write"]);
-                s.token()
-            }),
-        )
-        .route(
-            "/everywhere",
-            post(|s: Session| async move { s.logout_everywhere().await.unwrap().to_string() }),
         )
         .route(
             "/end/{hex}",
@@ -110,21 +77,6 @@ impl Instance {
     }
 }
 
-/// The next event; a generous bound only so a broken build fails instead of hanging.
-async fn next(live: &mut LiveSession) -> LiveEvent {
-    tokio::time::timeout(Duration::from_secs(20), live.next())
-        .await
-        .expect("an event")
-        .expect("an event before the end")
-}
-
-async fn end_of(live: &mut LiveSession) -> EndReason {
-    match next(live).await {
-        LiveEvent::Ended(end) => end.reason(),
-        other => panic!("expected the end, got {other:?}"),
-    }
-}
-
 /// Whether the handle is still open with nothing to report.
 async fn quiet(live: &mut LiveSession) -> bool {
     tokio::time::timeout(Duration::from_millis(200), live.next())
@@ -152,15 +104,20 @@ fn subscribers(server: &RedisServer) -> usize {
     }
 }
 
-/// Waits until `n` subscriptions are up (a handle starts its store's on first use).
-async fn subscribed(server: &RedisServer, n: usize) {
+/// Waits (at most 4 s) until `ready` holds.
+async fn until(what: &str, ready: impl Fn() -> bool) {
     for _ in 0..400 {
-        if subscribers(server) >= n {
+        if ready() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("{n} subscriptions expected");
+    panic!("{what}");
+}
+
+/// Waits until `n` subscriptions are up (a handle starts its store's on first use).
+async fn subscribed(server: &RedisServer, n: usize) {
+    until("subscriptions up", || subscribers(server) >= n).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,20 +283,10 @@ async fn on_a_cluster_a_logout_reaches_the_other_instance_also_across_a_lost_sub
     let alice = a.login("alice").await;
     let mut live = a.open(&alice).await;
     let first = live.key();
-    let node = || {
-        cluster
-            .nodes()
-            .iter()
-            .find(|n| subscribers(n) > 0)
-            .map(|n| n.port())
-    };
-    for _ in 0..400 {
-        if node().is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(node().is_some(), "A subscribed on one node");
+    until("A subscribed on one node", || {
+        cluster.nodes().iter().any(|n| subscribers(n) > 0)
+    })
+    .await;
     // A rotation through B is a cross-slot move: the handle follows it from the claim.
     let alice = b.post("/scopes", &alice).await;
     assert!(matches!(

@@ -28,7 +28,7 @@ async fn start(idle: u64) -> String {
     format!("127.0.0.1:{}", addr.port())
 }
 
-pub(crate) fn field<'a>(page: &'a str, name: &str) -> Vec<&'a str> {
+fn field<'a>(page: &'a str, name: &str) -> Vec<&'a str> {
     page.split(&format!("name=\"{name}\" value=\""))
         .skip(1)
         .filter_map(|rest| rest.split('"').next())
@@ -180,22 +180,7 @@ async fn live_ws_closes_4001_with_the_cause_of_each_end() {
             }
             "ended from another device" => {
                 let other = sign_in(&base, "alice").await;
-                let page = http()
-                    .get(format!("http://{base}/sessions"))
-                    .header(COOKIE, &other)
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                // Every row but the other device's own ("this one").
-                for row in page.split("<tr class=\"session\">").skip(1) {
-                    if !row.contains("(this one)") {
-                        let key = field(row, "session")[0];
-                        post(&base, &other, "/sessions/logout", &[("session", key)]).await;
-                    }
-                }
+                end_other_sessions(&base, &other).await;
             }
             _ => {
                 let token = csrf(&base, &cookie).await;
@@ -227,9 +212,15 @@ async fn live_ws_delivers_a_scope_change_and_stays_open() {
     let mut ws = open(&base, &cookie).await;
     assert_eq!(json(&mut ws).await["scopes"], serde_json::json!([]));
     post(&base, &cookie, "/scopes/beta", &[]).await;
+    scope_change(&mut ws).await;
+}
+
+/// Reads pushes until one shows the scope `beta` (within 3 s), then one more: the socket
+/// stays open.
+pub(crate) async fn scope_change(ws: &mut Socket) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     loop {
-        let msg = json(&mut ws).await;
+        let msg = json(ws).await;
         if msg["scopes"] == serde_json::json!(["beta"]) {
             break;
         }
@@ -238,7 +229,27 @@ async fn live_ws_delivers_a_scope_change_and_stays_open() {
             "no scope change: {msg}"
         );
     }
-    json(&mut ws).await; // still pushing
+    json(ws).await; // still pushing
+}
+
+/// Ends, from `cookie`'s /sessions page on `base`, every session of its user but its own.
+pub(crate) async fn end_other_sessions(base: &str, cookie: &str) {
+    let page = http()
+        .get(format!("http://{base}/sessions"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Every row but the device's own ("this one").
+    for row in page.split("<tr class=\"session\">").skip(1) {
+        if !row.contains("(this one)") {
+            let key = field(row, "session")[0];
+            post(base, cookie, "/sessions/logout", &[("session", key)]).await;
+        }
+    }
 }
 
 #[tokio::test]
