@@ -202,6 +202,10 @@ elseif step == 'restore' then
   end
   local e = hget(KEYS[1], 'e') or ''
   expire(KEYS[1], e, now)
+  if kprefix then
+    -- Live handles heard of the move: they follow the session back.
+    notify(kprefix, 'm ' .. ARGV[3] .. ' ' .. khex .. ' ' .. (hget(KEYS[1], 'l') or '0') .. ' k')
+  end
   return { 'restored', hget(KEYS[1], 'pi') or '', e }
 elseif step == 'delete' then
   -- ARGV[3]: only if owned by this principal ID ('' for any), ARGV[4]: the reason its live

@@ -79,7 +79,8 @@ static CLUSTER: LazyLock<Script> = script!("cluster.lua");
 /// `<prefix>p:<principal ID>`. Records carry a server-side TTL equal to their remaining
 /// lifetime, and the store also re-checks [`Record::expires_at`] against its clock, so an
 /// expired record is never returned. Indexes carry a TTL that follows the longest-lived
-/// session they list.
+/// session they list. A session's end leaves its cause under `<prefix>x:<hex>` for 60
+/// seconds (a standalone server; see *Live sessions*).
 ///
 /// On a standalone server (or a primary with replicas), a load is one `HGETALL` and a commit
 /// is one `EVALSHA` of a Lua script that does the whole commit atomically: create-only
