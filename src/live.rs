@@ -380,22 +380,26 @@ impl Session {
     ///
     /// Outside a Tokio runtime with time enabled (the handle's expiry timer needs one).
     pub fn live(&self) -> Option<LiveSession> {
-        let (key, principal, created, last_seen) = {
+        let (key, principal, scopes, created, last_seen) = {
             let st = self.lock();
             if !st.live || st.changes.ending.is_some() {
                 return None;
             }
             let key = st.stored?;
-            let principal = st
-                .record
-                .principal()
-                .map(Principal::index_key)
-                .unwrap_or_default();
-            (key, principal, st.record.created(), st.record.last_seen())
+            let p = st.record.principal();
+            let principal = p.map(Principal::index_key).unwrap_or_default();
+            let scopes = registry::fingerprint(p.map(Principal::scopes));
+            (
+                key,
+                principal,
+                scopes,
+                st.record.created(),
+                st.record.last_seen(),
+            )
         };
         let layer = self.layer();
         let registry = layer.live_registry().clone();
-        let slot = Arc::new(Slot::new(key, principal, created, last_seen));
+        let slot = Arc::new(Slot::new(key, principal, scopes, created, last_seen));
         registry.register(&slot);
         // Registered before this check, so a delete that lands in between is either seen
         // here or reported to the slot: the handle never follows a session already gone.

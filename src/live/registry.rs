@@ -33,6 +33,9 @@ pub(super) struct SlotState {
     /// The principal's index key when the handle opened: a commit that files the session
     /// under anyone else ends the handle.
     pub(super) principal: String,
+    /// A fingerprint of the scopes the handle last reported (see [`fingerprint`]), so a
+    /// re-validation reports a change only when there was one.
+    pub(super) scopes: u64,
     pub(super) created: i64,
     pub(super) last_seen: i64,
     pub(super) change: Option<(BTreeSet<String>, bool)>,
@@ -52,11 +55,18 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Slot {
-    pub(super) fn new(key: StoreKey, principal: String, created: i64, last_seen: i64) -> Self {
+    pub(super) fn new(
+        key: StoreKey,
+        principal: String,
+        scopes: u64,
+        created: i64,
+        last_seen: i64,
+    ) -> Self {
         Self {
             state: Mutex::new(SlotState {
                 key,
                 principal,
+                scopes,
                 created,
                 last_seen,
                 change: None,
@@ -81,6 +91,15 @@ impl Slot {
     }
 }
 
+/// A fingerprint of a set of scopes (`None`: no principal), eight bytes per handle instead of
+/// the set. `DefaultHasher::new` has fixed keys: the same set always gives the same value.
+pub(super) fn fingerprint(scopes: Option<&BTreeSet<String>>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    scopes.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// What a store whose commits reach the registry from elsewhere (another process, through
 /// a subscription) does for it. A store that applies its commits itself (`MemoryStore`)
 /// needs none.
@@ -96,8 +115,15 @@ pub(crate) trait Watch: Send + Sync + 'static {
 /// What the store says of a session when asked again (a re-check or a re-validation).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Seen {
-    /// Live, with this principal index key (empty: none) and last use.
-    Live { principal: String, last_seen: i64 },
+    /// Live, with this principal index key (empty: none), last use and, when read, the
+    /// principal's scopes (a re-validation reports them: a change may have been missed).
+    Live {
+        principal: String,
+        last_seen: i64,
+        scopes: Option<BTreeSet<String>>,
+        /// Reached by following a move the handle had not heard of: it rotated.
+        moved: bool,
+    },
     /// Moved to another key (a cluster move's tombstone names its target).
     Moved(StoreKey),
     /// Not live any more; the cause, when the store kept it.
@@ -273,6 +299,7 @@ impl Registry {
                 st.key = to;
                 match principal {
                     Some(Some(p)) if p.index_key() == st.principal => {
+                        st.scopes = fingerprint(Some(p.scopes()));
                         st.change = Some((p.scopes().clone(), rotated));
                     }
                     Some(_) => {
@@ -326,8 +353,25 @@ impl Registry {
                     Seen::Live { principal, .. } if *principal != st.principal => {
                         Some(EndReason::PrincipalChanged)
                     }
-                    Seen::Live { last_seen, .. } if !recheck || *last_seen > st.last_seen => {
+                    Seen::Live {
+                        last_seen,
+                        scopes,
+                        moved,
+                        ..
+                    } if !recheck || *last_seen > st.last_seen => {
                         st.last_seen = st.last_seen.max(*last_seen);
+                        let pending = st.change.as_ref().is_some_and(|(_, r)| *r);
+                        match scopes {
+                            Some(scopes) if !recheck && st.scopes != fingerprint(Some(scopes)) => {
+                                st.scopes = fingerprint(Some(scopes));
+                                st.change = Some((scopes.clone(), *moved || pending));
+                            }
+                            // The same scopes under a new ID: a rotation only.
+                            Some(scopes) if *moved && !pending => {
+                                st.change = Some((scopes.clone(), true));
+                            }
+                            _ => {}
+                        }
                         None
                     }
                     Seen::Live { .. } => Some(EndReason::IdleTimeout),
@@ -372,8 +416,8 @@ mod tests {
     fn an_end_heard_before_the_handle_opened_ends_it_and_no_other() {
         let registry = Arc::new(Registry::watched(Quiet));
         registry.heard_end(key("ab"), EndReason::LoggedOut);
-        let ended = Arc::new(Slot::new(key("ab"), String::new(), 0, 0));
-        let other = Arc::new(Slot::new(key("cd"), String::new(), 0, 0));
+        let ended = Arc::new(Slot::new(key("ab"), String::new(), 0, 0, 0));
+        let other = Arc::new(Slot::new(key("cd"), String::new(), 0, 0, 0));
         registry.register(&ended);
         registry.register(&other);
         assert_eq!(lock(&ended.state).end, Some(EndReason::LoggedOut));

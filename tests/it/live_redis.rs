@@ -211,27 +211,35 @@ async fn scope_changes_and_rotations_through_another_instance_keep_the_handle() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_logout_while_the_subscription_is_down_still_ends_the_handle() {
+async fn what_happens_while_the_subscription_is_down_still_reaches_the_handles() {
     let server = RedisServer::start();
     let (a, b) = pair(&server.url(), "gap:", None).await;
     let alice = a.login("alice").await;
     let bob = a.login("bob").await;
     let mut gone = a.open(&alice).await;
     let mut kept = a.open(&bob).await;
+    let first = kept.key();
     subscribed(&server, 1).await;
 
     let killed = server.text("CLIENT KILL TYPE pubsub").and_then(|r| r.int());
     assert_eq!(killed, Some(1), "A's subscription is killed");
-    // Straight away, before A subscribes again: the notice is published to nobody.
+    // Straight away, before A subscribes again: the notices are published to nobody.
     b.post("/logout", &alice).await;
+    let bob = b.post("/scopes", &bob).await;
 
     // The cause too: the logout left it for a subscriber that missed the notice.
     assert_eq!(end_of(&mut gone).await, EndReason::LoggedOut);
+    // Bob's session moved to a new ID with new scopes: his handle follows it.
+    match next(&mut kept).await {
+        LiveEvent::Changed { scopes, rotated } => {
+            assert!(rotated);
+            assert_eq!(scopes.into_iter().collect::<Vec<_>>(), ["read", "write"]);
+        }
+        other => panic!("expected a change, got {other:?}"),
+    }
+    assert_ne!(kept.key(), first);
     subscribed(&server, 1).await;
-    assert!(
-        quiet(&mut kept).await,
-        "bob's session was re-validated and lives on"
-    );
+    assert!(quiet(&mut kept).await, "bob's session lives on");
     // And the new subscription hears what follows.
     b.post("/logout", &bob).await;
     assert_eq!(end_of(&mut kept).await, EndReason::LoggedOut);

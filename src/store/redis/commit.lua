@@ -96,6 +96,8 @@ elseif op == 'move' then
   if ttl > 0 then
     redis.call('RENAME', KEYS[1], KEYS[2])
     redis.call('HSET', KEYS[2], 'op', id)
+    -- Where the session went, for a subscriber that missed the notice (see notify_ended).
+    redis.call('SET', prefix .. 'x:' .. hex, '>' .. hex2, 'EX', ENDED_TTL)
   end
   if old ~= '' then
     redis.call('ZREM', index(old), hex)

@@ -79,8 +79,8 @@ static CLUSTER: LazyLock<Script> = script!("cluster.lua");
 /// `<prefix>p:<principal ID>`. Records carry a server-side TTL equal to their remaining
 /// lifetime, and the store also re-checks [`Record::expires_at`] against its clock, so an
 /// expired record is never returned. Indexes carry a TTL that follows the longest-lived
-/// session they list. A session's end leaves its cause under `<prefix>x:<hex>` for 60
-/// seconds (a standalone server; see *Live sessions*).
+/// session they list. A session's end leaves its cause, and a move its target, under
+/// `<prefix>x:<hex>` for 60 seconds (a standalone server; see *Live sessions*).
 ///
 /// On a standalone server (or a primary with replicas), a load is one `HGETALL` and a commit
 /// is one `EVALSHA` of a Lua script that does the whole commit atomically: create-only
@@ -140,7 +140,11 @@ static CLUSTER: LazyLock<Script> = script!("cluster.lua");
 /// which refuses pipelines across slots, one `HMGET` per session, all sent at once. A session
 /// gone by then ends its handles with the cause its end left for 60 seconds under
 /// `<prefix>x:<store key hex>` (a standalone server; a script in a cluster cannot reach that
-/// key's slot), else as [`EndReason::Deleted`](crate::live::EndReason::Deleted).
+/// key's slot), else as [`EndReason::Deleted`](crate::live::EndReason::Deleted). A session
+/// that moved (a rotation, a login) is followed to its new key, which a standalone move
+/// leaves under the same key for 60 seconds and a cluster move in its tombstone while that
+/// lasts (a cluster move tidied up during the gap ends the handle as `Deleted`), and a scope
+/// change is reported as a [`LiveEvent::Changed`](crate::live::LiveEvent::Changed).
 /// A silent subscription is pinged every 30 seconds, so a connection that died without
 /// closing is noticed; otherwise an idle handle makes no call.
 ///

@@ -62,6 +62,8 @@ impl Watch for Watcher {
                         .map(|p| p.index_key().to_owned())
                         .unwrap_or_default(),
                     last_seen: record.last_seen(),
+                    scopes: None,
+                    moved: false,
                 },
                 _ => Seen::Gone(None),
             };
@@ -199,7 +201,9 @@ async fn subscribe(
 type Row = (Vec<Option<Vec<u8>>>, Option<String>);
 
 /// The fields a re-validation reads of each session.
-const FIELDS: [&str; 5] = ["e", "l", "pi", "mv", "pf"];
+const FIELDS: [&str; 6] = ["e", "l", "pi", "mv", "pf", "p"];
+/// Most rounds a re-validation follows sessions that moved during the gap.
+const MAX_FOLLOW: usize = 4;
 
 impl RedisStore {
     /// Where to subscribe to live-session notices, for a store made with
@@ -232,17 +236,37 @@ impl RedisStore {
 
     /// Reads every open handle's session at once and reports what changed to the registry:
     /// on a standalone server one pipeline (one round trip); in a cluster, which refuses a
-    /// pipeline across slots, one `HMGET` per session, all sent at once.
+    /// pipeline across slots, one `HMGET` per session, all sent at once. Sessions that moved
+    /// meanwhile are followed and read again, for a few rounds at most.
     async fn revalidate(&self, registry: &Registry) -> Result<(), StoreError> {
-        let keys = registry.keys();
-        if keys.is_empty() {
-            return Ok(());
+        let mut keys = registry.keys();
+        for round in 0..MAX_FOLLOW {
+            if keys.is_empty() {
+                break;
+            }
+            let rows = self.read_rows(&keys).await?;
+            let now = self.clock.now();
+            let mut moved = Vec::new();
+            for (key, (row, cause)) in keys.into_iter().zip(rows) {
+                if let Some(seen) = seen(&row, cause.as_deref(), now, round > 0) {
+                    if let Seen::Moved(to) = seen {
+                        moved.push(to);
+                    }
+                    registry.rechecked(key, seen, false);
+                }
+            }
+            keys = moved;
         }
+        Ok(())
+    }
+
+    /// One batch of re-validation reads (see `revalidate`).
+    async fn read_rows(&self, keys: &[StoreKey]) -> Result<Vec<Row>, StoreError> {
         let rows: Vec<Row> = match &self.conn {
             Conn::Single(_) => {
                 // Each session's fields, and the cause of its end if it ended lately.
                 let mut pipe = redis::pipe();
-                for key in &keys {
+                for key in keys {
                     pipe.cmd("HMGET").arg(self.session_key(key)).arg(&FIELDS);
                     pipe.cmd("GET")
                         .arg(format!("{}x:{}", self.prefix, key.to_hex()));
@@ -290,19 +314,13 @@ impl RedisStore {
                 rows
             }
         };
-        let now = self.clock.now();
-        for (key, (row, cause)) in keys.into_iter().zip(rows) {
-            if let Some(seen) = seen(&row, cause.as_deref(), now) {
-                registry.rechecked(key, seen, false);
-            }
-        }
-        Ok(())
+        Ok(rows)
     }
 }
 
 /// What a re-validation's row says of a session; `None`: a cluster move's stub, whose
 /// record is on its way (the handle keeps following it).
-fn seen(row: &[Option<Vec<u8>>], cause: Option<&str>, now: i64) -> Option<Seen> {
+fn seen(row: &[Option<Vec<u8>>], cause: Option<&str>, now: i64, moved: bool) -> Option<Seen> {
     let text = |i: usize| {
         row.get(i)
             .and_then(Option::as_deref)
@@ -319,7 +337,15 @@ fn seen(row: &[Option<Vec<u8>>], cause: Option<&str>, now: i64) -> Option<Seen> 
         (Some(expires), Some(last_seen)) if expires > now => Seen::Live {
             principal: text(2).unwrap_or_default().to_owned(),
             last_seen,
+            scopes: text(5)
+                .and_then(|json| serde_json::from_str::<Principal>(json).ok())
+                .map(|p| p.scopes().clone()),
+            moved,
         },
-        _ => Seen::Gone(cause.map(reason_of)),
+        _ => match cause.and_then(|c| c.strip_prefix('>')) {
+            // Moved on a standalone server (RENAME leaves no tombstone).
+            Some(to) => StoreKey::from_hex(to).map_or(Seen::Gone(None), Seen::Moved),
+            None => Seen::Gone(cause.map(reason_of)),
+        },
     })
 }

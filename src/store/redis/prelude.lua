@@ -204,9 +204,9 @@ local function notify(prefix, message)
   redis.call('PUBLISH', prefix .. 'live', message)
 end
 
--- How long the cause of an end is kept under '<prefix>x:<hex>' (standalone only: in a
--- cluster that key is in another slot) for a subscriber that missed the message and
--- re-validates its handles once it is back.
+-- How long the cause of an end ('<reason>'), or the target of a move ('><hex>'), is kept
+-- under '<prefix>x:<hex>' (standalone only: in a cluster that key is in another slot) for a
+-- subscriber that missed the message and re-validates its handles once it is back.
 local ENDED_TTL = 60
 
 local function notify_ended(prefix, reason, hexes, remember)
