@@ -36,9 +36,18 @@
 //! absolute expiry fire from the deadline the handle knows, on a timer, and a commit that
 //! refreshes the session moves that deadline: an idle handle makes no store call.
 //!
-//! Stores that cannot notify (any store but `MemoryStore` today, `RedisStore` included)
-//! still end their handles at expiry, but do not report logout, destroy or eviction to them:
-//! a fleet must not rely on a live handle for revocation until its store notifies.
+//! A [`RedisStore`](crate::store::RedisStore) reports the same causes across instances: its
+//! commit scripts publish them (store keys and the cause), and one subscription per store,
+//! started with its first handle, feeds its registry. A refresh made through another
+//! instance is not published, so at its idle deadline a handle asks the store once whether
+//! the session was used meanwhile, and ends only if not. When the subscription comes back
+//! after a loss, every open handle is re-validated in one batched call, so a session ended
+//! during the gap still ends its handles (with its cause where the store kept it, else as
+//! [`EndReason::Deleted`]). See the store's documentation.
+//!
+//! Stores that cannot notify (the SQL stores today) still end their handles at expiry, but
+//! do not report logout, destroy or eviction to them: a fleet must not rely on a live handle
+//! for revocation until its store notifies.
 //!
 //! # Activity
 //!
@@ -61,13 +70,12 @@
 //! `text/event-stream` `GET` is treated like any `GET` (no Origin check, as for CSRF); an
 //! application that relaxes CORS or `SameSite` must check `Origin` itself.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
@@ -84,6 +92,15 @@ use crate::session::{Session, SessionHandle};
 use crate::state::{LayerState, Timeouts};
 use crate::store::{Commit, CommitOutcome};
 use crate::token::StoreKey;
+
+// The watch side of the registry (subscriptions, re-checks) serves only `RedisStore` today.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+mod registry;
+
+pub(crate) use registry::Registry;
+use registry::{lock, Slot};
+#[cfg(feature = "redis")]
+pub(crate) use registry::{Seen, Watch};
 
 /// Why a [`LiveSession`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -171,165 +188,6 @@ pub enum LiveEvent {
     },
     /// The session ended; nothing follows.
     Ended(LiveEnd),
-}
-
-/// What one open handle shares with its store's registry: a few words behind a mutex.
-pub(crate) struct Slot {
-    state: Mutex<SlotState>,
-}
-
-struct SlotState {
-    key: StoreKey,
-    /// The principal's index key when the handle opened: a commit that files the session
-    /// under anyone else ends the handle.
-    principal: String,
-    created: i64,
-    last_seen: i64,
-    change: Option<(BTreeSet<String>, bool)>,
-    end: Option<EndReason>,
-    /// The cause the layer knows a delete will have (logout, destroy, ended elsewhere):
-    /// stores report only "deleted".
-    hint: Option<EndReason>,
-    waker: Option<Waker>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Plain data: a panic mid-update leaves nothing a reader could trip on.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl Slot {
-    fn update(&self, f: impl FnOnce(&mut SlotState)) {
-        let waker = {
-            let mut st = lock(&self.state);
-            f(&mut st);
-            st.waker.take()
-        };
-        // Woken outside the lock: the handle's task may run at once on another thread.
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-}
-
-/// The open handles of one store's sessions, keyed by store key. Stores call it as they
-/// apply commits; with no handle open every call is one atomic load.
-#[derive(Default)]
-pub(crate) struct Registry {
-    open: AtomicUsize,
-    slots: Mutex<HashMap<StoreKey, Vec<Arc<Slot>>>>,
-}
-
-impl fmt::Debug for Registry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry")
-            .field("open", &self.open.load(Ordering::Relaxed))
-            .finish()
-    }
-}
-
-impl Registry {
-    fn idle(&self) -> bool {
-        self.open.load(Ordering::Acquire) == 0
-    }
-
-    fn register(&self, slot: &Arc<Slot>) {
-        let key = lock(&slot.state).key;
-        lock(&self.slots).entry(key).or_default().push(slot.clone());
-        self.open.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn unregister(&self, slot: &Arc<Slot>) {
-        let mut slots = lock(&self.slots);
-        // Under the registry lock, so a concurrent move cannot re-file it in between.
-        let key = lock(&slot.state).key;
-        if let Some(list) = slots.get_mut(&key) {
-            if let Some(i) = list.iter().position(|s| Arc::ptr_eq(s, slot)) {
-                list.swap_remove(i);
-                self.open.fetch_sub(1, Ordering::AcqRel);
-            }
-            if list.is_empty() {
-                slots.remove(&key);
-            }
-        }
-    }
-
-    /// Notes the cause of a delete the layer is about to commit for `key`.
-    pub(crate) fn hint(&self, key: StoreKey, reason: EndReason) {
-        if self.idle() {
-            return;
-        }
-        if let Some(list) = lock(&self.slots).get(&key) {
-            for slot in list {
-                lock(&slot.state).hint = Some(reason);
-            }
-        }
-    }
-
-    /// The session under `key` is gone: its handles end (with their hint, if any).
-    pub(crate) fn ended(&self, key: StoreKey, reason: EndReason) {
-        if self.idle() {
-            return;
-        }
-        let Some(list) = lock(&self.slots).remove(&key) else {
-            return;
-        };
-        self.open.fetch_sub(list.len(), Ordering::AcqRel);
-        for slot in list {
-            slot.update(|st| {
-                st.end.get_or_insert(st.hint.unwrap_or(reason));
-            });
-        }
-    }
-
-    /// A commit moved `from` to `to` (or patched it in place when they are equal), leaving
-    /// `principal` on it, seen at `last_seen`.
-    pub(crate) fn moved(
-        &self,
-        from: StoreKey,
-        to: StoreKey,
-        principal: Option<Option<&Principal>>,
-        last_seen: i64,
-    ) {
-        if self.idle() {
-            return;
-        }
-        let mut slots = lock(&self.slots);
-        let Some(list) = slots.remove(&from) else {
-            return;
-        };
-        let mut kept = Vec::with_capacity(list.len());
-        for slot in list {
-            let mut gone = false;
-            slot.update(|st| {
-                st.last_seen = st.last_seen.max(last_seen);
-                let rotated = from != to;
-                st.key = to;
-                match principal {
-                    Some(Some(p)) if p.index_key() == st.principal => {
-                        st.change = Some((p.scopes().clone(), rotated));
-                    }
-                    Some(_) => {
-                        st.end.get_or_insert(EndReason::PrincipalChanged);
-                        gone = true;
-                    }
-                    None if rotated => {
-                        let scopes = st.change.take().map(|(s, _)| s);
-                        st.change = scopes.map(|s| (s, true));
-                    }
-                    None => {}
-                }
-            });
-            if gone {
-                self.open.fetch_sub(1, Ordering::AcqRel);
-            } else {
-                kept.push(slot);
-            }
-        }
-        if !kept.is_empty() {
-            slots.entry(to).or_default().extend(kept);
-        }
-    }
 }
 
 /// A session watched beyond its request: a [`Stream`] of [`LiveEvent`]s that ends after
@@ -462,6 +320,17 @@ impl Stream for LiveSession {
                 let absolute = st.created.saturating_add(t.absolute);
                 let now = this.clock().now();
                 if now >= idle.min(absolute) {
+                    if now < absolute && (st.checking || this.registry.rechecks()) {
+                        // A store shared by other instances: they may have refreshed the
+                        // session unseen, so ask it once before ending (the answer wakes).
+                        if !st.checking {
+                            st.checking = true;
+                            let key = st.key;
+                            drop(st);
+                            this.registry.recheck(key);
+                        }
+                        return Poll::Pending;
+                    }
                     let reason = if now >= absolute {
                         EndReason::AbsoluteTimeout
                     } else {
@@ -511,33 +380,26 @@ impl Session {
     ///
     /// Outside a Tokio runtime with time enabled (the handle's expiry timer needs one).
     pub fn live(&self) -> Option<LiveSession> {
-        let (key, principal, created, last_seen) = {
+        let (key, principal, scopes, created, last_seen) = {
             let st = self.lock();
             if !st.live || st.changes.ending.is_some() {
                 return None;
             }
             let key = st.stored?;
-            let principal = st
-                .record
-                .principal()
-                .map(Principal::index_key)
-                .unwrap_or_default();
-            (key, principal, st.record.created(), st.record.last_seen())
+            let p = st.record.principal();
+            let principal = p.map(Principal::index_key).unwrap_or_default();
+            let scopes = registry::fingerprint(p.map(Principal::scopes));
+            (
+                key,
+                principal,
+                scopes,
+                st.record.created(),
+                st.record.last_seen(),
+            )
         };
         let layer = self.layer();
         let registry = layer.live_registry().clone();
-        let slot = Arc::new(Slot {
-            state: Mutex::new(SlotState {
-                key,
-                principal,
-                created,
-                last_seen,
-                change: None,
-                end: None,
-                hint: None,
-                waker: None,
-            }),
-        });
+        let slot = Arc::new(Slot::new(key, principal, scopes, created, last_seen));
         registry.register(&slot);
         // Registered before this check, so a delete that lands in between is either seen
         // here or reported to the slot: the handle never follows a session already gone.

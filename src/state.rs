@@ -135,19 +135,8 @@ impl LayerState {
 
     /// The same state on another store.
     pub(crate) fn with_store(&self, store: impl SessionStore) -> Self {
-        // A store that tells its own handles of its commits (SQLite, in-process) shares
-        // its registry with the layer, as MemoryStore does.
-        #[cfg(feature = "sqlite")]
-        let own = (&store as &dyn std::any::Any)
-            .downcast_ref::<crate::store::SqliteStore>()
-            .map(|sqlite| sqlite.live_registry().clone());
-        #[cfg(not(feature = "sqlite"))]
-        let own: Option<Arc<Registry>> = None;
         let store = LayerStore::new(store);
-        let live = match &store {
-            LayerStore::Memory(memory) => memory.live_registry().clone(),
-            LayerStore::Dyn(_) => own.unwrap_or_default(),
-        };
+        let live = store.live_registry().unwrap_or_default();
         Self {
             store,
             live,

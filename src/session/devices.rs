@@ -79,6 +79,14 @@ impl Session {
         let Some(p) = self.principal() else {
             return Ok(0);
         };
+        // This session's own handles end for the same cause as the others', not with the
+        // "destroyed" that `destroy` notes: a store that notifies from another task (Redis)
+        // may report the delete only after it.
+        let own = self.lock().stored;
+        let live = self.inner.layer.live_registry();
+        if let Some(key) = own {
+            live.hint(key, EndReason::LoggedOutEverywhere);
+        }
         let n = self
             .inner
             .layer
@@ -86,6 +94,9 @@ impl Session {
             .delete_sessions_of(&p.index_key())
             .await?;
         self.destroy();
+        if let Some(key) = own {
+            live.hint(key, EndReason::LoggedOutEverywhere);
+        }
         Ok(n)
     }
 }

@@ -25,6 +25,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::live::Registry;
+
 pub use crate::error::{StoreError, StoreErrorKind};
 pub use crate::record::{Patch, Record, SessionInfo};
 pub use crate::token::StoreKey;
@@ -294,6 +296,28 @@ impl LayerStore {
         }
     }
 
+    /// The registry of live handles the store notifies itself (`MemoryStore`, `RedisStore`);
+    /// `None` for a store that cannot notify.
+    pub(crate) fn live_registry(&self) -> Option<Arc<Registry>> {
+        match self {
+            Self::Memory(store) => Some(store.live_registry().clone()),
+            Self::Dyn(store) => {
+                let any = store.as_any();
+                #[cfg(feature = "redis")]
+                if let Some(redis) = any.downcast_ref::<RedisStore>() {
+                    return Some(redis.live_registry());
+                }
+                // SQLite tells its own handles of its commits, in-process, as MemoryStore does.
+                #[cfg(feature = "sqlite")]
+                if let Some(sqlite) = any.downcast_ref::<crate::store::SqliteStore>() {
+                    return Some(sqlite.live_registry().clone());
+                }
+                let _ = any;
+                None
+            }
+        }
+    }
+
     pub(crate) fn session_count(&self) -> Option<usize> {
         match self {
             Self::Memory(store) => Some(store.len()),
@@ -347,6 +371,9 @@ impl LayerStore {
 /// Object-safe mirror of [`SessionStore`], so the layer and the extractors need no store type
 /// parameter.
 pub(crate) trait DynStore: Send + Sync + 'static {
+    /// For the stores the layer knows more of (the live registry of `RedisStore` and
+    /// `SqliteStore`).
+    fn as_any(&self) -> &dyn Any;
     fn lookup<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Lookup, StoreError>>;
     fn session_count(&self) -> Option<usize>;
     fn commit(&self, commit: Commit) -> BoxFuture<'_, Result<CommitOutcome, StoreError>>;
@@ -367,6 +394,10 @@ pub(crate) trait DynStore: Send + Sync + 'static {
 }
 
 impl<T: SessionStore> DynStore for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
     fn lookup<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Lookup, StoreError>> {
         Box::pin(SessionStore::lookup(self, key))
     }

@@ -23,6 +23,46 @@ const IDLE: u64 = 60;
 const ABSOLUTE: u64 = 600;
 
 type Opened = Arc<Mutex<mpsc::UnboundedReceiver<LiveSession>>>;
+/// Where `/live` hands the handles it opens.
+pub(crate) type Handles = mpsc::UnboundedSender<LiveSession>;
+
+/// The routes both live test modules serve: log in as `user` (scope `read`), open a handle
+/// (`/live` answers "open" or "none"), and the ways a session changes or ends.
+pub(crate) fn routes() -> Router<Handles> {
+    Router::new()
+        .route(
+            "/login/{user}",
+            post(|s: Session, Path(user): Path<String>| async move {
+                s.login(Principal::user(user).with_scopes(["read"]));
+                s.token()
+            }),
+        )
+        .route(
+            "/live",
+            get(|State(tx): State<Handles>, s: Session| async move {
+                match s.live() {
+                    Some(live) => {
+                        tx.send(live).unwrap();
+                        "open"
+                    }
+                    None => "none",
+                }
+            }),
+        )
+        .route("/logout", post(|s: Session| async move { s.logout() }))
+        .route("/destroy", post(|s: Session| async move { s.destroy() }))
+        .route(
+            "/scopes",
+            post(|s: Session| async move {
+                s.set_scopes(["read", "write"]);
+                s.token()
+            }),
+        )
+        .route(
+            "/everywhere",
+            post(|s: Session| async move { s.logout_everywhere().await.unwrap().to_string() }),
+        )
+}
 
 struct App {
     router: Router,
@@ -38,40 +78,10 @@ fn app_with(store: impl FnOnce(ManualClock) -> MemoryStore) -> App {
         .clock(clock.clone())
         .idle_timeout(Duration::from_secs(IDLE))
         .absolute_timeout(Duration::from_secs(ABSOLUTE));
-    let router = Router::new()
-        .route(
-            "/login/{user}",
-            post(|s: Session, Path(user): Path<String>| async move {
-                s.login(Principal::user(user).with_scopes(["read"]));
-                s.token()
-            }),
-        )
-        .route(
-            "/live",
-            get(
-                |State(tx): State<mpsc::UnboundedSender<LiveSession>>, s: Session| async move {
-                    match s.live() {
-                        Some(live) => {
-                            tx.send(live).unwrap();
-                            "open"
-                        }
-                        None => "none",
-                    }
-                },
-            ),
-        )
+    let router = routes()
         .route(
             "/ws",
             get(|_: LiveUpgrade, s: Session| async move { s.is_live().to_string() }),
-        )
-        .route("/logout", post(|s: Session| async move { s.logout() }))
-        .route("/destroy", post(|s: Session| async move { s.destroy() }))
-        .route(
-            "/scopes",
-            post(|s: Session| async move {
-                s.set_scopes(["read", "write"]);
-                s.token()
-            }),
         )
         .route(
             "/rotate",
@@ -79,10 +89,6 @@ fn app_with(store: impl FnOnce(ManualClock) -> MemoryStore) -> App {
                 s.rotate();
                 s.token()
             }),
-        )
-        .route(
-            "/everywhere",
-            post(|s: Session| async move { s.logout_everywhere().await.unwrap().to_string() }),
         )
         .route(
             "/end-others",
@@ -138,15 +144,16 @@ impl App {
     }
 }
 
-/// The next event, waiting at most a few seconds of (possibly paused) tokio time.
-async fn next(live: &mut LiveSession) -> LiveEvent {
-    tokio::time::timeout(Duration::from_secs(5), live.next())
+/// The next event, waiting at most ten seconds of (possibly paused) tokio time: a bound
+/// only so a broken build fails instead of hanging.
+pub(crate) async fn next(live: &mut LiveSession) -> LiveEvent {
+    tokio::time::timeout(Duration::from_secs(10), live.next())
         .await
         .expect("an event in time")
         .expect("an event before the end")
 }
 
-async fn end_of(live: &mut LiveSession) -> EndReason {
+pub(crate) async fn end_of(live: &mut LiveSession) -> EndReason {
     match next(live).await {
         LiveEvent::Ended(end) => end.reason(),
         other => panic!("expected the end, got {other:?}"),

@@ -10,6 +10,8 @@ mod events;
 mod first_hour;
 mod guards;
 mod live;
+#[cfg(all(feature = "redis", feature = "test-util"))]
+mod live_redis;
 mod memory_store_bounds;
 #[cfg(all(feature = "redis", feature = "test-util"))]
 mod redis_faults;

@@ -18,7 +18,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::app;
 use crate::http::{client as http, serve, session_cookie};
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The demo with an idle timeout of `idle` seconds; answers its base URL.
 async fn start(idle: u64) -> String {
@@ -36,7 +36,7 @@ fn field<'a>(page: &'a str, name: &str) -> Vec<&'a str> {
 }
 
 /// Signs in as `user` (password = name) from a fresh browser; answers its cookie.
-async fn sign_in(base: &str, user: &str) -> String {
+pub(crate) async fn sign_in(base: &str, user: &str) -> String {
     let http = http();
     let res = http.get(format!("http://{base}/")).send().await.unwrap();
     let anon = session_cookie(&res).unwrap();
@@ -56,12 +56,12 @@ async fn relogin(base: &str, cookie: &str, user: &str, csrf: &str) -> String {
     session_cookie(&res).expect("login sets the cookie")
 }
 
-async fn csrf(base: &str, cookie: &str) -> String {
+pub(crate) async fn csrf(base: &str, cookie: &str) -> String {
     crate::http::csrf(&http(), &format!("http://{base}"), cookie).await
 }
 
 /// A CSRF-protected form post as `cookie`, with `fields` besides the token.
-async fn post(base: &str, cookie: &str, path: &str, fields: &[(&str, &str)]) {
+pub(crate) async fn post(base: &str, cookie: &str, path: &str, fields: &[(&str, &str)]) {
     let token = csrf(base, cookie).await;
     let mut form = vec![("csrf_token", token.as_str())];
     form.extend_from_slice(fields);
@@ -92,7 +92,7 @@ async fn connect(base: &str, cookie: Option<&str>, origin: &str) -> Result<Socke
         .map(|(ws, _)| ws)
 }
 
-async fn open(base: &str, cookie: &str) -> Socket {
+pub(crate) async fn open(base: &str, cookie: &str) -> Socket {
     connect(base, Some(cookie), &format!("http://{base}"))
         .await
         .expect("the upgrade succeeds")
@@ -107,7 +107,7 @@ async fn frame(ws: &mut Socket, secs: u64) -> Message {
         .expect("a valid frame")
 }
 
-async fn json(ws: &mut Socket) -> Value {
+pub(crate) async fn json(ws: &mut Socket) -> Value {
     match frame(ws, 3).await {
         Message::Text(text) => serde_json::from_str(&text).unwrap(),
         other => panic!("expected a text frame, got {other:?}"),
@@ -115,7 +115,7 @@ async fn json(ws: &mut Socket) -> Value {
 }
 
 /// Skips data frames until the close frame (within `secs` seconds); answers code and reason.
-async fn close_of(ws: &mut Socket, secs: u64) -> (u16, String) {
+pub(crate) async fn close_of(ws: &mut Socket, secs: u64) -> (u16, String) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -180,22 +180,7 @@ async fn live_ws_closes_4001_with_the_cause_of_each_end() {
             }
             "ended from another device" => {
                 let other = sign_in(&base, "alice").await;
-                let page = http()
-                    .get(format!("http://{base}/sessions"))
-                    .header(COOKIE, &other)
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                // Every row but the other device's own ("this one").
-                for row in page.split("<tr class=\"session\">").skip(1) {
-                    if !row.contains("(this one)") {
-                        let key = field(row, "session")[0];
-                        post(&base, &other, "/sessions/logout", &[("session", key)]).await;
-                    }
-                }
+                end_other_sessions(&base, &other).await;
             }
             _ => {
                 let token = csrf(&base, &cookie).await;
@@ -227,9 +212,15 @@ async fn live_ws_delivers_a_scope_change_and_stays_open() {
     let mut ws = open(&base, &cookie).await;
     assert_eq!(json(&mut ws).await["scopes"], serde_json::json!([]));
     post(&base, &cookie, "/scopes/beta", &[]).await;
+    scope_change(&mut ws).await;
+}
+
+/// Reads pushes until one shows the scope `beta` (within 3 s), then one more: the socket
+/// stays open.
+pub(crate) async fn scope_change(ws: &mut Socket) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     loop {
-        let msg = json(&mut ws).await;
+        let msg = json(ws).await;
         if msg["scopes"] == serde_json::json!(["beta"]) {
             break;
         }
@@ -238,7 +229,27 @@ async fn live_ws_delivers_a_scope_change_and_stays_open() {
             "no scope change: {msg}"
         );
     }
-    json(&mut ws).await; // still pushing
+    json(ws).await; // still pushing
+}
+
+/// Ends, from `cookie`'s /sessions page on `base`, every session of its user but its own.
+pub(crate) async fn end_other_sessions(base: &str, cookie: &str) {
+    let page = http()
+        .get(format!("http://{base}/sessions"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Every row but the device's own ("this one").
+    for row in page.split("<tr class=\"session\">").skip(1) {
+        if !row.contains("(this one)") {
+            let key = field(row, "session")[0];
+            post(base, cookie, "/sessions/logout", &[("session", key)]).await;
+        }
+    }
 }
 
 #[tokio::test]

@@ -24,6 +24,8 @@ mod live;
 mod live_browser;
 mod live_client;
 mod live_fleet;
+#[cfg(feature = "redis")]
+mod live_redis;
 mod live_shutdown;
 mod real_connection;
 mod return_to;

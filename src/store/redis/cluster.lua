@@ -11,6 +11,8 @@
 -- (resolve, then fill), and a stub whose move can no longer commit (its source is live and its
 -- deadline has passed on the source's node, the same clock the claim checks) is discarded.
 local step, now = ARGV[1], tonumber(ARGV[2])
+-- The key prefix and hex of KEYS[1] when it is a session ('<prefix>s:<hex>'), for notify.
+local kprefix, khex = string.match(KEYS[1], '^(.*)s:(%x+)$')
 
 -- The fields of the hash at `key` whose names start with `prefix`, without it, as a flat list.
 local function prefixed(key, prefix)
@@ -49,7 +51,11 @@ elseif step == 'patch' then
     return { 'missing', '', '', 0 }
   end
   local old = redis.call('HGET', KEYS[1], 'pi') or ''
+  local changed = changes_principal(4, hget(KEYS[1], 'p'))
   apply(KEYS[1], 4, now)
+  if changed and kprefix then
+    notify_moved(kprefix, khex, khex, 4)
+  end
   local new = hget(KEYS[1], 'pi') or ''
   local follow = 0
   if new ~= '' then
@@ -112,6 +118,9 @@ elseif step == 'claim' then
   redis.call('HSET', KEYS[1], 'mv', ARGV[3], 'op', ARGV[4])
   for k = 1, #before, 2 do
     redis.call('HSET', KEYS[1], 'b:' .. before[k], before[k + 1])
+  end
+  if kprefix then
+    notify_moved(kprefix, khex, ARGV[3], 7)
   end
   local out = { 'applied', old }
   for k = 1, #after, 2 do
@@ -193,11 +202,15 @@ elseif step == 'restore' then
   end
   local e = hget(KEYS[1], 'e') or ''
   expire(KEYS[1], e, now)
+  if kprefix then
+    -- Live handles heard of the move: they follow the session back.
+    notify(kprefix, 'm ' .. ARGV[3] .. ' ' .. khex .. ' ' .. (hget(KEYS[1], 'l') or '0') .. ' k')
+  end
   return { 'restored', hget(KEYS[1], 'pi') or '', e }
 elseif step == 'delete' then
-  -- ARGV[3]: only if owned by this principal ID ('' for any). Answers the owner and
-  -- whether the record was live. A tombstone is a session already gone: it stays until the
-  -- move it belongs to is settled.
+  -- ARGV[3]: only if owned by this principal ID ('' for any), ARGV[4]: the reason its live
+  -- handles end with (see notify). Answers the owner and whether the record was live. A
+  -- tombstone is a session already gone: it stays until the move it belongs to is settled.
   if hget(KEYS[1], 'mv') then
     return { '', 0 }
   end
@@ -205,7 +218,9 @@ elseif step == 'delete' then
   if ARGV[3] ~= '' and pi ~= ARGV[3] then
     return { '', 0 }
   end
-  redis.call('DEL', KEYS[1])
+  if redis.call('DEL', KEYS[1]) == 1 and kprefix then
+    notify_ended(kprefix, ARGV[4] or 'd', { khex }, false)
+  end
   local was_live = 0
   if e and e > now then
     was_live = 1

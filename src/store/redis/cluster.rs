@@ -139,7 +139,7 @@ impl RedisStore {
                             self.session_key_of(hex),
                             "delete",
                             deadline,
-                            args![owner],
+                            args![owner, "l"],
                         )
                         .await?;
                     }
@@ -257,7 +257,12 @@ impl RedisStore {
             }
             Commit::Delete { key } => {
                 let (owner, _): (Vec<u8>, i64) = self
-                    .step(self.session_key(&key), "delete", deadline, args![""])
+                    .step(
+                        self.session_key(&key),
+                        "delete",
+                        deadline,
+                        args!["", self.end_code(&key)],
+                    )
                     .await?;
                 let tidy = if owner.is_empty() {
                     Vec::new()

@@ -219,7 +219,7 @@ impl RedisStore {
                     self.session_key_of(&hex),
                     "delete",
                     deadline,
-                    args![principal],
+                    args![principal, "a"],
                 )
                 .await?;
             deleted += u64::from(live == 1);

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use redis::RedisError;
 use serde_json::{Map, Value as Json};
 
-use super::DATA;
+use super::{cluster, DATA};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::record::{Patch, Record, SessionInfo};
+use crate::store::CommitOutcome;
 use crate::token::StoreKey;
 
 pub(super) fn from_redis(err: RedisError) -> StoreError {
@@ -78,6 +79,55 @@ pub(super) fn record_fields(record: &Record) -> Result<Vec<(String, String)>, St
 }
 
 /// A whole record as the arguments of the `put` step: expiry, field count, field/value pairs.
+/// A row of sessions_of.lua: hex key, created, last seen, expires at, user agent (bytes:
+/// one that does not decode makes the row no session to list).
+pub(super) type IndexRow = (Vec<u8>, i64, i64, i64, Option<Vec<u8>>);
+
+/// What a session key holds, told apart before decoding.
+pub(super) enum Hash {
+    /// Nothing.
+    Empty,
+    /// A record (or something that claims to be one; decoding tells).
+    Record(Vec<(Vec<u8>, Vec<u8>)>),
+    /// A cluster move's placeholder on its target.
+    Stub(cluster::Stub),
+    /// What a cluster move leaves on its source: the session is gone from this key.
+    Tombstone,
+}
+
+impl Hash {
+    pub(super) fn of(fields: HashMap<Vec<u8>, Vec<u8>>) -> Self {
+        if fields.is_empty() {
+            return Self::Empty;
+        }
+        if fields.contains_key(&b"mv"[..]) {
+            return Self::Tombstone;
+        }
+        if let Some(source) = fields.get(&b"pf"[..]) {
+            let get = |name: &[u8]| fields.get(name).cloned().unwrap_or_default();
+            return Self::Stub(cluster::Stub {
+                source: source.clone(),
+                id: get(b"op"),
+                deadline: get(b"pd"),
+            });
+        }
+        Self::Record(fields.into_iter().collect())
+    }
+}
+
+pub(super) fn outcome(answer: &str) -> Result<CommitOutcome, StoreError> {
+    match answer {
+        "applied" => Ok(CommitOutcome::Applied),
+        "collision" => Ok(CommitOutcome::Collision),
+        "missing" => Ok(CommitOutcome::Missing),
+        "limit" => Err(StoreError::from_kind(StoreErrorKind::LimitReached)),
+        other => Err(StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!("unexpected answer from the commit script: {other:?}"),
+        )),
+    }
+}
+
 #[cfg(test)]
 pub(super) fn put_args(record: &Record) -> Result<Vec<Vec<u8>>, StoreError> {
     Ok(field_args(

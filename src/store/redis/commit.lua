@@ -5,7 +5,8 @@
 -- KEYS[1]: the session (for a move: the source), KEYS[2]: the move target.
 -- ARGV: op, now, key prefix, limit (0: none), policy, hex of KEYS[1], hex of KEYS[2] or '',
 -- commit ID, undo TTL (seconds), then per op: create: principal ID or '', expires_at, field
--- count, pairs (with op); patch / move: the patch (see apply); delete: nothing.
+-- count, pairs (with op); patch / move: the patch (see apply); delete: the reason its live
+-- handles end with (see notify).
 local op, now, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local limit, policy, hex, hex2 = tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
 local id, undo_ttl = ARGV[8], tonumber(ARGV[9])
@@ -19,13 +20,18 @@ if op == 'create' then
     return 'collision'
   end
   local pid = ARGV[10]
-  if pid ~= '' and not admit(index(pid), pid, hex, '', now, limit, policy, sprefix, now) then
-    return 'limit'
+  local evicted = {}
+  if pid ~= '' then
+    evicted = admit(index(pid), pid, hex, '', now, limit, policy, sprefix, now)
+    if not evicted then
+      return 'limit'
+    end
   end
   local ttl = put(KEYS[1], 11, now)
   if pid ~= '' then
     bump(index(pid), ttl)
   end
+  notify_ended(prefix, 'l', evicted, true)
   return 'applied'
 elseif op == 'patch' then
   if not live(KEYS[1], now) then
@@ -33,16 +39,25 @@ elseif op == 'patch' then
   end
   local old = redis.call('HGET', KEYS[1], 'pi') or ''
   local new = owner_after(10, old)
-  if new ~= '' and new ~= old
-      and not admit(index(new), new, hex, '', now, limit, policy, sprefix, now) then
-    return 'limit'
+  local evicted = {}
+  if new ~= '' and new ~= old then
+    evicted = admit(index(new), new, hex, '', now, limit, policy, sprefix, now)
+    if not evicted then
+      return 'limit'
+    end
   end
+  local changed = changes_principal(10, hget(KEYS[1], 'p'))
   local ttl = apply(KEYS[1], 10, now)
   if old ~= '' and old ~= new then
     redis.call('ZREM', index(old), hex)
   end
   if new ~= '' then
     bump(index(new), ttl)
+  end
+  notify_ended(prefix, 'l', evicted, true)
+  -- A refresh alone is not told: handles re-check their idle deadline instead.
+  if changed then
+    notify_moved(prefix, hex, hex, 10)
   end
   return 'applied'
 elseif op == 'move' then
@@ -54,12 +69,14 @@ elseif op == 'move' then
   end
   local old = redis.call('HGET', KEYS[1], 'pi') or ''
   local new = owner_after(10, old)
+  local evicted = {}
   if new ~= '' then
     local rotating = ''
     if new == old then
       rotating = hex
     end
-    if not admit(index(new), new, hex2, rotating, now, limit, policy, sprefix, now) then
+    evicted = admit(index(new), new, hex2, rotating, now, limit, policy, sprefix, now)
+    if not evicted then
       return 'limit'
     end
   end
@@ -79,6 +96,8 @@ elseif op == 'move' then
   if ttl > 0 then
     redis.call('RENAME', KEYS[1], KEYS[2])
     redis.call('HSET', KEYS[2], 'op', id)
+    -- Where the session went, for a subscriber that missed the notice (see notify_ended).
+    redis.call('SET', prefix .. 'x:' .. hex, '>' .. hex2, 'EX', ENDED_TTL)
   end
   if old ~= '' then
     redis.call('ZREM', index(old), hex)
@@ -86,10 +105,16 @@ elseif op == 'move' then
   if new ~= '' then
     bump(index(new), ttl)
   end
+  notify_ended(prefix, 'l', evicted, true)
+  if ttl > 0 then
+    notify_moved(prefix, hex, hex2, 10)
+  end
   return 'applied'
 elseif op == 'delete' then
   local pid = hget(KEYS[1], 'pi')
-  redis.call('DEL', KEYS[1])
+  if redis.call('DEL', KEYS[1]) == 1 then
+    notify_ended(prefix, ARGV[10] or 'd', { hex }, true)
+  end
   if pid then
     redis.call('ZREM', index(pid), hex)
   end

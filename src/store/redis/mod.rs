@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -14,6 +14,7 @@ use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, Script, Valu
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{StoreError, StoreErrorKind};
+use crate::live::Registry;
 use crate::record::{Record, SessionInfo};
 use crate::store::{
     Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore, Update, UpdateOutcome,
@@ -32,6 +33,7 @@ macro_rules! args {
 mod cluster;
 mod cluster_index;
 mod codec;
+mod notify;
 mod session_store;
 mod settle;
 mod update;
@@ -77,7 +79,8 @@ static CLUSTER: LazyLock<Script> = script!("cluster.lua");
 /// `<prefix>p:<principal ID>`. Records carry a server-side TTL equal to their remaining
 /// lifetime, and the store also re-checks [`Record::expires_at`] against its clock, so an
 /// expired record is never returned. Indexes carry a TTL that follows the longest-lived
-/// session they list.
+/// session they list. A session's end leaves its cause, and a move its target, under
+/// `<prefix>x:<hex>` for 60 seconds (a standalone server; see *Live sessions*).
 ///
 /// On a standalone server (or a primary with replicas), a load is one `HGETALL` and a commit
 /// is one `EVALSHA` of a Lua script that does the whole commit atomically: create-only
@@ -116,6 +119,45 @@ static CLUSTER: LazyLock<Script> = script!("cluster.lua");
 /// its index was last extended, so this costs two extra round trips at most once per idle
 /// timeout of activity). Use [`RedisStore::connect`] only for a standalone server: its
 /// commit script reaches keys of several slots, which a cluster refuses.
+///
+/// # Live sessions
+///
+/// The store notifies [live handles](crate::live) on every instance: each commit that ends a
+/// session (logout, destroy, logout everywhere, ended from another device, per-principal
+/// limit), moves it or changes its principal or scopes publishes a short message on the
+/// channel `<prefix>live`, from the same script, so a notice is sent exactly when the change
+/// applies. Messages carry store keys (the hashes the keys are named after) and the cause,
+/// never session IDs or tokens. An end heard in the 30 seconds before a handle opens (its
+/// request loaded the session, then another instance ended it) ends the handle as it opens.
+/// Refreshes are not published: at its idle deadline a handle
+/// looks its session up once (one `HGETALL`) and ends only if no instance used it meanwhile.
+///
+/// Each store (shared by its clones) holds one subscription connection, opened when its first
+/// handle registers; with no handle ever opened, nothing subscribes. Whenever it subscribes
+/// (the first time, and after a lost connection, retried with a backoff of at most a
+/// second), it re-validates every open handle in one batched call before it reads the
+/// messages queued meanwhile: one pipeline of `HMGET`s on a standalone server; in a cluster,
+/// which refuses pipelines across slots, one `HMGET` per session, all sent at once. A session
+/// gone by then ends its handles with the cause its end left for 60 seconds under
+/// `<prefix>x:<store key hex>` (a standalone server; a script in a cluster cannot reach that
+/// key's slot), else as [`EndReason::Deleted`](crate::live::EndReason::Deleted). A session
+/// that moved (a rotation, a login) is followed to its new key, which a standalone move
+/// leaves under the same key for 60 seconds and a cluster move in its tombstone while that
+/// lasts (a cluster move tidied up during the gap ends the handle as `Deleted`), and a scope
+/// change is reported as a [`LiveEvent::Changed`](crate::live::LiveEvent::Changed).
+/// A silent subscription is pinged every 30 seconds, so a connection that died without
+/// closing is noticed; otherwise an idle handle makes no call.
+///
+/// In a cluster the scripts use plain `PUBLISH`, not `SPUBLISH`: a sharded channel would
+/// have to hash to the slot of the keys each script touches (a different one per session),
+/// so a subscriber would need one connection per shard; plain messages reach every node's
+/// subscribers over the cluster bus, so one subscription on any node hears all. The cost is
+/// one cluster-bus broadcast per session end, move or principal change, not per request.
+///
+/// [`RedisStore::connect`] and [`RedisStore::connect_cluster`] subscribe through the same
+/// server or seed nodes; a store made from a connection you configured needs
+/// [`RedisStore::with_subscription`], or it cannot notify (its handles then end at their
+/// deadlines only).
 ///
 /// # Failures
 ///
@@ -177,6 +219,11 @@ pub struct RedisStore {
     limit: Option<(usize, LimitPolicy)>,
     /// Commits being settled in the background, shared by clones.
     settling: Arc<AtomicUsize>,
+    /// Where the live-session subscription connects (a cluster: any node will do).
+    subscription: Arc<[redis::Client]>,
+    /// The live handles of this store's sessions, made on first use (by the layer), once
+    /// the builder methods have run; shared by clones.
+    live: Arc<OnceLock<Arc<Registry>>>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -287,8 +334,8 @@ impl RedisStore {
             .set_response_timeout(None)
             .set_max_delay(Duration::from_secs(1));
         let manager =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
-        Ok(Self::from_connection_manager(manager))
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
+        Ok(Self::from_connection_manager(manager).with_subscription(client))
     }
 
     /// A store on the Redis Cluster reachable through any of `urls` (seed nodes).
@@ -304,6 +351,11 @@ impl RedisStore {
         S: AsRef<str>,
     {
         let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        let nodes = urls
+            .iter()
+            .map(|url| redis::Client::open(url.as_str()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
         // No response timeout of the cluster client: the store's own timeout
         // (`command_timeout`) bounds every call, as on a standalone server, so a slow but
         // working node is waited for as long as the caller asked and not a fixed 2 seconds.
@@ -315,7 +367,9 @@ impl RedisStore {
             .await
             .map_err(|_| StoreError::from_kind(StoreErrorKind::Timeout))?
             .map_err(unavailable)?;
-        Ok(Self::from_cluster_connection(conn))
+        let mut store = Self::from_cluster_connection(conn);
+        store.subscription = nodes.into();
+        Ok(store)
     }
 
     /// A store on a connection you configured yourself (TLS, credentials, retry policy...).
@@ -338,6 +392,8 @@ impl RedisStore {
             clock: Arc::new(SystemClock),
             limit: None,
             settling: Arc::new(AtomicUsize::new(0)),
+            subscription: Arc::new([]),
+            live: Arc::default(),
         }
     }
 
@@ -522,6 +578,7 @@ impl RedisStore {
             }
             Commit::Delete { key } => {
                 head("delete", &[key]);
+                inv.arg(self.end_code(key));
                 None
             }
         };
@@ -531,54 +588,5 @@ impl RedisStore {
             .await
             .map_err(from_redis)?;
         outcome(&answer)
-    }
-}
-
-/// A row of sessions_of.lua: hex key, created, last seen, expires at, user agent (bytes:
-/// one that does not decode makes the row no session to list).
-type IndexRow = (Vec<u8>, i64, i64, i64, Option<Vec<u8>>);
-
-/// What a session key holds, told apart before decoding.
-enum Hash {
-    /// Nothing.
-    Empty,
-    /// A record (or something that claims to be one; decoding tells).
-    Record(Vec<(Vec<u8>, Vec<u8>)>),
-    /// A cluster move's placeholder on its target.
-    Stub(cluster::Stub),
-    /// What a cluster move leaves on its source: the session is gone from this key.
-    Tombstone,
-}
-
-impl Hash {
-    fn of(fields: HashMap<Vec<u8>, Vec<u8>>) -> Self {
-        if fields.is_empty() {
-            return Self::Empty;
-        }
-        if fields.contains_key(&b"mv"[..]) {
-            return Self::Tombstone;
-        }
-        if let Some(source) = fields.get(&b"pf"[..]) {
-            let get = |name: &[u8]| fields.get(name).cloned().unwrap_or_default();
-            return Self::Stub(cluster::Stub {
-                source: source.clone(),
-                id: get(b"op"),
-                deadline: get(b"pd"),
-            });
-        }
-        Self::Record(fields.into_iter().collect())
-    }
-}
-
-fn outcome(answer: &str) -> Result<CommitOutcome, StoreError> {
-    match answer {
-        "applied" => Ok(CommitOutcome::Applied),
-        "collision" => Ok(CommitOutcome::Collision),
-        "missing" => Ok(CommitOutcome::Missing),
-        "limit" => Err(StoreError::from_kind(StoreErrorKind::LimitReached)),
-        other => Err(StoreError::new(
-            StoreErrorKind::Corrupt,
-            format!("unexpected answer from the commit script: {other:?}"),
-        )),
     }
 }

@@ -192,3 +192,49 @@ local function bump(idx, ttl)
     redis.call('EXPIRE', idx, ttl)
   end
 end
+
+-- Tells every instance's live handles what happened to sessions, on the channel
+-- `<prefix>live` that RedisStore subscribes to once a handle is open: store keys only, never
+-- session IDs or tokens. 'e <reason> <hex>...': the sessions ended (reason: d deleted, o
+-- logged out, x destroyed, w ended elsewhere, a logged out everywhere, l per-principal limit);
+-- 'm <from> <to> <last seen> <k|s|c> [principal JSON]': the session moved (or was patched in
+-- place when from = to) and kept (k), set (s) or cleared (c) its principal. Plain PUBLISH:
+-- in a cluster it reaches every node's subscribers, so one subscription anywhere hears all.
+local function notify(prefix, message)
+  redis.call('PUBLISH', prefix .. 'live', message)
+end
+
+-- How long the cause of an end ('<reason>'), or the target of a move ('><hex>'), is kept
+-- under '<prefix>x:<hex>' (standalone only: in a cluster that key is in another slot) for a
+-- subscriber that missed the message and re-validates its handles once it is back.
+local ENDED_TTL = 60
+
+local function notify_ended(prefix, reason, hexes, remember)
+  if #hexes > 0 then
+    notify(prefix, 'e ' .. reason .. ' ' .. table.concat(hexes, ' '))
+    if remember then
+      for _, hex in ipairs(hexes) do
+        redis.call('SET', prefix .. 'x:' .. hex, reason, 'EX', ENDED_TTL)
+      end
+    end
+  end
+end
+
+-- The patch at ARGV[i] (see apply) as the tail of an 'm' message.
+local function notify_moved(prefix, from, to, i)
+  local mode = ARGV[i + 2]
+  local tail = ' k'
+  if mode == 'set' then
+    tail = ' s ' .. ARGV[i + 3]
+  elseif mode == 'clear' then
+    tail = ' c'
+  end
+  notify(prefix, 'm ' .. from .. ' ' .. to .. ' ' .. ARGV[i] .. tail)
+end
+
+-- Whether the patch at ARGV[i] changes the principal (or its scopes) of the record whose
+-- principal JSON was `before` (nil: none).
+local function changes_principal(i, before)
+  local mode = ARGV[i + 2]
+  return (mode == 'set' and ARGV[i + 3] ~= before) or (mode == 'clear' and before ~= nil)
+end

@@ -33,6 +33,8 @@ if from ~= '' then
       redis.call('ZADD', prefix .. 'p:' .. old, joined, from)
     end
     expire(source, hget(source, 'e'), now)
+    -- Live handles heard of the move: they follow the session back.
+    notify(prefix, 'm ' .. hex .. ' ' .. from .. ' ' .. (hget(source, 'l') or '0') .. ' k')
   end
 end
 return 'undone'

@@ -1,0 +1,315 @@
+//! Live sessions across instances on a real `redis-server` (and a real Redis Cluster): two
+//! stores with two layers, as two processes of a fleet would have. A handle opened through
+//! instance A hears what a request through instance B did to its session, also when A's
+//! subscription connection was killed while it happened.
+
+use std::time::Duration;
+
+use axum::extract::Path;
+use axum::routing::{get, post};
+use axum::Router;
+use axum_tessera::live::{EndReason, LiveEvent, LiveSession};
+use axum_tessera::store::{LimitPolicy, RedisStore};
+use axum_tessera::{Session, SessionConfig, SessionLayer};
+use tokio::sync::{mpsc, Mutex};
+
+use crate::live::{end_of, next};
+use crate::support::api::call;
+use crate::support::key;
+use crate::support::redis::{RedisCluster, RedisServer, Resp};
+
+/// One instance of the service: its own store (connection, subscription, registry) and
+/// layer, sharing the server and the key with the others.
+struct Instance {
+    router: Router,
+    opened: Mutex<mpsc::UnboundedReceiver<LiveSession>>,
+}
+
+fn instance(store: RedisStore, idle: Duration) -> Instance {
+    let (tx, rx) = mpsc::unbounded_channel::<LiveSession>();
+    let cfg = SessionConfig::api(key(9))
+        .idle_timeout(idle)
+        .refresh_after(0.0);
+    let router = crate::live::routes()
+        .route(
+            "/whoami",
+            get(|s: Session| async move { s.is_live().to_string() }),
+        )
+        .route(
+            "/end/{hex}",
+            post(|s: Session, Path(hex): Path<String>| async move {
+                let key = axum_tessera::store::StoreKey::from_hex(&hex).expect("a store key");
+                s.logout_session(key).await.unwrap().to_string()
+            }),
+        )
+        .with_state(tx)
+        .layer(SessionLayer::new(cfg).with_store(store));
+    Instance {
+        router,
+        opened: Mutex::new(rx),
+    }
+}
+
+impl Instance {
+    async fn post(&self, uri: &str, token: &str) -> String {
+        let (status, body) = call(&self.router, "POST", uri, Some(token)).await;
+        assert!(status.is_success(), "POST {uri}: {status}");
+        body
+    }
+
+    async fn login(&self, user: &str) -> String {
+        let (status, body) = call(&self.router, "POST", &format!("/login/{user}"), None).await;
+        assert!(status.is_success(), "login: {status}");
+        body
+    }
+
+    async fn get(&self, uri: &str, token: &str) -> String {
+        call(&self.router, "GET", uri, Some(token)).await.1
+    }
+
+    async fn open(&self, token: &str) -> LiveSession {
+        assert_eq!(
+            self.get("/live", token).await,
+            "open",
+            "a live session to follow"
+        );
+        self.opened.lock().await.recv().await.expect("sent")
+    }
+}
+
+/// Whether the handle is still open with nothing to report.
+async fn quiet(live: &mut LiveSession) -> bool {
+    tokio::time::timeout(Duration::from_millis(200), live.next())
+        .await
+        .is_err()
+}
+
+async fn pair(url: &str, prefix: &str, limit: Option<usize>) -> (Instance, Instance) {
+    let store = || async {
+        let store = RedisStore::connect(url).await.expect("url").prefix(prefix);
+        match limit {
+            Some(max) => store.max_sessions_per_principal(max, LimitPolicy::EvictOldest),
+            None => store,
+        }
+    };
+    let idle = Duration::from_secs(1800);
+    (instance(store().await, idle), instance(store().await, idle))
+}
+
+/// The subscriptions the server holds (`CLIENT LIST TYPE pubsub`), one line each.
+fn subscribers(server: &RedisServer) -> usize {
+    match server.text("CLIENT LIST TYPE pubsub") {
+        Some(Resp::Bulk(Some(list))) => String::from_utf8_lossy(&list).lines().count(),
+        _ => 0,
+    }
+}
+
+/// Waits (at most 4 s) until `ready` holds.
+async fn until(what: &str, ready: impl Fn() -> bool) {
+    for _ in 0..400 {
+        if ready() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}");
+}
+
+/// Waits until `n` subscriptions are up (a handle starts its store's on first use).
+async fn subscribed(server: &RedisServer, n: usize) {
+    until("subscriptions up", || subscribers(server) >= n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_on_one_instance_ends_for_every_cause_on_another() {
+    let server = RedisServer::start();
+    let url = server.url();
+    struct Case {
+        name: &'static str,
+        /// Done through B with the session's own token, or with a second session of the
+        /// same user (`other_device`).
+        uri: &'static str,
+        other_device: bool,
+        expect: EndReason,
+    }
+    let cases = [
+        ("logout", "/logout", false, EndReason::LoggedOut),
+        ("destroy", "/destroy", false, EndReason::Destroyed),
+        (
+            "everywhere",
+            "/everywhere",
+            true,
+            EndReason::LoggedOutEverywhere,
+        ),
+        ("ended elsewhere", "/end/", true, EndReason::EndedElsewhere),
+        (
+            "another principal",
+            "/login/mallory",
+            false,
+            EndReason::PrincipalChanged,
+        ),
+    ]
+    .map(|(name, uri, other_device, expect)| Case {
+        name,
+        uri,
+        other_device,
+        expect,
+    });
+    for (i, case) in cases.into_iter().enumerate() {
+        let (a, b) = pair(&url, &format!("t{i}:"), None).await;
+        let token = a.login("alice").await;
+        let mut live = a.open(&token).await;
+        subscribed(&server, 1).await;
+        let (actor, uri) = if case.other_device {
+            let uri = if case.uri == "/end/" {
+                format!("/end/{}", live.key().to_hex())
+            } else {
+                case.uri.to_owned()
+            };
+            (b.login("alice").await, uri)
+        } else {
+            (token, case.uri.to_owned())
+        };
+        b.post(&uri, &actor).await;
+        assert_eq!(end_of(&mut live).await, case.expect, "{}", case.name);
+        assert!(
+            live.next().await.is_none(),
+            "{}: nothing after the end",
+            case.name
+        );
+    }
+
+    // The per-principal limit: a login through B evicts the oldest session, open on A.
+    let (a, b) = pair(&url, "limit:", Some(1)).await;
+    let token = a.login("alice").await;
+    let mut live = a.open(&token).await;
+    b.login("alice").await;
+    assert_eq!(end_of(&mut live).await, EndReason::SessionLimit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scope_changes_and_rotations_through_another_instance_keep_the_handle() {
+    let server = RedisServer::start();
+    let (a, b) = pair(&server.url(), "keep:", None).await;
+    let token = a.login("alice").await;
+    let mut live = a.open(&token).await;
+    let first = live.key();
+    subscribed(&server, 1).await;
+    // `set_scopes` rotates the ID: the handle follows it.
+    let token = b.post("/scopes", &token).await;
+    match next(&mut live).await {
+        LiveEvent::Changed { scopes, rotated } => {
+            assert!(rotated);
+            assert_eq!(scopes.into_iter().collect::<Vec<_>>(), ["read", "write"]);
+        }
+        other => panic!("expected a change, got {other:?}"),
+    }
+    assert_ne!(live.key(), first);
+    assert!(quiet(&mut live).await, "the handle lives on");
+    b.post("/logout", &token).await;
+    assert_eq!(end_of(&mut live).await, EndReason::LoggedOut);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_happens_while_the_subscription_is_down_still_reaches_the_handles() {
+    let server = RedisServer::start();
+    let (a, b) = pair(&server.url(), "gap:", None).await;
+    let alice = a.login("alice").await;
+    let bob = a.login("bob").await;
+    let mut gone = a.open(&alice).await;
+    let mut kept = a.open(&bob).await;
+    let first = kept.key();
+    subscribed(&server, 1).await;
+
+    let killed = server.text("CLIENT KILL TYPE pubsub").and_then(|r| r.int());
+    assert_eq!(killed, Some(1), "A's subscription is killed");
+    // Straight away, before A subscribes again: the notices are published to nobody.
+    b.post("/logout", &alice).await;
+    let bob = b.post("/scopes", &bob).await;
+
+    // The cause too: the logout left it for a subscriber that missed the notice.
+    assert_eq!(end_of(&mut gone).await, EndReason::LoggedOut);
+    // Bob's session moved to a new ID with new scopes: his handle follows it.
+    match next(&mut kept).await {
+        LiveEvent::Changed { scopes, rotated } => {
+            assert!(rotated);
+            assert_eq!(scopes.into_iter().collect::<Vec<_>>(), ["read", "write"]);
+        }
+        other => panic!("expected a change, got {other:?}"),
+    }
+    assert_ne!(kept.key(), first);
+    subscribed(&server, 1).await;
+    assert!(quiet(&mut kept).await, "bob's session lives on");
+    // And the new subscription hears what follows.
+    b.post("/logout", &bob).await;
+    assert_eq!(end_of(&mut kept).await, EndReason::LoggedOut);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_deadline_is_rechecked_when_another_instance_kept_the_session_busy() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let idle = Duration::from_secs(3);
+    let store = || async {
+        RedisStore::connect(&url)
+            .await
+            .expect("url")
+            .prefix("idle:")
+    };
+    let a = instance(store().await, idle);
+    let b = instance(store().await, idle);
+    let token = a.login("alice").await;
+    let mut live = a.open(&token).await;
+    // Requests through B for twice the idle timeout: A's handle passes its own deadline
+    // (it saw no request), asks the store, and finds the session used meanwhile.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(b.get("/whoami", &token).await, "true");
+        assert!(
+            tokio::time::timeout(Duration::ZERO, live.next())
+                .await
+                .is_err(),
+            "kept alive through B"
+        );
+    }
+    // Left alone, it ends at the idle deadline.
+    assert_eq!(end_of(&mut live).await, EndReason::IdleTimeout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_logout_reaches_the_other_instance_also_across_a_lost_subscription() {
+    let cluster = RedisCluster::start();
+    let store = || async {
+        RedisStore::connect_cluster(cluster.urls())
+            .await
+            .expect("cluster")
+            .prefix("live:")
+    };
+    let idle = Duration::from_secs(1800);
+    let a = instance(store().await, idle);
+    let b = instance(store().await, idle);
+    let alice = a.login("alice").await;
+    let mut live = a.open(&alice).await;
+    let first = live.key();
+    until("A subscribed on one node", || {
+        cluster.nodes().iter().any(|n| subscribers(n) > 0)
+    })
+    .await;
+    // A rotation through B is a cross-slot move: the handle follows it from the claim.
+    let alice = b.post("/scopes", &alice).await;
+    assert!(matches!(
+        next(&mut live).await,
+        LiveEvent::Changed { rotated: true, .. }
+    ));
+    assert_ne!(live.key(), first);
+
+    for n in cluster.nodes() {
+        n.text("CLIENT KILL TYPE pubsub");
+    }
+    b.post("/logout", &alice).await;
+    let reason = end_of(&mut live).await;
+    assert!(
+        matches!(reason, EndReason::Deleted | EndReason::LoggedOut),
+        "ended after the reconnect: {reason:?}"
+    );
+}
