@@ -30,6 +30,21 @@ mod http;
 #[allow(dead_code)]
 mod redis_server;
 
+/// One instance of the demo app on `url`'s Redis, with the demo's own Redis settings (as a
+/// demo process with `DEMO_STORE=redis://...` and the `TESSERA_SECRET` `key`); answers its
+/// address. Each call has its own store: its own connection, subscription and live handles.
+#[cfg(feature = "redis")]
+async fn demo_on_redis(url: &str, key: &axum_tessera::Key) -> String {
+    let (web, api) = app::dev_configs(key.clone());
+    let store = axum_tessera::store::RedisStore::connect(url)
+        .await
+        .expect("a redis URL")
+        .command_timeout(std::time::Duration::from_millis(500));
+    let (web, api) = app::layers(web, api, store);
+    let addr = http::serve(app::routes(web, api)).await;
+    format!("127.0.0.1:{}", addr.port())
+}
+
 const TRIALS: usize = 200;
 const IDLE_SOCKETS: usize = 100;
 const IDLE_WINDOW: Duration = Duration::from_secs(35);
@@ -85,8 +100,8 @@ async fn close_code(ws: &mut Socket) -> u16 {
 async fn main() {
     let server = redis_server::RedisServer::start_with(&["--appendonly", "no"]);
     let key = Key::generate();
-    let a = http::demo_on_redis(&server.url(), &key).await;
-    let b = http::demo_on_redis(&server.url(), &key).await;
+    let a = demo_on_redis(&server.url(), &key).await;
+    let b = demo_on_redis(&server.url(), &key).await;
     let http = http::client();
 
     let mut took = Vec::with_capacity(TRIALS);

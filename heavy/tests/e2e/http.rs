@@ -16,21 +16,6 @@ pub(crate) async fn serve(router: Router) -> SocketAddr {
     addr
 }
 
-/// One instance of the demo app on `url`'s Redis, with the demo's own Redis settings (as a
-/// demo process with `DEMO_STORE=redis://...` and the `TESSERA_SECRET` `key`); answers its
-/// address. Each call has its own store: its own connection, subscription and live handles.
-#[cfg(feature = "redis")]
-pub(crate) async fn demo_on_redis(url: &str, key: &axum_tessera::Key) -> String {
-    let (web, api) = crate::app::dev_configs(key.clone());
-    let store = axum_tessera::store::RedisStore::connect(url)
-        .await
-        .expect("a redis URL")
-        .command_timeout(std::time::Duration::from_millis(500));
-    let (web, api) = crate::app::layers(web, api, store);
-    let addr = serve(crate::app::routes(web, api)).await;
-    format!("127.0.0.1:{}", addr.port())
-}
-
 /// A client that does not follow redirects, so a test sees each 303.
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
