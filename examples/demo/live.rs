@@ -64,16 +64,26 @@ async fn page(session: Session) -> Response {
 <script>
 const status = document.getElementById("live-status");
 const log = document.getElementById("live-log");
-const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/live/ws");
-ws.onopen = () => { status.textContent = "open"; };
-ws.onmessage = (e) => { log.textContent = e.data + "\n" + log.textContent.split("\n").slice(0, 9).join("\n"); };
-ws.onclose = (e) => {
-  if (e.code === 4001) {
-    status.innerHTML = 'signed out (' + (e.reason || "session ended").replace(/[<&]/g, "") + ') · <a id="live-home" href="/">sign in again</a>';
-  } else {
-    status.textContent = "closed (" + e.code + ")";
-  }
-};
+// Any close but 4001 (1001 at a server's shutdown, a dropped network) reconnects, with a
+// growing pause; only 4001 means the session is over.
+let pause = 500;
+function connect() {
+  const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/live/ws");
+  let opened = false;
+  ws.onopen = () => { opened = true; pause = 500; status.textContent = "open"; };
+  ws.onmessage = (e) => { log.textContent = e.data + "\n" + log.textContent.split("\n").slice(0, 9).join("\n"); };
+  ws.onclose = (e) => {
+    if (e.code === 4001) {
+      status.innerHTML = 'signed out (' + (e.reason || "session ended").replace(/[<&]/g, "") + ') · <a id="live-home" href="/">sign in again</a>';
+      return;
+    }
+    // A failed retry keeps the text of the close that started it.
+    if (opened) { status.textContent = "closed (" + e.code + ") · reconnecting…"; }
+    setTimeout(connect, pause);
+    pause = Math.min(pause * 2, 10000);
+  };
+}
+connect();
 </script>"#;
     let Html(html) = pages::layout("Live", Some(&viewer), &[], 0, body);
     Html(html).into_response()

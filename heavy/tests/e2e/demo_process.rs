@@ -54,6 +54,12 @@ impl DemoProcess {
     /// Starts the demo on a free loopback port with `env` (besides `DEMO_ADDR`) and waits
     /// until it listens.
     pub(crate) async fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_at("127.0.0.1:0", env).await
+    }
+
+    /// Starts the demo on `addr` (a restart on the address a page still points at).
+    pub(crate) async fn start_at(addr: &str, env: &[(&str, &str)]) -> Self {
+        let addr = addr.to_owned();
         // The first call builds: outside the runtime's threads and outside the time bound.
         let bin = tokio::task::spawn_blocking(|| binary().clone())
             .await
@@ -69,7 +75,7 @@ impl DemoProcess {
                 .env_remove("DEMO_IDLE_SECS")
                 .env_remove("TESSERA_SECRET")
                 .envs(env)
-                .env("DEMO_ADDR", "127.0.0.1:0")
+                .env("DEMO_ADDR", addr)
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())

@@ -21,7 +21,7 @@ mod postgres;
 /// The root crate's temporary SQLite file for tests.
 #[allow(dead_code)]
 #[path = "../../../tests/it/support/sqlite.rs"]
-mod sqlite;
+pub(crate) mod sqlite;
 
 /// One demo secret for every process of a test: tokens one process signs, another checks.
 const SECRET: &str = "demo-sql-e2e-secret-0123456789abcdef";

@@ -1,7 +1,7 @@
 //! Graceful shutdown of the real demo process with live sockets open: SIGTERM or Ctrl-C
 //! (SIGINT) closes every `/live/ws` with 1001 (going away), never 4001, since the session
 //! lives on; the process exits 0; and the `/live` page in headless Chromium does not show
-//! "signed out" for it.
+//! "signed out" for it but reconnects once the demo is back.
 
 use std::time::Duration;
 
@@ -9,10 +9,17 @@ use fantoccini::{Client, Locator};
 
 use crate::browser::{browser_tools, run_in_browser, PAGE_WAIT};
 use crate::demo_process::DemoProcess;
+use crate::demo_sql::sqlite::SqliteFile;
 use crate::http::client as http;
 use crate::live_browser::live_page;
 use crate::live_client::{close_of, first_frame, open, sign_in};
 use crate::session_api::sign_in as browser_sign_in;
+
+/// The page retries with a pause that doubles up to 10 s; the demo restarts within a few.
+const RECONNECT_WAIT: Duration = Duration::from_secs(30);
+
+/// One secret across the restart: the page's cookie stays valid.
+const SECRET: &str = "live-shutdown-e2e-secret-0123456789abcdef";
 
 /// RFC 6455 "going away".
 const GOING_AWAY: u16 = 1001;
@@ -42,8 +49,9 @@ async fn sigterm_closes_live_sockets_1001_and_exits_0() {
     assert!(status.success(), "the demo exited with {status}");
 }
 
-async fn page_survives_shutdown(client: Client, demo: DemoProcess) {
-    let base = format!("http://{}", demo.base());
+async fn page_survives_shutdown(client: Client, demo: DemoProcess, store: String) {
+    let addr = demo.base().to_owned();
+    let base = format!("http://{addr}");
     browser_sign_in(&client, &base).await;
     live_page(&client, &base).await;
 
@@ -53,10 +61,10 @@ async fn page_survives_shutdown(client: Client, demo: DemoProcess) {
         .wait()
         .at_most(PAGE_WAIT)
         .for_element(Locator::XPath(
-            "//strong[@id='live-status' and contains(., 'closed (1001)')]",
+            "//strong[@id='live-status' and contains(., 'closed (1001)') and contains(., 'reconnecting')]",
         ))
         .await
-        .expect("the page shows the 1001 close");
+        .expect("the page shows the 1001 close and that it reconnects");
     let status = client
         .find(Locator::Id("live-status"))
         .await
@@ -71,13 +79,26 @@ async fn page_survives_shutdown(client: Client, demo: DemoProcess) {
     );
     let exit = demo.exit_status().await;
     assert!(exit.success(), "the demo exited with {exit}");
+
+    // Back on the same address and store: the page's retry finds the session alive.
+    let env = [("DEMO_STORE", store.as_str()), ("TESSERA_SECRET", SECRET)];
+    let _demo = DemoProcess::start_at(&addr, &env).await;
+    client
+        .wait()
+        .at_most(RECONNECT_WAIT)
+        .for_element(Locator::XPath("//strong[@id='live-status' and .='open']"))
+        .await
+        .expect("the page reconnects to the restarted demo");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_page_does_not_show_signed_out_on_shutdown() {
+async fn live_page_does_not_show_signed_out_on_shutdown_and_reconnects() {
     let Some(tools) = browser_tools() else {
         return;
     };
-    let demo = DemoProcess::start(&[]).await;
-    run_in_browser(tools, |client| page_survives_shutdown(client, demo)).await;
+    // A store that outlives the process, so the session is still there after the restart.
+    let file = SqliteFile::new();
+    let store = format!("sqlite://{}", file.path().display());
+    let demo = DemoProcess::start(&[("DEMO_STORE", &store), ("TESSERA_SECRET", SECRET)]).await;
+    run_in_browser(tools, |client| page_survives_shutdown(client, demo, store)).await;
 }
