@@ -7,9 +7,10 @@
 //! Uses `SessionConfig::insecure_local_development()` (cookie
 //! `tessera` without `Secure`) so it works over http on localhost, and only there: requests
 //! for any other host are refused. Set `TESSERA_SECRET` (32+ bytes, raw or
-//! base64) so tokens stay valid across restarts (the sessions themselves live in memory and
-//! end with the process); otherwise a random key is generated. Ctrl-C or SIGTERM shuts down
-//! gracefully: requests in flight and their commits finish first.
+//! base64) so tokens stay valid across restarts (and, with a persistent `DEMO_STORE`, the
+//! sessions too; in memory they end with the process); otherwise a random key is generated.
+//! Ctrl-C or SIGTERM shuts down gracefully: requests in flight and their commits finish
+//! first, and live sockets close with 1001 (going away).
 
 mod app;
 mod store_from_url;
