@@ -64,14 +64,14 @@ impl SessionId {
     /// ordinary ID carries a valid tag by chance once in 2^64.
     pub(crate) fn generate_unsaved() -> Self {
         let mut bytes = random_32();
-        let tag = unsaved_tag(&bytes[..24]);
+        let tag = unsaved_tag(bytes[..24].try_into().expect("24 bytes"));
         bytes[24..].copy_from_slice(&tag);
         Self(bytes)
     }
 
     /// Whether this ID was made by [`SessionId::generate_unsaved`].
     pub(crate) fn is_unsaved(&self) -> bool {
-        unsaved_tag(&self.0[..24]) == self.0[24..]
+        unsaved_tag(self.0[..24].try_into().expect("24 bytes")) == self.0[24..]
     }
 
     #[cfg(any(test, feature = "fuzz"))]
@@ -102,16 +102,20 @@ impl SessionId {
     }
 }
 
-fn unsaved_tag(random: &[u8]) -> [u8; 8] {
-    // 19 bytes of label and 24 of ID fit one SHA-256 block (55 bytes at most): this runs on
-    // every load of a verified ID, so a longer label would double its cost.
-    let digest = Sha256::new()
-        .chain_update(b"tessera unsaved v1\0")
-        .chain_update(random)
-        .finalize();
-    let mut tag = [0u8; 8];
-    tag.copy_from_slice(&digest[..8]);
-    tag
+fn unsaved_tag(random: &[u8; 24]) -> [u8; 8] {
+    // Any fixed function of the random part will do: an ordinary ID's last 8 bytes are
+    // random and independent of the first 24, so they match the tag once in 2^64 whatever
+    // the function, and nobody can choose an ID (it sits under the token's MAC). So no
+    // SHA-256 block on every load of a verified ID, only a few multiplications; each step
+    // is a bijection of the running state, so every bit of the random part moves the tag.
+    let mut h: u64 = 0x7465_7373_6572_6131; // "tessera1"
+    for word in random.chunks_exact(8) {
+        let word = u64::from_le_bytes(word.try_into().expect("8-byte chunk"));
+        h = (h ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= h >> 29;
+    }
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (h ^ (h >> 32)).to_le_bytes()
 }
 
 impl fmt::Debug for SessionId {
@@ -474,9 +478,12 @@ mod tests {
             assert!(SessionId::generate_unsaved().is_unsaved());
             assert!(!SessionId::generate().is_unsaved());
         }
-        let mut id = SessionId::generate_unsaved();
-        id.0[0] ^= 1;
-        assert!(!id.is_unsaved(), "the tag covers the random part");
+        let id = SessionId::generate_unsaved();
+        for bit in 0..24 * 8 {
+            let mut flipped = id.clone();
+            flipped.0[bit / 8] ^= 1 << (bit % 8);
+            assert!(!flipped.is_unsaved(), "the tag covers random bit {bit}");
+        }
     }
     use crate::key::Key;
 
