@@ -303,9 +303,11 @@ impl Session {
                 let key = st.ensure_id().store_key();
                 let mut record = st.record.clone();
                 record.set_created(now, timeouts.expires_at(now, now));
-                let request = &self.inner.request;
-                record.set_user_agent(request.user_agent.as_ref().and_then(|v| v.to_str().ok()));
-                layer.binding().stamp(&mut record, &request.client);
+                let user_agent = self.seen().user_agent.as_ref();
+                record.set_user_agent(user_agent.and_then(|v| v.to_str().ok()));
+                layer
+                    .binding()
+                    .stamp(&mut record, &self.inner.request.client);
                 st.record.set_created(now, record.expires_at());
                 return (
                     Commit::Create { key, record },

@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use http::header::{ACCEPT, USER_AGENT};
 use http::{Request, Response};
 use tower_service::Service;
 
@@ -94,7 +93,7 @@ where
                 },
             );
         });
-        let user_agent = req.headers().get(USER_AGENT).cloned();
+        // Nothing else is copied off the request until an extractor asks for the session.
         let client = self.state.binding().client(&req);
         let session = Session::new(
             self.state.clone(),
@@ -102,11 +101,7 @@ where
                 now,
                 incoming: read.incoming,
                 presented: read.presented,
-                accept: req.headers().get(ACCEPT).cloned(),
-                user_agent,
                 client,
-                method: req.method().clone(),
-                uri: req.uri().clone(),
             },
         );
         req.extensions_mut().insert(SessionHandle(session.clone()));

@@ -3,13 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 
+use http::header::{ACCEPT, USER_AGENT};
+use http::request::Parts;
 use http::{HeaderValue, Method, Uri};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::OnceCell;
 
 use crate::binding::Client;
 use crate::config::TokenSource;
@@ -32,6 +33,23 @@ mod lifetime;
 /// as empty and drop its writes.
 #[derive(Clone)]
 pub(crate) struct SessionHandle(pub(crate) Session);
+
+impl SessionHandle {
+    /// The session, with what it needs of the request copied from `parts` if this is the
+    /// first extractor to ask: a route that never touches its session copies nothing.
+    pub(crate) fn session(&self, parts: &Parts) -> Session {
+        self.0.inner.seen.get_or_init(|| Seen::of(parts));
+        self.0.clone()
+    }
+}
+
+/// The request's session under the layer, from request parts (see [`SessionHandle::session`]).
+pub(crate) fn of_parts(parts: &Parts) -> Option<Session> {
+    parts
+        .extensions
+        .get::<SessionHandle>()
+        .map(|handle| handle.session(parts))
+}
 
 /// The session of the current request.
 ///
@@ -68,7 +86,12 @@ pub struct Session {
 pub(crate) struct Handle {
     pub(crate) layer: Arc<LayerState>,
     pub(crate) request: RequestContext,
-    pub(crate) loaded: OnceCell<Result<(), StoreError>>,
+    /// Copied from the request by the first extractor that asks for the session.
+    pub(crate) seen: OnceLock<Seen>,
+    /// The load's outcome, once it ran (see `load.rs`).
+    pub(crate) loaded: OnceLock<Result<(), StoreError>>,
+    /// Serialises loads from stores that answer asynchronously.
+    pub(crate) load_gate: tokio::sync::Mutex<()>,
     pub(crate) state: Mutex<State>,
 }
 
@@ -79,15 +102,41 @@ pub(crate) struct RequestContext {
     pub(crate) incoming: Option<Incoming>,
     /// Which kinds of token the request presented, valid or not.
     pub(crate) presented: Presented,
+    /// What the request looks like to the optional binding (empty when binding is off).
+    /// Taken as the layer sees the request, before any inner layer could change it.
+    pub(crate) client: Client,
+}
+
+/// What a loaded session needs of the request besides its token, copied only when an
+/// extractor asks for the session (as the handler sees the request).
+pub(crate) struct Seen {
     /// The first `Accept` value, for rejections made after the handler (a failed commit),
     /// when the request is gone.
     pub(crate) accept: Option<HeaderValue>,
     pub(crate) user_agent: Option<HeaderValue>,
-    /// What the request looks like to the optional binding (empty when binding is off).
-    pub(crate) client: Client,
     pub(crate) method: Method,
     pub(crate) uri: Uri,
 }
+
+impl Seen {
+    fn of(parts: &Parts) -> Self {
+        Self {
+            accept: parts.headers.get(ACCEPT).cloned(),
+            user_agent: parts.headers.get(USER_AGENT).cloned(),
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+        }
+    }
+}
+
+/// Stands in for a request no extractor saw; every path to a session passes one, so only a
+/// bug would show it.
+static UNSEEN: LazyLock<Seen> = LazyLock::new(|| Seen {
+    accept: None,
+    user_agent: None,
+    method: Method::GET,
+    uri: Uri::from_static("/"),
+});
 
 /// The session as this request sees it, and what it changed.
 pub(crate) struct State {
@@ -320,7 +369,9 @@ impl Session {
             inner: Arc::new(Handle {
                 layer,
                 request,
-                loaded: OnceCell::new(),
+                seen: OnceLock::new(),
+                loaded: OnceLock::new(),
+                load_gate: tokio::sync::Mutex::const_new(()),
                 state: Mutex::new(State::new()),
             }),
         }
@@ -328,6 +379,11 @@ impl Session {
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.inner.state)
+    }
+
+    /// What the first extractor copied off the request.
+    pub(crate) fn seen(&self) -> &Seen {
+        self.inner.seen.get().unwrap_or(&UNSEEN)
     }
 
     /// Emits an event about this request's session.
@@ -338,11 +394,12 @@ impl Session {
         principal: Option<&str>,
         now: i64,
     ) {
+        let seen = self.seen();
         self.inner.layer.events().emit(
             kind,
             Subject {
-                method: &self.inner.request.method,
-                path: self.inner.request.uri.path(),
+                method: &seen.method,
+                path: seen.uri.path(),
                 session,
                 principal,
                 now,
@@ -401,7 +458,7 @@ impl Session {
     /// How rejections made after the handler answer this request.
     pub(crate) fn capture(&self) -> Capture {
         Capture {
-            wants_json: prefers_json_in(self.inner.request.accept.iter()),
+            wants_json: prefers_json_in(self.seen().accept.iter()),
             render: self.inner.layer.renderer().cloned(),
         }
     }
