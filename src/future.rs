@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use axum::body::Body;
@@ -16,7 +15,6 @@ use crate::commit::{CommitFailure, Finish, Running};
 use crate::error::{CommitError, StoreErrorKind};
 use crate::rejection::{Captures, CommitFailed, SessionLimitReached};
 use crate::session::Session;
-use crate::state::LayerState;
 use crate::transport;
 
 pin_project! {
@@ -25,7 +23,6 @@ pin_project! {
         #[pin]
         step: Step<F>,
         session: Option<Session>,
-        layer: Arc<LayerState>,
         span: tracing::Span,
     }
 }
@@ -52,16 +49,10 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(
-        future: F,
-        session: Session,
-        layer: Arc<LayerState>,
-        span: tracing::Span,
-    ) -> Self {
+    pub(crate) fn new(future: F, session: Session, span: tracing::Span) -> Self {
         Self {
             step: Step::Inner { future },
             session: Some(session),
-            layer,
             span,
         }
     }
@@ -69,18 +60,13 @@ impl<F> ResponseFuture<F> {
 
 impl<F> ResponseFuture<F> {
     /// A future that answers `response` at once, without the inner service.
-    pub(crate) fn refused(
-        response: Response<Body>,
-        layer: Arc<LayerState>,
-        span: tracing::Span,
-    ) -> Self {
+    pub(crate) fn refused(response: Response<Body>) -> Self {
         Self {
             step: Step::Refused {
                 response: Some(response),
             },
             session: None,
-            layer,
-            span,
+            span: tracing::Span::none(),
         }
     }
 }
@@ -110,12 +96,13 @@ where
                         .session
                         .take()
                         .expect("ResponseFuture polled after completion");
+                    let layer = session.layer();
                     if session.accessed() {
-                        transport::vary_on_sources(this.layer, response.headers_mut());
+                        transport::vary_on_sources(layer, response.headers_mut());
                     }
                     match session.finish(response.status().is_server_error()) {
                         Finish::Done(emit) => {
-                            transport::write(this.layer, emit, response.headers_mut());
+                            transport::write(layer, emit, response.headers_mut());
                             return Poll::Ready(Ok(response));
                         }
                         Finish::Store(commit) => this.step.set(Step::Commit {
@@ -130,12 +117,13 @@ where
                     response,
                     session,
                 } => {
-                    let outcome = ready!(commit.poll(cx, this.layer.in_flight()));
+                    let layer = session.layer();
+                    let outcome = ready!(commit.poll(cx, layer.in_flight()));
                     let mut response = response
                         .take()
                         .expect("ResponseFuture polled after completion");
                     match outcome {
-                        Ok(emit) => transport::write(this.layer, emit, response.headers_mut()),
+                        Ok(emit) => transport::write(layer, emit, response.headers_mut()),
                         Err(CommitFailure::Store(err))
                             if err.kind() == StoreErrorKind::LimitReached =>
                         {
