@@ -302,6 +302,7 @@ impl Session {
                 st.own_id();
                 let key = st.ensure_id().store_key();
                 let mut record = st.record.clone();
+                *record.data_mut() = st.data.to_map();
                 record.set_created(now, timeouts.expires_at(now, now));
                 let user_agent = self.seen().user_agent.as_ref();
                 record.set_user_agent(user_agent.and_then(|v| v.to_str().ok()));

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{EventKind, ExpiryReason, RejectReason};
 use crate::principal::Principal;
-use crate::session::{Id, Session, State};
+use crate::session::{Id, Session, SessionData, SharedData, State};
 use crate::store::{BoxFuture, LayerStore, Lookup};
 use crate::token::StoreKey;
 
@@ -69,12 +69,9 @@ impl Session {
                     return Load::Ready(Some(result.clone()));
                 }
                 let key = incoming.verified.id().store_key();
-                let now = inner.request.now;
-                let found = match inner.layer.store_time(now) {
-                    Some(now) => store.lookup_at(&key, now),
-                    None => store.lookup_now(&key),
-                };
-                let (result, event) = self.take_in(&mut st, key, Ok(found));
+                let now = inner.layer.store_time(inner.request.now);
+                let (found, data) = store.load_shared(&key, now);
+                let (result, event) = self.take_in(&mut st, key, Ok(found), data);
                 let result = self.set_loaded(result);
                 drop(st);
                 // Hooks run outside the state lock: a slow hook must not hold it.
@@ -91,7 +88,7 @@ impl Session {
             let found = inner.layer.store().lookup(&key).await;
             let (result, event) = {
                 let mut st = self.lock();
-                let (result, event) = self.take_in(&mut st, key, found);
+                let (result, event) = self.take_in(&mut st, key, found, None);
                 (self.set_loaded(result), event)
             };
             self.emit_load_event(event);
@@ -127,6 +124,7 @@ impl Session {
         st: &mut State,
         key: StoreKey,
         found: Result<Lookup, StoreError>,
+        shared: Option<SharedData>,
     ) -> (Result<(), StoreError>, Option<LoadEvent>) {
         let Some(incoming) = &self.inner.request.incoming else {
             return (Ok(()), None);
@@ -183,7 +181,7 @@ impl Session {
                 adopt(st);
                 event(EventKind::TokenRejected(RejectReason::UnknownId), None)
             }
-            Lookup::Live(record) => {
+            Lookup::Live(mut record) => {
                 if let Some(reason) = layer
                     .binding()
                     .mismatch(&record, &self.inner.request.client)
@@ -201,6 +199,10 @@ impl Session {
                 st.id = Id::Presented(id.clone());
                 st.stored = Some(key);
                 st.live = true;
+                st.data = match shared {
+                    Some(data) => SessionData::Shared(data),
+                    None => SessionData::Owned(std::mem::take(record.data_mut())),
+                };
                 st.record = record;
                 loaded
             }

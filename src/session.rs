@@ -25,8 +25,11 @@ use crate::token::{SessionId, StoreKey};
 use crate::transport::{Incoming, Presented, Transport};
 
 mod consent;
+mod data;
 mod devices;
 mod lifetime;
+
+pub(crate) use data::{DataKey, SessionData, SharedData};
 
 /// What the layer puts into request extensions. Private, so the only way to a [`Session`] is
 /// through the extractors, which load it first: a handle reached before loading would read
@@ -147,7 +150,10 @@ pub(crate) struct State {
     /// and deleted if the session is ended.
     pub(crate) corrupt: Option<StoreKey>,
     pub(crate) live: bool,
+    /// Everything of the session but its data, which is in `data` (`record.data` stays
+    /// empty).
     pub(crate) record: Record,
+    pub(crate) data: SessionData,
     pub(crate) changes: Changes,
     /// The token for the current ID, once minted, so `token()` and the emitted token agree.
     pub(crate) issued: Option<String>,
@@ -261,6 +267,7 @@ impl State {
             corrupt: None,
             live: false,
             record: Record::new(0, 0),
+            data: SessionData::default(),
             changes: Changes::default(),
             issued: None,
         }
@@ -301,17 +308,18 @@ impl State {
     /// Sets data key `key`, recording the change for the commit.
     pub(crate) fn set_value(&mut self, key: &str, value: Value) {
         if self.stored.is_some() {
-            set(self.record.data_mut(), key, value.clone());
+            set(self.data.to_mut(), key, value.clone());
             set(&mut self.changes.data, key, Some(value));
         } else {
-            set(self.record.data_mut(), key, value);
+            set(self.data.to_mut(), key, value);
             self.changes.unsaved_data = true;
         }
     }
 
     /// Removes data key `key`, recording the change for the commit.
     pub(crate) fn remove_value(&mut self, key: &str) -> Option<Value> {
-        let old = self.record.data_mut().remove(key)?;
+        self.data.get(key)?;
+        let old = self.data.to_mut().remove(key)?;
         if self.stored.is_some() {
             self.changes.data.insert(key.to_owned(), None);
         } else {
@@ -501,13 +509,13 @@ impl Session {
     /// The value under `key`, if present and of type `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
         let st = self.lock();
-        let value = st.record.data().get(key)?;
+        let value = st.data.get(key)?;
         T::deserialize(value).ok()
     }
 
     /// The raw JSON value under `key`.
     pub fn get_value(&self, key: &str) -> Option<Value> {
-        self.lock().record.data().get(key).cloned()
+        self.lock().data.get(key).cloned()
     }
 
     /// Stores `value` under `key`.
@@ -533,7 +541,7 @@ impl Session {
 
     /// The data keys currently set.
     pub fn keys(&self) -> Vec<String> {
-        self.lock().record.data().keys().cloned().collect()
+        self.lock().data.keys()
     }
 
     /// The logged-in principal.
@@ -574,7 +582,7 @@ impl Session {
             .principal()
             .is_some_and(|old| old.kind() != principal.kind() || old.id() != principal.id());
         if switching {
-            let keys = std::mem::take(st.record.data_mut()).into_keys();
+            let keys = std::mem::take(&mut st.data).keys().into_iter();
             st.changes.data.extend(keys.map(|key| (key, None)));
             st.record.flash_mut().clear();
             st.changes.flash = true;

@@ -12,6 +12,7 @@ use crate::error::{StoreError, StoreErrorKind};
 use crate::live::{EndReason, Registry};
 use crate::principal::Principal;
 use crate::record::{Record, SessionInfo};
+use crate::session::SharedData;
 use crate::store::{
     Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore, Update, UpdateOutcome,
 };
@@ -287,21 +288,35 @@ impl MemoryStore {
 
     /// Reads `key` as a use (LRU order); an expired record is removed and reported.
     fn touch(&self, key: &StoreKey, now: i64) -> Lookup {
+        match self.touch_with(key, now, Entry::to_record) {
+            Ok(record) => Lookup::Live(record),
+            Err(other) => other,
+        }
+    }
+
+    /// [`MemoryStore::touch`], a live entry read by `read` under its shard's lock (`Err`
+    /// with what was found otherwise).
+    fn touch_with<T>(
+        &self,
+        key: &StoreKey,
+        now: i64,
+        read: impl FnOnce(&Entry) -> T,
+    ) -> Result<T, Lookup> {
         let expired = {
             let mut shard = self.shard(key);
             match shard.get(key) {
-                Some(e) if !e.is_expired(now) => return Lookup::Live(e.to_record()),
+                Some(e) if !e.is_expired(now) => return Ok(read(e)),
                 Some(_) => shard.pop(key),
                 None => None,
             }
         };
-        match expired {
+        Err(match expired {
             Some(entry) => {
                 self.unindex(*key, entry.principal());
                 Lookup::Expired(entry.to_record())
             }
             None => Lookup::Missing,
-        }
+        })
     }
 
     fn is_live(&self, key: &StoreKey, now: i64) -> bool {
@@ -462,10 +477,19 @@ impl MemoryStore {
         self.touch(key, self.now())
     }
 
-    /// [`MemoryStore::lookup_now`] at `now`, for a caller that already read this store's
-    /// clock.
-    pub(crate) fn lookup_at(&self, key: &StoreKey, now: i64) -> Lookup {
-        self.touch(key, now)
+    /// The layer's load at `now` (`None`: this store's own clock): a live record comes
+    /// without its data, which is handed out shared with the store instead of copied, and
+    /// without its user agent, which a session does not read.
+    pub(crate) fn load_shared(
+        &self,
+        key: &StoreKey,
+        now: Option<i64>,
+    ) -> (Lookup, Option<SharedData>) {
+        let now = now.unwrap_or_else(|| self.now());
+        match self.touch_with(key, now, Entry::to_loaded) {
+            Ok((record, data)) => (Lookup::Live(record), data),
+            Err(other) => (other, None),
+        }
     }
 
     /// The registry of the live handles of this store's sessions.
@@ -636,6 +660,34 @@ mod tests {
         p.apply(&mut record);
         entry.apply(&p);
         assert_eq!(entry.to_record(), record);
+    }
+
+    #[tokio::test]
+    async fn a_write_never_changes_the_data_a_loaded_session_holds() {
+        let clock = ManualClock::new(T0);
+        let store = store(&clock);
+        let key = SessionId::generate().store_key();
+        let mut record = Record::new(T0, T0 + 100);
+        record.data.insert("n".into(), json!(1));
+        store.commit(Commit::Create { key, record }).await.unwrap();
+        let (_, held) = store.load_shared(&key, Some(T0));
+        let held = held.expect("the record has data");
+        for (name, value) in [("n", json!(2)), ("m", json!(3))] {
+            let mut p = patch(T0 + 1, T0 + 100);
+            p.set(name.into(), value);
+            store.commit(Commit::Patch { key, patch: p }).await.unwrap();
+        }
+        assert_eq!(&*held, &[("n".into(), json!(1))][..], "the reader's copy");
+        let now = store.load(&key).await.unwrap().unwrap();
+        assert_eq!(now.data.get("n"), Some(&json!(2)));
+        assert_eq!(now.data.get("m"), Some(&json!(3)));
+        drop(held);
+        // Nobody holds it now: changed in place.
+        let mut p = patch(T0 + 2, T0 + 100);
+        p.set("n".into(), json!(4));
+        store.commit(Commit::Patch { key, patch: p }).await.unwrap();
+        let now = store.load(&key).await.unwrap().unwrap();
+        assert_eq!(now.data.get("n"), Some(&json!(4)));
     }
 
     #[tokio::test]
