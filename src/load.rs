@@ -201,7 +201,7 @@ impl Session {
                 st.live = true;
                 st.data = match shared {
                     Some(data) => SessionData::Shared(data),
-                    None => SessionData::Owned(std::mem::take(record.data_mut())),
+                    None => SessionData::from_map(std::mem::take(record.data_mut())),
                 };
                 st.record = record;
                 loaded

@@ -308,18 +308,17 @@ impl State {
     /// Sets data key `key`, recording the change for the commit.
     pub(crate) fn set_value(&mut self, key: &str, value: Value) {
         if self.stored.is_some() {
-            set(self.data.to_mut(), key, value.clone());
+            self.data.set(key, value.clone());
             set(&mut self.changes.data, key, Some(value));
         } else {
-            set(self.data.to_mut(), key, value);
+            self.data.set(key, value);
             self.changes.unsaved_data = true;
         }
     }
 
     /// Removes data key `key`, recording the change for the commit.
     pub(crate) fn remove_value(&mut self, key: &str) -> Option<Value> {
-        self.data.get(key)?;
-        let old = self.data.to_mut().remove(key)?;
+        let old = self.data.remove(key)?;
         if self.stored.is_some() {
             self.changes.data.insert(key.to_owned(), None);
         } else {

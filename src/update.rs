@@ -124,9 +124,11 @@ impl Session {
             let mut st = self.lock();
             if st.stored == Some(store_key) && !st.changes.data.contains_key(key) {
                 match value {
-                    Some(v) => st.data.to_mut().insert(key.to_owned(), v.clone()),
-                    None => st.data.to_mut().remove(key),
-                };
+                    Some(v) => st.data.set(key, v.clone()),
+                    None => {
+                        st.data.remove(key);
+                    }
+                }
             }
         }
         Ok(outcome)

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 /// A session's data as this request sees it.
 pub(crate) enum SessionData {
-    Owned(BTreeMap<String, Value>),
+    /// Sorted by key.
+    Owned(Vec<(String, Value)>),
     /// The default store's entry, shared until the first change: a read copies nothing.
     /// Sorted by key.
     Shared(SharedData),
@@ -66,14 +67,23 @@ impl From<&str> for DataKey {
 
 impl Default for SessionData {
     fn default() -> Self {
-        Self::Owned(BTreeMap::new())
+        Self::Owned(Vec::new())
     }
 }
 
 impl SessionData {
+    /// The data of a record loaded from another store.
+    pub(crate) fn from_map(map: BTreeMap<String, Value>) -> Self {
+        // A BTreeMap iterates in key order: the vector is born sorted.
+        Self::Owned(map.into_iter().collect())
+    }
+
     pub(crate) fn get(&self, key: &str) -> Option<&Value> {
         match self {
-            Self::Owned(map) => map.get(key),
+            Self::Owned(data) => data
+                .binary_search_by(|(k, _)| k.as_str().cmp(key))
+                .ok()
+                .map(|i| &data[i].1),
             Self::Shared(data) => data
                 .binary_search_by(|(k, _)| k.cmp_str(key))
                 .ok()
@@ -83,34 +93,59 @@ impl SessionData {
 
     pub(crate) fn keys(&self) -> Vec<String> {
         match self {
-            Self::Owned(map) => map.keys().cloned().collect(),
+            Self::Owned(data) => data.iter().map(|(k, _)| k.clone()).collect(),
             Self::Shared(data) => data.iter().map(|(k, _)| k.as_str().to_owned()).collect(),
         }
     }
 
-    /// The data to change, copied out of the store's entry first if it is shared.
-    pub(crate) fn to_mut(&mut self) -> &mut BTreeMap<String, Value> {
+    /// Sets `key`, allocating it only when it is new.
+    pub(crate) fn set(&mut self, key: &str, value: Value) {
+        let data = self.to_mut(1);
+        match data.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+            Ok(i) => data[i].1 = value,
+            Err(i) => data.insert(i, (key.to_owned(), value)),
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: &str) -> Option<Value> {
+        self.get(key)?;
+        let data = self.to_mut(0);
+        let i = data.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()?;
+        Some(data.remove(i).1)
+    }
+
+    /// The data to change (sorted by key, room for `extra` more), copied out of the store's
+    /// entry first if it is shared. A sorted vector rather than a map: a session holds a few
+    /// keys, and a map's first node alone is some 600 bytes to allocate and free.
+    fn to_mut(&mut self, extra: usize) -> &mut Vec<(String, Value)> {
         if let Self::Shared(data) = self {
-            let map = data
-                .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
-                .collect();
-            *self = Self::Owned(map);
+            let mut copy = Vec::with_capacity(data.len() + extra);
+            copy.extend(data.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())));
+            *self = Self::Owned(copy);
         }
         match self {
-            Self::Owned(map) => map,
+            Self::Owned(data) => data,
             Self::Shared(_) => unreachable!("made owned above"),
         }
     }
 
     /// A copy of the data as a record carries it.
     pub(crate) fn to_map(&self) -> BTreeMap<String, Value> {
+        // Inserted one by one: `collect` would gather and sort a vector first, which costs
+        // more than the map itself for a session's few keys.
+        let mut map = BTreeMap::new();
         match self {
-            Self::Owned(map) => map.clone(),
-            Self::Shared(data) => data
-                .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
-                .collect(),
+            Self::Owned(data) => {
+                for (k, v) in data {
+                    map.insert(k.clone(), v.clone());
+                }
+            }
+            Self::Shared(data) => {
+                for (k, v) in data.iter() {
+                    map.insert(k.as_str().to_owned(), v.clone());
+                }
+            }
         }
+        map
     }
 }
