@@ -263,7 +263,8 @@ impl Session {
             match layer.store().commit(commit, store_now).await {
                 Ok(CommitOutcome::Applied) => {
                     if let Some((kind, key)) = event {
-                        let (_, principal) = self.subject();
+                        // The key is known: no second SHA-256 of the ID for it.
+                        let principal = self.principal_id();
                         self.report(kind, Some(key), principal.as_deref(), now);
                     }
                     return Ok(emit);

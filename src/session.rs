@@ -423,6 +423,11 @@ impl Session {
         )
     }
 
+    /// The principal ID of the current session, for events.
+    pub(crate) fn principal_id(&self) -> Option<String> {
+        self.lock().record.principal().map(|p| p.id().to_owned())
+    }
+
     /// Emits an event from a guard (CSRF, scopes, binding), naming the current session.
     pub(crate) fn report_now(&self, kind: EventKind) {
         let (key, principal) = self.subject();
