@@ -15,7 +15,7 @@ use crate::commit::{CommitFailure, Finish, Running};
 use crate::error::{CommitError, StoreErrorKind};
 use crate::rejection::{Captures, CommitFailed, SessionLimitReached};
 use crate::session::Session;
-use crate::transport;
+use crate::transport::{self, Emit};
 
 pin_project! {
     /// Response future of [`SessionService`](crate::service::SessionService).
@@ -105,6 +105,9 @@ where
                             transport::write(layer, emit, response.headers_mut());
                             return Poll::Ready(Ok(response));
                         }
+                        Finish::Committed(outcome) => {
+                            return Poll::Ready(Ok(answer(outcome, response, &session)));
+                        }
                         Finish::Store(commit) => this.step.set(Step::Commit {
                             commit: Running::Here(Some(commit)),
                             response: Some(response),
@@ -117,50 +120,54 @@ where
                     response,
                     session,
                 } => {
-                    let layer = session.layer();
-                    let outcome = ready!(commit.poll(cx, layer.in_flight()));
-                    let mut response = response
+                    let outcome = ready!(commit.poll(cx, session.layer().in_flight()));
+                    let response = response
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    match outcome {
-                        Ok(emit) => transport::write(layer, emit, response.headers_mut()),
-                        Err(CommitFailure::Store(err))
-                            if err.kind() == StoreErrorKind::LimitReached =>
-                        {
-                            tracing::info!("login refused: per-principal session limit reached");
-                            response = SessionLimitReached::from_err(err)
-                                .captured(&session.capture())
-                                .into_response();
-                        }
-                        Err(failure) => {
-                            let cause = match failure {
-                                CommitFailure::Store(err) => {
-                                    tracing::error!(error = ?err, "session commit failed");
-                                    CommitError::Store(err)
-                                }
-                                CommitFailure::Missing => {
-                                    tracing::info!(
-                                        "session ended by another request before commit"
-                                    );
-                                    CommitError::SessionEnded
-                                }
-                                CommitFailure::Aborted => {
-                                    tracing::error!("session store panicked mid-commit");
-                                    CommitError::Aborted
-                                }
-                                CommitFailure::Collisions => {
-                                    tracing::error!("session ID collided three times");
-                                    CommitError::IdCollisions
-                                }
-                            };
-                            response = CommitFailed::from_err(cause)
-                                .captured(&session.capture())
-                                .into_response();
-                        }
-                    }
-                    return Poll::Ready(Ok(response));
+                    return Poll::Ready(Ok(answer(outcome, response, session)));
                 }
             }
         }
     }
+}
+
+/// The response once the commit ended: with the token, or the rejection its failure makes.
+fn answer(
+    outcome: Result<Emit, CommitFailure>,
+    mut response: Response<Body>,
+    session: &Session,
+) -> Response<Body> {
+    match outcome {
+        Ok(emit) => transport::write(session.layer(), emit, response.headers_mut()),
+        Err(CommitFailure::Store(err)) if err.kind() == StoreErrorKind::LimitReached => {
+            tracing::info!("login refused: per-principal session limit reached");
+            response = SessionLimitReached::from_err(err)
+                .captured(&session.capture())
+                .into_response();
+        }
+        Err(failure) => {
+            let cause = match failure {
+                CommitFailure::Store(err) => {
+                    tracing::error!(error = ?err, "session commit failed");
+                    CommitError::Store(err)
+                }
+                CommitFailure::Missing => {
+                    tracing::info!("session ended by another request before commit");
+                    CommitError::SessionEnded
+                }
+                CommitFailure::Aborted => {
+                    tracing::error!("session store panicked mid-commit");
+                    CommitError::Aborted
+                }
+                CommitFailure::Collisions => {
+                    tracing::error!("session ID collided three times");
+                    CommitError::IdCollisions
+                }
+            };
+            response = CommitFailed::from_err(cause)
+                .captured(&session.capture())
+                .into_response();
+        }
+    }
+    response
 }
