@@ -1,7 +1,7 @@
 //! [`Session`]: the handle handlers read and change. Loading lives in `load.rs`, deciding and
 //! applying the commit in `commit.rs`; this file owns the per-request state they share.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 
@@ -29,7 +29,7 @@ mod data;
 mod devices;
 mod lifetime;
 
-pub(crate) use data::{DataKey, SessionData, SharedData};
+pub(crate) use data::{ChangeLog, DataKey, SessionData, SharedData};
 
 /// What the layer puts into request extensions. Private, so the only way to a [`Session`] is
 /// through the extractors, which load it first: a handle reached before loading would read
@@ -193,7 +193,7 @@ impl Id {
 pub(crate) struct Changes {
     /// Data keys touched: `Some` set, `None` removed. Kept only for a stored session,
     /// whose commit is a patch; a new session is created whole.
-    pub(crate) data: BTreeMap<String, Option<Value>>,
+    pub(crate) data: ChangeLog,
     /// Data of a session not in the store changed.
     pub(crate) unsaved_data: bool,
     pub(crate) principal: bool,
@@ -309,7 +309,7 @@ impl State {
     pub(crate) fn set_value(&mut self, key: &str, value: Value) {
         if self.stored.is_some() {
             self.data.set(key, value.clone());
-            set(&mut self.changes.data, key, Some(value));
+            self.changes.data.set(key, Some(value));
         } else {
             self.data.set(key, value);
             self.changes.unsaved_data = true;
@@ -320,7 +320,7 @@ impl State {
     pub(crate) fn remove_value(&mut self, key: &str) -> Option<Value> {
         let old = self.data.remove(key)?;
         if self.stored.is_some() {
-            self.changes.data.insert(key.to_owned(), None);
+            self.changes.data.set(key, None);
         } else {
             self.changes.unsaved_data = true;
         }
@@ -351,16 +351,6 @@ impl State {
     /// The ID changed after loading a stored record: the commit is a move.
     pub(crate) fn rotated(&self) -> bool {
         self.stored.is_some() && self.id.is_fresh()
-    }
-}
-
-/// `map[key] = value`, allocating the key only when it is new.
-fn set<V>(map: &mut BTreeMap<String, V>, key: &str, value: V) {
-    match map.get_mut(key) {
-        Some(slot) => *slot = value,
-        None => {
-            map.insert(key.to_owned(), value);
-        }
     }
 }
 

@@ -149,3 +149,54 @@ impl SessionData {
         map
     }
 }
+
+/// The data keys a request touched on a stored session (`Some` set, `None` removed), sorted
+/// by key, for the commit's patch. A vector, for the same reason as [`SessionData`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ChangeLog(Vec<(String, Option<Value>)>);
+
+impl ChangeLog {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn contains_key(&self, key: &str) -> bool {
+        self.find(key).is_ok()
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+
+    /// Records `key`'s new value, allocating the key only when it is new.
+    pub(crate) fn set(&mut self, key: &str, value: Option<Value>) {
+        match self.find(key) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (key.to_owned(), value)),
+        }
+    }
+
+    pub(crate) fn insert(&mut self, key: String, value: Option<Value>) {
+        match self.find(&key) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (key, value)),
+        }
+    }
+}
+
+impl Extend<(String, Option<Value>)> for ChangeLog {
+    fn extend<I: IntoIterator<Item = (String, Option<Value>)>>(&mut self, iter: I) {
+        for (key, value) in iter {
+            self.insert(key, value);
+        }
+    }
+}
+
+impl IntoIterator for ChangeLog {
+    type Item = (String, Option<Value>);
+    type IntoIter = std::vec::IntoIter<(String, Option<Value>)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}

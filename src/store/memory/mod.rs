@@ -288,29 +288,27 @@ impl MemoryStore {
 
     /// Reads `key` as a use (LRU order); an expired record is removed and reported.
     fn touch(&self, key: &StoreKey, now: i64) -> Lookup {
-        match self.touch_with(key, now, Entry::to_record) {
-            Ok(record) => Lookup::Live(record),
-            Err(other) => other,
-        }
+        self.touch_with(key, now, |e| Lookup::Live(e.to_record()), |gone| gone)
     }
 
-    /// [`MemoryStore::touch`], a live entry read by `read` under its shard's lock (`Err`
-    /// with what was found otherwise).
+    /// [`MemoryStore::touch`]: a live entry read by `live` under its shard's lock, or what
+    /// was found instead (expired, missing) handed to `gone`.
     fn touch_with<T>(
         &self,
         key: &StoreKey,
         now: i64,
-        read: impl FnOnce(&Entry) -> T,
-    ) -> Result<T, Lookup> {
+        live: impl FnOnce(&Entry) -> T,
+        gone: impl FnOnce(Lookup) -> T,
+    ) -> T {
         let expired = {
             let mut shard = self.shard(key);
             match shard.get(key) {
-                Some(e) if !e.is_expired(now) => return Ok(read(e)),
+                Some(e) if !e.is_expired(now) => return live(e),
                 Some(_) => shard.pop(key),
                 None => None,
             }
         };
-        Err(match expired {
+        gone(match expired {
             Some(entry) => {
                 self.unindex(*key, entry.principal());
                 Lookup::Expired(entry.to_record())
@@ -486,10 +484,15 @@ impl MemoryStore {
         now: Option<i64>,
     ) -> (Lookup, Option<SharedData>) {
         let now = now.unwrap_or_else(|| self.now());
-        match self.touch_with(key, now, Entry::to_loaded) {
-            Ok((record, data)) => (Lookup::Live(record), data),
-            Err(other) => (other, None),
-        }
+        self.touch_with(
+            key,
+            now,
+            |e| {
+                let (record, data) = e.to_loaded();
+                (Lookup::Live(record), data)
+            },
+            |gone| (gone, None),
+        )
     }
 
     /// The registry of the live handles of this store's sessions.
