@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -14,7 +14,7 @@ use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{EventKind, RotateReason};
 use crate::record::Patch;
 use crate::session::{EndKind, Id, Session, State};
-use crate::store::{BoxFuture, Commit, CommitOutcome};
+use crate::store::{BoxFuture, Commit, CommitOutcome, LayerStore};
 use crate::token::{SessionId, StoreKey};
 use crate::transport::Emit;
 
@@ -185,6 +185,8 @@ impl Running {
 /// What [`Session::finish`] leaves the response future to do.
 pub(crate) enum Finish {
     Done(Emit),
+    /// The default store's commit, already applied.
+    Committed(Result<Emit, CommitFailure>),
     Store(BoxFuture<'static, Result<Emit, CommitFailure>>),
 }
 
@@ -207,6 +209,17 @@ impl Session {
             }
             plan
         };
+        if let LayerStore::Memory(_) = self.inner.layer.store() {
+            // The default store answers every call at once, so its commit finishes in this
+            // one poll: no boxed future to allocate, move and free per write.
+            let commit = std::pin::pin!(self.commit(plan));
+            let mut cx = Context::from_waker(Waker::noop());
+            return Finish::Committed(match commit.poll(&mut cx) {
+                Poll::Ready(outcome) => outcome,
+                // Not reachable: nothing in the memory store's commit waits.
+                Poll::Pending => Err(CommitFailure::Aborted),
+            });
+        }
         let session = self.clone();
         Finish::Store(Box::pin(async move { session.commit(plan).await }))
     }
@@ -263,7 +276,8 @@ impl Session {
             match layer.store().commit(commit, store_now).await {
                 Ok(CommitOutcome::Applied) => {
                     if let Some((kind, key)) = event {
-                        let (_, principal) = self.subject();
+                        // The key is known: no second SHA-256 of the ID for it.
+                        let principal = self.principal_id();
                         self.report(kind, Some(key), principal.as_deref(), now);
                     }
                     return Ok(emit);
@@ -302,10 +316,13 @@ impl Session {
                 st.own_id();
                 let key = st.ensure_id().store_key();
                 let mut record = st.record.clone();
+                *record.data_mut() = st.data.to_map();
                 record.set_created(now, timeouts.expires_at(now, now));
-                let request = &self.inner.request;
-                record.set_user_agent(request.user_agent.as_ref().and_then(|v| v.to_str().ok()));
-                layer.binding().stamp(&mut record, &request.client);
+                let user_agent = self.seen().user_agent.as_ref();
+                record.set_user_agent(user_agent.and_then(|v| v.to_str().ok()));
+                layer
+                    .binding()
+                    .stamp(&mut record, &self.inner.request.client);
                 st.record.set_created(now, record.expires_at());
                 return (
                     Commit::Create { key, record },

@@ -7,16 +7,12 @@ use crate::rejection::{
     with_challenge, Capture, Captures, MissingSessionLayer, SessionRejection, SessionRequired,
     SessionTokenInvalid, SessionUnavailable,
 };
-use crate::session::{Session, SessionHandle};
+use crate::session::Session;
 
 /// The request's session, loaded; no `require_existing` check. A rejection is not yet
 /// [captured](Captures): the extractor that answers with it does that.
 pub(crate) async fn loaded(parts: &Parts) -> Result<Session, SessionRejection> {
-    let session = parts
-        .extensions
-        .get::<SessionHandle>()
-        .map(|handle| handle.0.clone())
-        .ok_or_else(MissingSessionLayer::default)?;
+    let session = crate::session::of_parts(parts).ok_or_else(MissingSessionLayer::default)?;
     session.load().await.map_err(SessionUnavailable::from_err)?;
     Ok(session)
 }

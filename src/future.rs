@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use axum::body::Body;
@@ -16,8 +15,7 @@ use crate::commit::{CommitFailure, Finish, Running};
 use crate::error::{CommitError, StoreErrorKind};
 use crate::rejection::{Captures, CommitFailed, SessionLimitReached};
 use crate::session::Session;
-use crate::state::LayerState;
-use crate::transport;
+use crate::transport::{self, Emit};
 
 pin_project! {
     /// Response future of [`SessionService`](crate::service::SessionService).
@@ -25,7 +23,6 @@ pin_project! {
         #[pin]
         step: Step<F>,
         session: Option<Session>,
-        layer: Arc<LayerState>,
         span: tracing::Span,
     }
 }
@@ -52,16 +49,10 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(
-        future: F,
-        session: Session,
-        layer: Arc<LayerState>,
-        span: tracing::Span,
-    ) -> Self {
+    pub(crate) fn new(future: F, session: Session, span: tracing::Span) -> Self {
         Self {
             step: Step::Inner { future },
             session: Some(session),
-            layer,
             span,
         }
     }
@@ -69,18 +60,13 @@ impl<F> ResponseFuture<F> {
 
 impl<F> ResponseFuture<F> {
     /// A future that answers `response` at once, without the inner service.
-    pub(crate) fn refused(
-        response: Response<Body>,
-        layer: Arc<LayerState>,
-        span: tracing::Span,
-    ) -> Self {
+    pub(crate) fn refused(response: Response<Body>) -> Self {
         Self {
             step: Step::Refused {
                 response: Some(response),
             },
             session: None,
-            layer,
-            span,
+            span: tracing::Span::none(),
         }
     }
 }
@@ -110,13 +96,17 @@ where
                         .session
                         .take()
                         .expect("ResponseFuture polled after completion");
+                    let layer = session.layer();
                     if session.accessed() {
-                        transport::vary_on_sources(this.layer, response.headers_mut());
+                        transport::vary_on_sources(layer, response.headers_mut());
                     }
                     match session.finish(response.status().is_server_error()) {
                         Finish::Done(emit) => {
-                            transport::write(this.layer, emit, response.headers_mut());
+                            transport::write(layer, emit, response.headers_mut());
                             return Poll::Ready(Ok(response));
+                        }
+                        Finish::Committed(outcome) => {
+                            return Poll::Ready(Ok(answer(outcome, response, &session)));
                         }
                         Finish::Store(commit) => this.step.set(Step::Commit {
                             commit: Running::Here(Some(commit)),
@@ -130,49 +120,54 @@ where
                     response,
                     session,
                 } => {
-                    let outcome = ready!(commit.poll(cx, this.layer.in_flight()));
-                    let mut response = response
+                    let outcome = ready!(commit.poll(cx, session.layer().in_flight()));
+                    let response = response
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    match outcome {
-                        Ok(emit) => transport::write(this.layer, emit, response.headers_mut()),
-                        Err(CommitFailure::Store(err))
-                            if err.kind() == StoreErrorKind::LimitReached =>
-                        {
-                            tracing::info!("login refused: per-principal session limit reached");
-                            response = SessionLimitReached::from_err(err)
-                                .captured(&session.capture())
-                                .into_response();
-                        }
-                        Err(failure) => {
-                            let cause = match failure {
-                                CommitFailure::Store(err) => {
-                                    tracing::error!(error = ?err, "session commit failed");
-                                    CommitError::Store(err)
-                                }
-                                CommitFailure::Missing => {
-                                    tracing::info!(
-                                        "session ended by another request before commit"
-                                    );
-                                    CommitError::SessionEnded
-                                }
-                                CommitFailure::Aborted => {
-                                    tracing::error!("session store panicked mid-commit");
-                                    CommitError::Aborted
-                                }
-                                CommitFailure::Collisions => {
-                                    tracing::error!("session ID collided three times");
-                                    CommitError::IdCollisions
-                                }
-                            };
-                            response = CommitFailed::from_err(cause)
-                                .captured(&session.capture())
-                                .into_response();
-                        }
-                    }
-                    return Poll::Ready(Ok(response));
+                    return Poll::Ready(Ok(answer(outcome, response, session)));
                 }
             }
         }
     }
+}
+
+/// The response once the commit ended: with the token, or the rejection its failure makes.
+fn answer(
+    outcome: Result<Emit, CommitFailure>,
+    mut response: Response<Body>,
+    session: &Session,
+) -> Response<Body> {
+    match outcome {
+        Ok(emit) => transport::write(session.layer(), emit, response.headers_mut()),
+        Err(CommitFailure::Store(err)) if err.kind() == StoreErrorKind::LimitReached => {
+            tracing::info!("login refused: per-principal session limit reached");
+            response = SessionLimitReached::from_err(err)
+                .captured(&session.capture())
+                .into_response();
+        }
+        Err(failure) => {
+            let cause = match failure {
+                CommitFailure::Store(err) => {
+                    tracing::error!(error = ?err, "session commit failed");
+                    CommitError::Store(err)
+                }
+                CommitFailure::Missing => {
+                    tracing::info!("session ended by another request before commit");
+                    CommitError::SessionEnded
+                }
+                CommitFailure::Aborted => {
+                    tracing::error!("session store panicked mid-commit");
+                    CommitError::Aborted
+                }
+                CommitFailure::Collisions => {
+                    tracing::error!("session ID collided three times");
+                    CommitError::IdCollisions
+                }
+            };
+            response = CommitFailed::from_err(cause)
+                .captured(&session.capture())
+                .into_response();
+        }
+    }
+    response
 }

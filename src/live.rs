@@ -449,7 +449,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LiveUpgrade {
         let session = parts
             .extensions
             .get::<SessionHandle>()
-            .map(|handle| handle.0.clone())
+            .map(|handle| handle.session(parts))
             .ok_or_else(|| {
                 CsrfRejection::from(SessionRejection::from(MissingSessionLayer::default()))
                     .captured(&Capture::of(parts))

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{EventKind, ExpiryReason, RejectReason};
 use crate::principal::Principal;
-use crate::session::{Id, Session, State};
+use crate::session::{Id, Session, SessionData, SharedData, State};
 use crate::store::{BoxFuture, LayerStore, Lookup};
 use crate::token::StoreKey;
 
@@ -43,22 +43,24 @@ impl Session {
     ///
     /// The default [`MemoryStore`](crate::store::MemoryStore) answers synchronously, so its
     /// load runs right here and the returned future is ready at once: no nested state machine
-    /// to build and move on every request. Other stores load through the `OnceCell`.
+    /// to build and move on every request. Other stores load behind an async gate, so
+    /// concurrent first loads wait for one store call.
     pub(crate) fn load(&self) -> Load<'_> {
         let inner = &self.inner;
         if let Some(result) = inner.loaded.get() {
             return Load::Ready(Some(result.clone()));
         }
-        let ready = match (inner.layer.store(), &inner.request.incoming) {
-            (_, None) => Some(Ok(())),
+        let incoming = match (inner.layer.store(), &inner.request.incoming) {
+            (_, None) => return Load::Ready(Some(self.set_loaded(Ok(())))),
             // Minted for a session that was never stored: nothing to look up.
             (_, Some(incoming)) if incoming.verified.id().is_unsaved() => {
                 let mut st = self.lock();
                 if let Id::Unset = st.id {
                     st.id = Id::Adopted(incoming.verified.id().clone());
                 }
-                Some(Ok(()))
+                return Load::Ready(Some(self.set_loaded(Ok(()))));
             }
+            (LayerStore::Dyn(_), Some(incoming)) => incoming,
             (LayerStore::Memory(store), Some(incoming)) => {
                 // Under the state lock, so two first loads on different threads cannot both
                 // apply a record (the second could overwrite what a handler wrote between).
@@ -67,45 +69,36 @@ impl Session {
                     return Load::Ready(Some(result.clone()));
                 }
                 let key = incoming.verified.id().store_key();
-                let now = inner.request.now;
-                let found = match inner.layer.store_time(now) {
-                    Some(now) => store.lookup_at(&key, now),
-                    None => store.lookup_now(&key),
-                };
-                let (result, event) = self.take_in(&mut st, key, Ok(found));
+                let now = inner.layer.store_time(inner.request.now);
+                let (found, data) = store.load_shared(&key, now);
+                let (result, event) = self.take_in(&mut st, key, Ok(found), data);
+                let result = self.set_loaded(result);
                 drop(st);
                 // Hooks run outside the state lock: a slow hook must not hold it.
                 self.emit_load_event(event);
-                if inner.loaded.set(result.clone()).is_ok() {
-                    return Load::Ready(Some(result));
-                }
-                None
-            }
-            (LayerStore::Dyn(_), Some(_)) => None,
-        };
-        if let Some(result) = ready {
-            if inner.loaded.set(result.clone()).is_ok() {
                 return Load::Ready(Some(result));
             }
-        }
+        };
         Load::Pending(Box::pin(async move {
-            inner
-                .loaded
-                .get_or_init(|| self.load_from_store())
-                .await
-                .clone()
+            let _gate = inner.load_gate.lock().await;
+            if let Some(result) = inner.loaded.get() {
+                return result.clone();
+            }
+            let key = incoming.verified.id().store_key();
+            let found = inner.layer.store().lookup(&key).await;
+            let (result, event) = {
+                let mut st = self.lock();
+                let (result, event) = self.take_in(&mut st, key, found, None);
+                (self.set_loaded(result), event)
+            };
+            self.emit_load_event(event);
+            result
         }))
     }
 
-    async fn load_from_store(&self) -> Result<(), StoreError> {
-        let Some(incoming) = &self.inner.request.incoming else {
-            return Ok(());
-        };
-        let key = incoming.verified.id().store_key();
-        let found = self.inner.layer.store().lookup(&key).await;
-        let (result, event) = self.take_in(&mut self.lock(), key, found);
-        self.emit_load_event(event);
-        result
+    /// Records the load's outcome; a load that lost a race answers with the winner's.
+    fn set_loaded(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
+        self.inner.loaded.get_or_init(|| result).clone()
     }
 
     fn emit_load_event(&self, event: Option<LoadEvent>) {
@@ -131,6 +124,7 @@ impl Session {
         st: &mut State,
         key: StoreKey,
         found: Result<Lookup, StoreError>,
+        shared: Option<SharedData>,
     ) -> (Result<(), StoreError>, Option<LoadEvent>) {
         let Some(incoming) = &self.inner.request.incoming else {
             return (Ok(()), None);
@@ -187,7 +181,7 @@ impl Session {
                 adopt(st);
                 event(EventKind::TokenRejected(RejectReason::UnknownId), None)
             }
-            Lookup::Live(record) => {
+            Lookup::Live(mut record) => {
                 if let Some(reason) = layer
                     .binding()
                     .mismatch(&record, &self.inner.request.client)
@@ -205,6 +199,10 @@ impl Session {
                 st.id = Id::Presented(id.clone());
                 st.stored = Some(key);
                 st.live = true;
+                st.data = match shared {
+                    Some(data) => SessionData::Shared(data),
+                    None => SessionData::from_map(std::mem::take(record.data_mut())),
+                };
                 st.record = record;
                 loaded
             }

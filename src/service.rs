@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use http::header::{ACCEPT, USER_AGENT};
 use http::{Request, Response};
 use tower_service::Service;
 
@@ -57,7 +56,7 @@ impl<S> SessionService<S> {
         let response = InsecureLocalDevelopment::default()
             .captured(&capture)
             .into_response();
-        ResponseFuture::refused(response, self.state.clone(), tracing::Span::none())
+        ResponseFuture::refused(response)
     }
 }
 
@@ -94,7 +93,7 @@ where
                 },
             );
         });
-        let user_agent = req.headers().get(USER_AGENT).cloned();
+        // Nothing else is copied off the request until an extractor asks for the session.
         let client = self.state.binding().client(&req);
         let session = Session::new(
             self.state.clone(),
@@ -102,28 +101,32 @@ where
                 now,
                 incoming: read.incoming,
                 presented: read.presented,
-                accept: req.headers().get(ACCEPT).cloned(),
-                user_agent,
                 client,
-                method: req.method().clone(),
-                uri: req.uri().clone(),
             },
         );
         req.extensions_mut().insert(SessionHandle(session.clone()));
 
         // Everything the handler and the commit log for this request carries the session's
-        // short hash; computing it costs a SHA-256, so only when someone listens.
-        let span = tracing::debug_span!(
-            "session",
-            method = %req.method(),
-            path = req.uri().path(),
-            session = tracing::field::Empty,
-        );
-        if !span.is_disabled() {
-            if let Some(id) = session.incoming_id() {
-                span.record("session", tracing::field::display(id.store_key()));
+        // short hash; computing it costs a SHA-256, so only when someone listens. Without a
+        // subscriber at DEBUG, not even the disabled span is built: with tracing's `log`
+        // feature on (axum's default `tower-log` turns it on) a disabled span still formats
+        // its fields for `log` on every request.
+        let span = if tracing::level_enabled!(tracing::Level::DEBUG) {
+            let span = tracing::debug_span!(
+                "session",
+                method = %req.method(),
+                path = req.uri().path(),
+                session = tracing::field::Empty,
+            );
+            if !span.is_disabled() {
+                if let Some(id) = session.incoming_id() {
+                    span.record("session", tracing::field::display(id.store_key()));
+                }
             }
-        }
+            span
+        } else {
+            tracing::Span::none()
+        };
 
         // `poll_ready` readied `self.inner` and the call happens right here, before this
         // returns: no clone is needed to keep the readiness contract (a clone would cost an
@@ -132,6 +135,6 @@ where
             let _entered = span.enter();
             self.inner.call(req)
         };
-        ResponseFuture::new(future, session, self.state.clone(), span)
+        ResponseFuture::new(future, session, span)
     }
 }

@@ -1,15 +1,16 @@
 //! [`Session`]: the handle handlers read and change. Loading lives in `load.rs`, deciding and
 //! applying the commit in `commit.rs`; this file owns the per-request state they share.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 
+use http::header::{ACCEPT, USER_AGENT};
+use http::request::Parts;
 use http::{HeaderValue, Method, Uri};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::OnceCell;
 
 use crate::binding::Client;
 use crate::config::TokenSource;
@@ -24,14 +25,34 @@ use crate::token::{SessionId, StoreKey};
 use crate::transport::{Incoming, Presented, Transport};
 
 mod consent;
+mod data;
 mod devices;
 mod lifetime;
+
+pub(crate) use data::{ChangeLog, DataKey, SessionData, SharedData};
 
 /// What the layer puts into request extensions. Private, so the only way to a [`Session`] is
 /// through the extractors, which load it first: a handle reached before loading would read
 /// as empty and drop its writes.
 #[derive(Clone)]
 pub(crate) struct SessionHandle(pub(crate) Session);
+
+impl SessionHandle {
+    /// The session, with what it needs of the request copied from `parts` if this is the
+    /// first extractor to ask: a route that never touches its session copies nothing.
+    pub(crate) fn session(&self, parts: &Parts) -> Session {
+        self.0.inner.seen.get_or_init(|| Seen::of(parts));
+        self.0.clone()
+    }
+}
+
+/// The request's session under the layer, from request parts (see [`SessionHandle::session`]).
+pub(crate) fn of_parts(parts: &Parts) -> Option<Session> {
+    parts
+        .extensions
+        .get::<SessionHandle>()
+        .map(|handle| handle.session(parts))
+}
 
 /// The session of the current request.
 ///
@@ -68,7 +89,12 @@ pub struct Session {
 pub(crate) struct Handle {
     pub(crate) layer: Arc<LayerState>,
     pub(crate) request: RequestContext,
-    pub(crate) loaded: OnceCell<Result<(), StoreError>>,
+    /// Copied from the request by the first extractor that asks for the session.
+    pub(crate) seen: OnceLock<Seen>,
+    /// The load's outcome, once it ran (see `load.rs`).
+    pub(crate) loaded: OnceLock<Result<(), StoreError>>,
+    /// Serialises loads from stores that answer asynchronously.
+    pub(crate) load_gate: tokio::sync::Mutex<()>,
     pub(crate) state: Mutex<State>,
 }
 
@@ -79,15 +105,41 @@ pub(crate) struct RequestContext {
     pub(crate) incoming: Option<Incoming>,
     /// Which kinds of token the request presented, valid or not.
     pub(crate) presented: Presented,
+    /// What the request looks like to the optional binding (empty when binding is off).
+    /// Taken as the layer sees the request, before any inner layer could change it.
+    pub(crate) client: Client,
+}
+
+/// What a loaded session needs of the request besides its token, copied only when an
+/// extractor asks for the session (as the handler sees the request).
+pub(crate) struct Seen {
     /// The first `Accept` value, for rejections made after the handler (a failed commit),
     /// when the request is gone.
     pub(crate) accept: Option<HeaderValue>,
     pub(crate) user_agent: Option<HeaderValue>,
-    /// What the request looks like to the optional binding (empty when binding is off).
-    pub(crate) client: Client,
     pub(crate) method: Method,
     pub(crate) uri: Uri,
 }
+
+impl Seen {
+    fn of(parts: &Parts) -> Self {
+        Self {
+            accept: parts.headers.get(ACCEPT).cloned(),
+            user_agent: parts.headers.get(USER_AGENT).cloned(),
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+        }
+    }
+}
+
+/// Stands in for a request no extractor saw; every path to a session passes one, so only a
+/// bug would show it.
+static UNSEEN: LazyLock<Seen> = LazyLock::new(|| Seen {
+    accept: None,
+    user_agent: None,
+    method: Method::GET,
+    uri: Uri::from_static("/"),
+});
 
 /// The session as this request sees it, and what it changed.
 pub(crate) struct State {
@@ -98,7 +150,10 @@ pub(crate) struct State {
     /// and deleted if the session is ended.
     pub(crate) corrupt: Option<StoreKey>,
     pub(crate) live: bool,
+    /// Everything of the session but its data, which is in `data` (`record.data` stays
+    /// empty).
     pub(crate) record: Record,
+    pub(crate) data: SessionData,
     pub(crate) changes: Changes,
     /// The token for the current ID, once minted, so `token()` and the emitted token agree.
     pub(crate) issued: Option<String>,
@@ -138,7 +193,7 @@ impl Id {
 pub(crate) struct Changes {
     /// Data keys touched: `Some` set, `None` removed. Kept only for a stored session,
     /// whose commit is a patch; a new session is created whole.
-    pub(crate) data: BTreeMap<String, Option<Value>>,
+    pub(crate) data: ChangeLog,
     /// Data of a session not in the store changed.
     pub(crate) unsaved_data: bool,
     pub(crate) principal: bool,
@@ -212,6 +267,7 @@ impl State {
             corrupt: None,
             live: false,
             record: Record::new(0, 0),
+            data: SessionData::default(),
             changes: Changes::default(),
             issued: None,
         }
@@ -252,19 +308,19 @@ impl State {
     /// Sets data key `key`, recording the change for the commit.
     pub(crate) fn set_value(&mut self, key: &str, value: Value) {
         if self.stored.is_some() {
-            set(self.record.data_mut(), key, value.clone());
-            set(&mut self.changes.data, key, Some(value));
+            self.data.set(key, value.clone());
+            self.changes.data.set(key, Some(value));
         } else {
-            set(self.record.data_mut(), key, value);
+            self.data.set(key, value);
             self.changes.unsaved_data = true;
         }
     }
 
     /// Removes data key `key`, recording the change for the commit.
     pub(crate) fn remove_value(&mut self, key: &str) -> Option<Value> {
-        let old = self.record.data_mut().remove(key)?;
+        let old = self.data.remove(key)?;
         if self.stored.is_some() {
-            self.changes.data.insert(key.to_owned(), None);
+            self.changes.data.set(key, None);
         } else {
             self.changes.unsaved_data = true;
         }
@@ -298,16 +354,6 @@ impl State {
     }
 }
 
-/// `map[key] = value`, allocating the key only when it is new.
-fn set<V>(map: &mut BTreeMap<String, V>, key: &str, value: V) {
-    match map.get_mut(key) {
-        Some(slot) => *slot = value,
-        None => {
-            map.insert(key.to_owned(), value);
-        }
-    }
-}
-
 pub(crate) fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     // A handler that panicked mid-change leaves plain data; the response is a 5xx anyway, and
     // 5xx responses are never committed.
@@ -320,7 +366,9 @@ impl Session {
             inner: Arc::new(Handle {
                 layer,
                 request,
-                loaded: OnceCell::new(),
+                seen: OnceLock::new(),
+                loaded: OnceLock::new(),
+                load_gate: tokio::sync::Mutex::const_new(()),
                 state: Mutex::new(State::new()),
             }),
         }
@@ -328,6 +376,11 @@ impl Session {
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.inner.state)
+    }
+
+    /// What the first extractor copied off the request.
+    pub(crate) fn seen(&self) -> &Seen {
+        self.inner.seen.get().unwrap_or(&UNSEEN)
     }
 
     /// Emits an event about this request's session.
@@ -338,11 +391,12 @@ impl Session {
         principal: Option<&str>,
         now: i64,
     ) {
+        let seen = self.seen();
         self.inner.layer.events().emit(
             kind,
             Subject {
-                method: &self.inner.request.method,
-                path: self.inner.request.uri.path(),
+                method: &seen.method,
+                path: seen.uri.path(),
                 session,
                 principal,
                 now,
@@ -357,6 +411,11 @@ impl Session {
             st.id.get().map(SessionId::store_key),
             st.record.principal().map(|p| p.id().to_owned()),
         )
+    }
+
+    /// The principal ID of the current session, for events.
+    pub(crate) fn principal_id(&self) -> Option<String> {
+        self.lock().record.principal().map(|p| p.id().to_owned())
     }
 
     /// Emits an event from a guard (CSRF, scopes, binding), naming the current session.
@@ -401,7 +460,7 @@ impl Session {
     /// How rejections made after the handler answer this request.
     pub(crate) fn capture(&self) -> Capture {
         Capture {
-            wants_json: prefers_json_in(self.inner.request.accept.iter()),
+            wants_json: prefers_json_in(self.seen().accept.iter()),
             render: self.inner.layer.renderer().cloned(),
         }
     }
@@ -444,13 +503,13 @@ impl Session {
     /// The value under `key`, if present and of type `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
         let st = self.lock();
-        let value = st.record.data().get(key)?;
+        let value = st.data.get(key)?;
         T::deserialize(value).ok()
     }
 
     /// The raw JSON value under `key`.
     pub fn get_value(&self, key: &str) -> Option<Value> {
-        self.lock().record.data().get(key).cloned()
+        self.lock().data.get(key).cloned()
     }
 
     /// Stores `value` under `key`.
@@ -476,7 +535,7 @@ impl Session {
 
     /// The data keys currently set.
     pub fn keys(&self) -> Vec<String> {
-        self.lock().record.data().keys().cloned().collect()
+        self.lock().data.keys()
     }
 
     /// The logged-in principal.
@@ -517,7 +576,7 @@ impl Session {
             .principal()
             .is_some_and(|old| old.kind() != principal.kind() || old.id() != principal.id());
         if switching {
-            let keys = std::mem::take(st.record.data_mut()).into_keys();
+            let keys = std::mem::take(&mut st.data).keys().into_iter();
             st.changes.data.extend(keys.map(|key| (key, None)));
             st.record.flash_mut().clear();
             st.changes.flash = true;

@@ -130,11 +130,7 @@ impl Session {
                 now,
                 incoming: None,
                 presented: Default::default(),
-                accept: None,
-                user_agent: None,
                 client: Default::default(),
-                method: http::Method::GET,
-                uri: http::Uri::from_static("/"),
             },
         );
         let _ = session.inner.loaded.set(Ok(()));

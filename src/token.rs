@@ -64,14 +64,14 @@ impl SessionId {
     /// ordinary ID carries a valid tag by chance once in 2^64.
     pub(crate) fn generate_unsaved() -> Self {
         let mut bytes = random_32();
-        let tag = unsaved_tag(&bytes[..24]);
+        let tag = unsaved_tag(bytes[..24].try_into().expect("24 bytes"));
         bytes[24..].copy_from_slice(&tag);
         Self(bytes)
     }
 
     /// Whether this ID was made by [`SessionId::generate_unsaved`].
     pub(crate) fn is_unsaved(&self) -> bool {
-        unsaved_tag(&self.0[..24]) == self.0[24..]
+        unsaved_tag(self.0[..24].try_into().expect("24 bytes")) == self.0[24..]
     }
 
     #[cfg(any(test, feature = "fuzz"))]
@@ -102,16 +102,20 @@ impl SessionId {
     }
 }
 
-fn unsaved_tag(random: &[u8]) -> [u8; 8] {
-    // 19 bytes of label and 24 of ID fit one SHA-256 block (55 bytes at most): this runs on
-    // every load of a verified ID, so a longer label would double its cost.
-    let digest = Sha256::new()
-        .chain_update(b"tessera unsaved v1\0")
-        .chain_update(random)
-        .finalize();
-    let mut tag = [0u8; 8];
-    tag.copy_from_slice(&digest[..8]);
-    tag
+fn unsaved_tag(random: &[u8; 24]) -> [u8; 8] {
+    // Any fixed function of the random part will do: an ordinary ID's last 8 bytes are
+    // random and independent of the first 24, so they match the tag once in 2^64 whatever
+    // the function, and nobody can choose an ID (it sits under the token's MAC). So no
+    // SHA-256 block on every load of a verified ID, only a few multiplications; each step
+    // is a bijection of the running state, so every bit of the random part moves the tag.
+    let mut h: u64 = 0x7465_7373_6572_6131; // "tessera1"
+    for word in random.chunks_exact(8) {
+        let word = u64::from_le_bytes(word.try_into().expect("8-byte chunk"));
+        h = (h ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^= h >> 29;
+    }
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (h ^ (h >> 32)).to_le_bytes()
 }
 
 impl fmt::Debug for SessionId {
@@ -302,11 +306,11 @@ impl TokenCodec {
         let mut out = String::with_capacity(MAX_TOKEN_LEN);
         out.push_str(VERSION);
         out.push('.');
-        URL_SAFE_NO_PAD.encode_string(id.as_bytes(), &mut out);
+        push_base64_32(&mut out, id.as_bytes());
         out.push('.');
         push_base62(&mut out, issued);
         out.push('.');
-        URL_SAFE_NO_PAD.encode_string(tag, &mut out);
+        push_base64_32(&mut out, &tag.into());
         out
     }
 
@@ -407,13 +411,38 @@ fn decode_32(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Appends the 43 characters of unpadded base64url for 32 bytes: what `URL_SAFE_NO_PAD`
+/// writes (the test below holds the two to each other), without the generic engine's
+/// chunking on every new token.
+fn push_base64_32(out: &mut String, bytes: &[u8; 32]) {
+    let char_at = |n: u32, shift: u32| ALPHABET[((n >> shift) & 0x3f) as usize];
+    let mut text = [0u8; ID_LEN];
+    for group in 0..10 {
+        let at = group * 3;
+        let n =
+            u32::from(bytes[at]) << 16 | u32::from(bytes[at + 1]) << 8 | u32::from(bytes[at + 2]);
+        text[group * 4..group * 4 + 4].copy_from_slice(&[
+            char_at(n, 18),
+            char_at(n, 12),
+            char_at(n, 6),
+            char_at(n, 0),
+        ]);
+    }
+    // The last 2 bytes: 16 bits in 3 characters, the last one's low 2 bits zero.
+    let n = (u32::from(bytes[30]) << 8 | u32::from(bytes[31])) << 2;
+    text[40..].copy_from_slice(&[char_at(n, 12), char_at(n, 6), char_at(n, 0)]);
+    // Every byte is from the ASCII alphabet.
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+}
+
 /// base64url character -> its 6-bit value; 0x80 for every byte outside the alphabet.
 static DECODE: [u8; 256] = {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut table = [0x80u8; 256];
     let mut i = 0;
     while i < 64 {
-        table[alphabet[i] as usize] = i as u8;
+        table[ALPHABET[i] as usize] = i as u8;
         i += 1;
     }
     table
@@ -474,9 +503,12 @@ mod tests {
             assert!(SessionId::generate_unsaved().is_unsaved());
             assert!(!SessionId::generate().is_unsaved());
         }
-        let mut id = SessionId::generate_unsaved();
-        id.0[0] ^= 1;
-        assert!(!id.is_unsaved(), "the tag covers the random part");
+        let id = SessionId::generate_unsaved();
+        for bit in 0..24 * 8 {
+            let mut flipped = id.clone();
+            flipped.0[bit / 8] ^= 1 << (bit % 8);
+            assert!(!flipped.is_unsaved(), "the tag covers random bit {bit}");
+        }
     }
     use crate::key::Key;
 
@@ -646,6 +678,20 @@ mod tests {
                 .map(|_| char::from(chars[rng.random_range(0..chars.len() - 2)]))
                 .collect();
             assert_eq!(decode_32(&text), reference(&text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn push_base64_32_agrees_with_the_base64_crate() {
+        use rand::Rng as _;
+        let mut rng = rand::rng();
+        let mut inputs = vec![[0u8; 32], [0xffu8; 32]];
+        inputs.extend((0..2000).map(|_| rng.random::<[u8; 32]>()));
+        for bytes in inputs {
+            let mut out = String::from("v1.");
+            push_base64_32(&mut out, &bytes);
+            assert_eq!(out[3..], URL_SAFE_NO_PAD.encode(bytes), "{bytes:?}");
+            assert_eq!(decode_32(&out[3..]), Some(bytes));
         }
     }
 

@@ -245,7 +245,9 @@ fn bearer(value: &[u8]) -> Option<&str> {
     std::str::from_utf8(rest).ok().map(str::trim)
 }
 
-/// Writes what the commit decided onto the response headers.
+/// Writes what the commit decided onto the response headers. Only a session a handler
+/// loaded has anything to write, and the response of such a session already varies on every
+/// token source ([`vary_on_sources`]), `Cookie` included when a cookie can be sent.
 pub(crate) fn write(layer: &LayerState, emit: Emit, headers: &mut HeaderMap) {
     let value = match emit {
         Emit::Nothing => return,
@@ -274,7 +276,6 @@ pub(crate) fn write(layer: &LayerState, emit: Emit, headers: &mut HeaderMap) {
     // Hands the string's buffer to the header as is: no copy.
     if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
         headers.append(SET_COOKIE, v);
-        add_vary(headers, HeaderValue::from_static("Cookie"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 }

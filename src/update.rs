@@ -124,9 +124,11 @@ impl Session {
             let mut st = self.lock();
             if st.stored == Some(store_key) && !st.changes.data.contains_key(key) {
                 match value {
-                    Some(v) => st.record.data_mut().insert(key.to_owned(), v.clone()),
-                    None => st.record.data_mut().remove(key),
-                };
+                    Some(v) => st.data.set(key, v.clone()),
+                    None => {
+                        st.data.remove(key);
+                    }
+                }
             }
         }
         Ok(outcome)
@@ -135,7 +137,7 @@ impl Session {
 
 /// [`Update`] applied to the session's own copy, written at commit like `insert`.
 fn apply_here(st: &mut State, key: &str, update: Update) -> UpdateOutcome {
-    let current = st.record.data().get(key);
+    let current = st.data.get(key);
     let new = match update {
         Update::Increment { by } => Some(Value::from(
             current

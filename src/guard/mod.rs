@@ -51,7 +51,7 @@ pub use scopes::{AnyScope, RequireScopes, ScopeLayer};
 use crate::error::StoreError;
 use crate::load::Load;
 use crate::rejection::{Capture, Captures, MissingSessionLayer, SessionUnavailable};
-use crate::session::{Session, SessionHandle};
+use crate::session::Session;
 use crate::store::BoxFuture;
 
 /// The middleware [`CsrfLayer`] produces.
@@ -170,20 +170,24 @@ fn verdict<G: Guard>(guard: &G, parts: &Parts) -> Verdict {
     if guard.exempt(parts) {
         return Verdict::Pass;
     }
-    let Some(SessionHandle(session)) = parts.extensions.get::<SessionHandle>() else {
+    let Some(session) = crate::session::of_parts(parts) else {
         return Verdict::Refuse(
             MissingSessionLayer::default()
                 .captured(&Capture::of(parts))
                 .into_response(),
         );
     };
-    match session.load() {
-        Load::Ready(Some(loaded)) => match refusal(guard, parts, session, loaded) {
-            None => Verdict::Pass,
-            Some(response) => Verdict::Refuse(response),
-        },
-        // Not polled, so nothing started: the boxed check loads again.
-        _ => Verdict::Load(session.clone()),
+    let ready = match session.load() {
+        Load::Ready(Some(loaded)) => Some(loaded),
+        _ => None,
+    };
+    // Not polled, so nothing started: the boxed check loads again.
+    let Some(loaded) = ready else {
+        return Verdict::Load(session);
+    };
+    match refusal(guard, parts, &session, loaded) {
+        None => Verdict::Pass,
+        Some(response) => Verdict::Refuse(response),
     }
 }
 

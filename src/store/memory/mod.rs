@@ -12,6 +12,7 @@ use crate::error::{StoreError, StoreErrorKind};
 use crate::live::{EndReason, Registry};
 use crate::principal::Principal;
 use crate::record::{Record, SessionInfo};
+use crate::session::SharedData;
 use crate::store::{
     Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore, Update, UpdateOutcome,
 };
@@ -287,21 +288,33 @@ impl MemoryStore {
 
     /// Reads `key` as a use (LRU order); an expired record is removed and reported.
     fn touch(&self, key: &StoreKey, now: i64) -> Lookup {
+        self.touch_with(key, now, |e| Lookup::Live(e.to_record()), |gone| gone)
+    }
+
+    /// [`MemoryStore::touch`]: a live entry read by `live` under its shard's lock, or what
+    /// was found instead (expired, missing) handed to `gone`.
+    fn touch_with<T>(
+        &self,
+        key: &StoreKey,
+        now: i64,
+        live: impl FnOnce(&Entry) -> T,
+        gone: impl FnOnce(Lookup) -> T,
+    ) -> T {
         let expired = {
             let mut shard = self.shard(key);
             match shard.get(key) {
-                Some(e) if !e.is_expired(now) => return Lookup::Live(e.to_record()),
+                Some(e) if !e.is_expired(now) => return live(e),
                 Some(_) => shard.pop(key),
                 None => None,
             }
         };
-        match expired {
+        gone(match expired {
             Some(entry) => {
                 self.unindex(*key, entry.principal());
                 Lookup::Expired(entry.to_record())
             }
             None => Lookup::Missing,
-        }
+        })
     }
 
     fn is_live(&self, key: &StoreKey, now: i64) -> bool {
@@ -462,10 +475,24 @@ impl MemoryStore {
         self.touch(key, self.now())
     }
 
-    /// [`MemoryStore::lookup_now`] at `now`, for a caller that already read this store's
-    /// clock.
-    pub(crate) fn lookup_at(&self, key: &StoreKey, now: i64) -> Lookup {
-        self.touch(key, now)
+    /// The layer's load at `now` (`None`: this store's own clock): a live record comes
+    /// without its data, which is handed out shared with the store instead of copied, and
+    /// without its user agent, which a session does not read.
+    pub(crate) fn load_shared(
+        &self,
+        key: &StoreKey,
+        now: Option<i64>,
+    ) -> (Lookup, Option<SharedData>) {
+        let now = now.unwrap_or_else(|| self.now());
+        self.touch_with(
+            key,
+            now,
+            |e| {
+                let (record, data) = e.to_loaded();
+                (Lookup::Live(record), data)
+            },
+            |gone| (gone, None),
+        )
     }
 
     /// The registry of the live handles of this store's sessions.
@@ -636,6 +663,34 @@ mod tests {
         p.apply(&mut record);
         entry.apply(&p);
         assert_eq!(entry.to_record(), record);
+    }
+
+    #[tokio::test]
+    async fn a_write_never_changes_the_data_a_loaded_session_holds() {
+        let clock = ManualClock::new(T0);
+        let store = store(&clock);
+        let key = SessionId::generate().store_key();
+        let mut record = Record::new(T0, T0 + 100);
+        record.data.insert("n".into(), json!(1));
+        store.commit(Commit::Create { key, record }).await.unwrap();
+        let (_, held) = store.load_shared(&key, Some(T0));
+        let held = held.expect("the record has data");
+        for (name, value) in [("n", json!(2)), ("m", json!(3))] {
+            let mut p = patch(T0 + 1, T0 + 100);
+            p.set(name.into(), value);
+            store.commit(Commit::Patch { key, patch: p }).await.unwrap();
+        }
+        assert_eq!(&*held, &[("n".into(), json!(1))][..], "the reader's copy");
+        let now = store.load(&key).await.unwrap().unwrap();
+        assert_eq!(now.data.get("n"), Some(&json!(2)));
+        assert_eq!(now.data.get("m"), Some(&json!(3)));
+        drop(held);
+        // Nobody holds it now: changed in place.
+        let mut p = patch(T0 + 2, T0 + 100);
+        p.set("n".into(), json!(4));
+        store.commit(Commit::Patch { key, patch: p }).await.unwrap();
+        let now = store.load(&key).await.unwrap().unwrap();
+        assert_eq!(now.data.get("n"), Some(&json!(4)));
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use lru::LruCache;
 use serde_json::Value;
@@ -12,6 +13,7 @@ use serde_json::Value;
 use crate::flash::Flash;
 use crate::principal::Principal;
 use crate::record::{Patch, Record};
+use crate::session::{DataKey, SharedData};
 use crate::token::StoreKey;
 
 /// Store keys are SHA-256 outputs of random IDs, already uniform: hashing them again buys
@@ -40,8 +42,10 @@ impl Hasher for KeyHasher {
 /// A [`Record`] as this store keeps it: the same content in about a third of the bytes.
 ///
 /// A `Record` carries a `BTreeMap`, whose first node alone is some 600 bytes however few
-/// keys it holds; here data is a sorted boxed slice and the rarely used fields are boxed, so
-/// a session with one small key costs a few hundred bytes in all.
+/// keys it holds; here data is a sorted slice and the rarely used fields are boxed, so a
+/// session with one small key costs a few hundred bytes in all. The data slice is shared
+/// (reference-counted) with the sessions that loaded it, so a read copies none of it; a
+/// change copies it only while a reader still holds it.
 #[derive(Clone, Debug)]
 pub(super) struct Entry {
     created: i64,
@@ -51,16 +55,28 @@ pub(super) struct Entry {
     /// than `expires_at`.
     queued: i64,
     principal: Option<Box<Principal>>,
-    /// Sorted by key.
-    data: Box<[(Box<str>, Value)]>,
-    flash: Box<[Flash]>,
+    /// Sorted by key; `None` when empty.
+    data: Option<SharedData>,
+    /// Boxed twice so the common empty case costs one word.
+    flash: Option<Box<Box<[Flash]>>>,
     user_agent: Option<Box<str>>,
     /// Boxed: binding is off by default.
     binding: Option<Box<Bound>>,
+    /// [`Record::consented_at`], [`NOT_CONSENTED`] for `None`: a word less than an `Option`.
+    consented_at: i64,
     /// The login's cookie choice ([`Record::persistent`]).
     persistent: Option<bool>,
-    /// [`Record::consented_at`].
-    consented_at: Option<i64>,
+}
+
+/// `consented_at` of an entry whose visitor has not consented.
+const NOT_CONSENTED: i64 = i64::MIN;
+
+fn shared(data: Vec<(DataKey, Value)>) -> Option<SharedData> {
+    (!data.is_empty()).then(|| data.into())
+}
+
+fn boxed_flash(flash: Vec<Flash>) -> Option<Box<Box<[Flash]>>> {
+    (!flash.is_empty()).then(|| Box::new(flash.into_boxed_slice()))
 }
 
 impl Entry {
@@ -72,42 +88,64 @@ impl Entry {
             queued: record.expires_at,
             principal: record.principal.map(Box::new),
             // BTreeMap iterates in key order, so the slice is born sorted.
-            data: record
-                .data
-                .into_iter()
-                .map(|(k, v)| (k.into_boxed_str(), v))
-                .collect(),
-            flash: record.flash.into_boxed_slice(),
+            data: shared(
+                record
+                    .data
+                    .into_iter()
+                    .map(|(k, v)| (DataKey::from(k.as_str()), v))
+                    .collect(),
+            ),
+            flash: boxed_flash(record.flash),
             user_agent: record.user_agent.map(String::into_boxed_str),
             binding: match (record.bound_user_agent, record.bound_ip) {
                 (None, None) => None,
                 (ua, ip) => Some(Box::new((ua.map(String::into_boxed_str), ip))),
             },
             persistent: record.persistent,
-            consented_at: record.consented_at,
+            consented_at: record.consented_at.unwrap_or(NOT_CONSENTED),
         }
     }
 
+    fn flash(&self) -> &[Flash] {
+        self.flash.as_deref().map_or(&[], |f| &**f)
+    }
+
+    fn data(&self) -> &[(DataKey, Value)] {
+        self.data.as_deref().unwrap_or(&[])
+    }
+
     pub(super) fn to_record(&self) -> Record {
-        let mut data = BTreeMap::new();
-        for (k, v) in self.data.iter() {
-            data.insert(String::from(&**k), v.clone());
+        let mut record = self.to_record_without_data();
+        for (k, v) in self.data() {
+            record.data.insert(k.as_str().to_owned(), v.clone());
         }
+        record.user_agent = self.user_agent.as_deref().map(str::to_owned);
+        record
+    }
+
+    /// The record without its data and user agent (which a loading session does not read),
+    /// and the data as shared with this entry: what a read needs, with nothing of the data
+    /// copied.
+    pub(super) fn to_loaded(&self) -> (Record, Option<SharedData>) {
+        (self.to_record_without_data(), self.data.clone())
+    }
+
+    fn to_record_without_data(&self) -> Record {
         Record {
             created: self.created,
             last_seen: self.last_seen,
             expires_at: self.expires_at,
             principal: self.principal.as_deref().cloned(),
-            data,
-            flash: self.flash.to_vec(),
-            user_agent: self.user_agent.as_deref().map(str::to_owned),
+            data: BTreeMap::new(),
+            flash: self.flash().to_vec(),
+            user_agent: None,
             bound_user_agent: self
                 .binding
                 .as_ref()
                 .and_then(|b| b.0.as_deref().map(str::to_owned)),
             bound_ip: self.binding.as_ref().and_then(|b| b.1),
             persistent: self.persistent,
-            consented_at: self.consented_at,
+            consented_at: (self.consented_at != NOT_CONSENTED).then_some(self.consented_at),
         }
     }
 
@@ -121,26 +159,46 @@ impl Entry {
 
     /// The value under data key `field`.
     pub(super) fn value(&self, field: &str) -> Option<&Value> {
-        self.data
-            .binary_search_by(|(k, _)| (**k).cmp(field))
+        let data = self.data();
+        data.binary_search_by(|(k, _)| k.cmp_str(field))
             .ok()
-            .map(|i| &self.data[i].1)
+            .map(|i| &data[i].1)
+    }
+
+    /// The data to change in place, unless a session holds it (or there is none).
+    fn unique_data(&mut self) -> Option<&mut [(DataKey, Value)]> {
+        self.data.as_mut().and_then(Arc::get_mut)
+    }
+
+    /// The data as a vector to change (a copy when shared), to put back with `set_data`.
+    fn take_data(&mut self) -> Vec<(DataKey, Value)> {
+        match self.data.take() {
+            None => Vec::new(),
+            Some(data) => data.iter().cloned().collect(),
+        }
     }
 
     /// Sets (`Some`) or removes (`None`) data key `field`.
     pub(super) fn set_value(&mut self, field: &str, value: Option<Value>) {
-        let found = self.data.binary_search_by(|(k, _)| (**k).cmp(field));
+        let found = self.data().binary_search_by(|(k, _)| k.cmp_str(field));
         match (found, value) {
-            (Ok(i), Some(v)) => self.data[i].1 = v,
+            (Ok(i), Some(v)) => match self.unique_data() {
+                Some(slice) => slice[i].1 = v,
+                None => {
+                    let mut data = self.take_data();
+                    data[i].1 = v;
+                    self.data = shared(data);
+                }
+            },
             (Ok(i), None) => {
-                let mut data = std::mem::take(&mut self.data).into_vec();
+                let mut data = self.take_data();
                 data.remove(i);
-                self.data = data.into_boxed_slice();
+                self.data = shared(data);
             }
             (Err(i), Some(v)) => {
-                let mut data = std::mem::take(&mut self.data).into_vec();
+                let mut data = self.take_data();
                 data.insert(i, (field.into(), v));
-                self.data = data.into_boxed_slice();
+                self.data = shared(data);
             }
             (Err(_), None) => {}
         }
@@ -149,32 +207,55 @@ impl Entry {
     /// [`Patch::apply`] for this form.
     pub(super) fn apply(&mut self, patch: &Patch) {
         if !patch.removes().is_empty() || !patch.sets().is_empty() {
-            let mut data = std::mem::take(&mut self.data).into_vec();
-            for key in patch.removes() {
-                if let Ok(i) = data.binary_search_by(|(k, _)| (**k).cmp(key.as_str())) {
-                    data.remove(i);
+            let data = self.data();
+            // Changed values of existing keys go in place (no reallocation) when no
+            // session holds the slice; a key that comes or goes rebuilds it.
+            let reshaped = patch
+                .removes()
+                .iter()
+                .any(|key| data.binary_search_by(|(k, _)| k.cmp_str(key)).is_ok())
+                || patch
+                    .sets()
+                    .iter()
+                    .any(|(key, _)| data.binary_search_by(|(k, _)| k.cmp_str(key)).is_err());
+            let in_place = match (reshaped, self.unique_data()) {
+                (false, Some(slice)) => {
+                    for (key, value) in patch.sets() {
+                        if let Ok(i) = slice.binary_search_by(|(k, _)| k.cmp_str(key)) {
+                            slice[i].1.clone_from(value);
+                        }
+                    }
+                    true
                 }
-            }
-            for (key, value) in patch.sets() {
-                match data.binary_search_by(|(k, _)| (**k).cmp(key.as_str())) {
-                    Ok(i) => data[i].1.clone_from(value),
-                    Err(i) => data.insert(i, (key.as_str().into(), value.clone())),
+                _ => false,
+            };
+            if !in_place {
+                let mut data = self.take_data();
+                for key in patch.removes() {
+                    if let Ok(i) = data.binary_search_by(|(k, _)| k.cmp_str(key)) {
+                        data.remove(i);
+                    }
                 }
+                for (key, value) in patch.sets() {
+                    match data.binary_search_by(|(k, _)| k.cmp_str(key)) {
+                        Ok(i) => data[i].1.clone_from(value),
+                        Err(i) => data.insert(i, (key.as_str().into(), value.clone())),
+                    }
+                }
+                self.data = shared(data);
             }
-            // Shrinks only when a key came or went; a changed value reallocates nothing.
-            self.data = data.into_boxed_slice();
         }
         if let Some(principal) = patch.principal() {
             self.principal = principal.cloned().map(Box::new);
         }
         if let Some(flash) = patch.flash() {
-            self.flash = flash.into();
+            self.flash = boxed_flash(flash.to_vec());
         }
         if let Some(persistent) = patch.persistent() {
             self.persistent = persistent;
         }
         if let Some(at) = patch.consented_at() {
-            self.consented_at = Some(at);
+            self.consented_at = at;
         }
         self.last_seen = patch.last_seen();
         self.expires_at = patch.expires_at();
