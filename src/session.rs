@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 
+use axum::extract::OriginalUri;
 use http::header::{ACCEPT, USER_AGENT};
 use http::request::Parts;
 use http::{HeaderValue, Method, Uri};
@@ -127,7 +128,12 @@ impl Seen {
             accept: parts.headers.get(ACCEPT).cloned(),
             user_agent: parts.headers.get(USER_AGENT).cloned(),
             method: parts.method.clone(),
-            uri: parts.uri.clone(),
+            // Under `Router::nest` the parts' URI lost its prefix by the time an extractor
+            // runs; events name the path the client asked for.
+            uri: parts
+                .extensions
+                .get::<OriginalUri>()
+                .map_or_else(|| parts.uri.clone(), |original| original.0.clone()),
         }
     }
 }

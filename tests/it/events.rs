@@ -190,6 +190,25 @@ async fn events_carry_request_and_principal_but_only_a_short_hash() {
 }
 
 #[tokio::test]
+async fn events_under_a_nested_router_name_the_full_path() {
+    // The layer wraps the outer router; axum strips `/app` from the URI the nested handler
+    // sees, but the event names the path the client asked for.
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let cfg = SessionConfig::web(key())
+        .cookie(CookieConfig::new("id").secure(false))
+        .on_event(move |e| sink.lock().unwrap().push(e.clone()));
+    let app = Router::new()
+        .nest("/app", routes())
+        .layer(SessionLayer::new(cfg).with_store(axum_tessera::store::MemoryStore::new()));
+    let reply = send(&app, post("/app/login", None)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let events = events.lock().unwrap().clone();
+    let created = events.last().expect("an event for the login");
+    assert_eq!(created.path(), "/app/login");
+}
+
+#[tokio::test]
 async fn expiry_events_name_the_timeout() {
     let f = Fixture::new(|c| {
         c.idle_timeout(Duration::from_secs(10 * 60))
