@@ -22,7 +22,9 @@
 
 use std::fmt;
 
+#[cfg(any(test, feature = "fuzz"))]
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+#[cfg(any(test, feature = "fuzz"))]
 use base64::Engine as _;
 use hmac::Mac as _;
 use sha2::{Digest as _, Sha256};
