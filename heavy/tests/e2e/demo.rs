@@ -280,16 +280,7 @@ async fn login_as(http: &reqwest::Client, base: &str, user: &str, agent: &str) -
 }
 
 async fn authenticated(http: &reqwest::Client, base: &str, cookie: &str) -> bool {
-    let me: Value = http
-        .get(format!("{base}/me"))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    me["authenticated"] == true
+    crate::http::me(http, base, cookie).await["authenticated"] == true
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::demo_process::DemoProcess;
-use crate::http::{client, csrf, session_cookie};
+use crate::http::{client, csrf, me, session_cookie};
 
 /// The root crate's PostgreSQL server for tests, shared rather than copied.
 #[allow(dead_code)]
@@ -48,15 +48,7 @@ impl Demo {
 
     /// `GET /me` with `cookie`: (authenticated, user).
     async fn me(&self, cookie: &str) -> (bool, Value) {
-        let me: Value = client()
-            .get(format!("{}/me", self.base))
-            .header(COOKIE, cookie)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let me = me(&client(), &self.base, cookie).await;
         (me["authenticated"] == true, me["user"].clone())
     }
 

@@ -32,17 +32,24 @@ pub(crate) fn session_cookie(res: &reqwest::Response) -> Option<String> {
     })
 }
 
-/// The CSRF token of the session `cookie` names, as the demo's `/me` reports it (the same
-/// kind of token its pages embed).
-pub(crate) async fn csrf(http: &reqwest::Client, base: &str, cookie: &str) -> String {
-    let me: serde_json::Value = http
-        .get(format!("{base}/me"))
+/// The demo's `/me` JSON for the session `cookie` names (`authenticated`, `user`,
+/// `csrf_token`, ...).
+pub(crate) async fn me(http: &reqwest::Client, base: &str, cookie: &str) -> serde_json::Value {
+    http.get(format!("{base}/me"))
         .header(COOKIE, cookie)
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
-    me["csrf_token"].as_str().unwrap().to_owned()
+        .unwrap()
+}
+
+/// The CSRF token of the session `cookie` names, as the demo's `/me` reports it (the same
+/// kind of token its pages embed).
+pub(crate) async fn csrf(http: &reqwest::Client, base: &str, cookie: &str) -> String {
+    me(http, base, cookie).await["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
