@@ -93,13 +93,16 @@ use crate::state::{LayerState, Timeouts};
 use crate::store::{Commit, CommitOutcome};
 use crate::token::StoreKey;
 
-// The watch side of the registry (subscriptions, re-checks) serves only `RedisStore` today.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) mod notice;
+// The watch side of the registry (subscriptions, re-checks) serves the stores that notify
+// across instances (`RedisStore`, `PostgresStore`).
+#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
 mod registry;
 
 pub(crate) use registry::Registry;
 use registry::{lock, Slot};
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "postgres"))]
 pub(crate) use registry::{Seen, Watch};
 
 /// Why a [`LiveSession`] ended.

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
@@ -14,12 +14,14 @@ use super::schema;
 use super::{key_of, principal_id, store_error, Settings, StoredRow, Table, SWEEP_BATCH};
 use crate::clock::Clock;
 use crate::error::{ConfigError, StoreError, StoreErrorKind};
+use crate::live::Registry;
 use crate::record::{Record, SessionInfo};
 use crate::store::{
     Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore, Update, UpdateOutcome,
 };
 use crate::token::StoreKey;
 
+mod notify;
 mod statements;
 mod writes;
 
@@ -132,6 +134,8 @@ struct Inner {
     sql: Statements,
     /// `BEGIN` and the `SET LOCAL` timeouts: one simple-query message.
     begin: String,
+    /// The live handles of this store's sessions, made on first use (by the layer).
+    live: OnceLock<Arc<Registry>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -216,6 +220,7 @@ impl PostgresStore {
                 ),
                 pool,
                 settings,
+                live: OnceLock::new(),
             }),
         }
     }
