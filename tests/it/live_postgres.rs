@@ -213,3 +213,23 @@ async fn an_idle_deadline_is_rechecked_when_another_instance_kept_the_session_bu
     // Left alone, it ends at the idle deadline.
     assert_eq!(end_of(&mut live).await, EndReason::IdleTimeout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_everywhere_of_many_sessions_reaches_every_handle() {
+    // More sessions than one notice carries (100 keys): the end goes out in several.
+    const N: usize = 150;
+    let server = PgServer::shared();
+    let table = table("many");
+    let (a, b) = pair(server, &table, None).await;
+    let mut handles = Vec::with_capacity(N);
+    for _ in 0..N {
+        let token = a.login("alice").await;
+        handles.push(a.open(&token).await);
+    }
+    listening(server, &table, 1).await;
+    let other = b.login("alice").await;
+    b.post("/everywhere", &other).await;
+    for live in &mut handles {
+        assert_eq!(end_of(live).await, EndReason::LoggedOutEverywhere);
+    }
+}
