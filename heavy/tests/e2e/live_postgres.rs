@@ -11,12 +11,7 @@ use sqlx::{Connection as _, PgConnection};
 use crate::demo_process::DemoProcess;
 use crate::live::{close_of, json, open, post, scope_change, sign_in};
 
-/// The root crate's PostgreSQL server for tests, shared rather than copied.
-#[allow(dead_code)]
-#[path = "../../../tests/it/support/postgres.rs"]
-mod postgres;
-
-use postgres::PgServer;
+use crate::demo_sql::postgres::PgServer;
 
 /// One secret for both processes: tokens one signs, the other checks.
 const SECRET: &str = "live-postgres-e2e-secret-0123456789abcdef";

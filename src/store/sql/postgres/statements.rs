@@ -17,6 +17,12 @@
 //! computed in a `MATERIALIZED` CTE that reads every data-modifying CTE to the end, so the
 //! deadline is checked after the last write, just before the commit.
 //!
+//! A statement that ends, moves, re-owns or evicts a session also tells live handles on
+//! every instance (see `notify`): a `MATERIALIZED` CTE calls `pg_notify` with the notice
+//! (store keys and the cause, in the wording of `live::notice`), and the answer reads it, so
+//! it runs before the deadline check. PostgreSQL delivers it when the implicit transaction
+//! commits, and drops it when the statement fails.
+//!
 //! In an `UPDATE`, the right-hand sides read the row as it was, so
 //! `s.principal IS NOT DISTINCT FROM $8` compares with the old owner. The data-modifying
 //! CTEs of one statement all see one snapshot; each admitting statement runs after the
