@@ -37,8 +37,9 @@ pub(crate) fn reason_of(code: &str) -> EndReason {
 }
 
 /// Applies one notice to the registry; anything malformed is ignored. Answers the key the
-/// caller must read from the store to finish it (an `r` move), if any.
-pub(crate) fn apply(registry: &Registry, payload: &[u8]) -> Option<StoreKey> {
+/// caller must read from the store to finish it (an `r` move), if any, and whether the
+/// session rotated to it.
+pub(crate) fn apply(registry: &Registry, payload: &[u8]) -> Option<(StoreKey, bool)> {
     let text = std::str::from_utf8(payload).ok()?;
     if let Some(rest) = text.strip_prefix("e ") {
         let mut parts = rest.split(' ');
@@ -67,7 +68,7 @@ pub(crate) fn apply(registry: &Registry, payload: &[u8]) -> Option<StoreKey> {
         };
         registry.moved(from, to, principal.as_ref().map(Option::as_ref), last_seen);
         if mode == "r" {
-            return Some(to);
+            return Some((to, from != to));
         }
     }
     None

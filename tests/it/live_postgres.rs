@@ -138,18 +138,52 @@ async fn scope_changes_and_rotations_through_another_instance_keep_the_handle() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_too_large_for_a_notice_is_read_from_the_table() {
+    let server = PgServer::shared();
+    let table = table("large");
+    let (a, b) = pair(server, &table, None).await;
+    let token = a.login("alice").await;
+    let mut live = a.open(&token).await;
+    let first = live.key();
+    listening(server, &table, 1).await;
+    // 100 scopes of 100 characters: over PostgreSQL's 8000-byte payload, so the notice says
+    // only where the session went, and A reads the new scopes from the table.
+    let token = b.post("/scopes/100", &token).await;
+    match next(&mut live).await {
+        LiveEvent::Changed { scopes, rotated } => {
+            assert!(rotated);
+            assert_eq!(scopes.len(), 100);
+        }
+        other => panic!("expected a change, got {other:?}"),
+    }
+    assert_ne!(live.key(), first);
+    b.post("/logout", &token).await;
+    assert_eq!(end_of(&mut live).await, EndReason::LoggedOut);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_while_the_listener_is_down_still_ends_the_handle() {
     // A server of its own: the test keeps every new connection out for a while.
     let server = PgServer::start();
     let table = table("gap");
-    let (a, b) = pair(&server, &table, None).await;
+    let idle = Duration::from_secs(1800);
+    let a = instance(store(&server, &table, None).await, idle);
+    // B's pool opens all its connections now: none can be opened in the gap.
+    let pool = server.pool(4).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(pool.acquire().await.expect("a connection"));
+    }
+    drop(held);
+    let b = PostgresStore::new(pool)
+        .table(&table)
+        .expect("a valid table name");
+    let b = instance(b, idle);
     let alice = a.login("alice").await;
     let bob = a.login("bob").await;
     let mut gone = a.open(&alice).await;
     let mut kept = a.open(&bob).await;
     listening(&server, &table, 1).await;
-    // B's pool opens its connection now: no new one can be opened in the gap.
-    assert_eq!(b.get("/whoami", &bob).await, "true");
 
     // From another database: PostgreSQL refuses to close the one it is connected to.
     let other = server.options().database("template1");

@@ -39,6 +39,14 @@ pub fn instance(store: impl SessionStore, idle: Duration) -> Instance {
                 s.logout_session(key).await.unwrap().to_string()
             }),
         )
+        .route(
+            // `n` scopes of 100 characters: a principal too large for a notice.
+            "/scopes/{n}",
+            post(|s: Session, Path(n): Path<usize>| async move {
+                s.set_scopes((0..n).map(|i| format!("{i:0>100}")));
+                s.token()
+            }),
+        )
         .with_state(tx)
         .layer(SessionLayer::new(cfg).with_store(store));
     Instance {

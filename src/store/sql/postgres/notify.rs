@@ -206,7 +206,7 @@ async fn serve(
 
 /// Applies one notice; a principal too large for a notice is read from the store.
 fn heard(registry: &Arc<Registry>, store: &Weak<Inner>, payload: &str) {
-    let Some(key) = notice::apply(registry, payload.as_bytes()) else {
+    let Some((key, rotated)) = notice::apply(registry, payload.as_bytes()) else {
         return;
     };
     let registry = Arc::downgrade(registry);
@@ -217,7 +217,11 @@ fn heard(registry: &Arc<Registry>, store: &Weak<Inner>, payload: &str) {
         };
         match (PostgresStore { inner }).read(&[key]).await {
             Ok(seen) => {
-                for seen in seen {
+                for mut seen in seen {
+                    // Read under the key it rotated to: the handle reports the rotation.
+                    if let Seen::Live { moved, .. } = &mut seen {
+                        *moved = rotated;
+                    }
                     registry.rechecked(key, seen, false);
                 }
             }
