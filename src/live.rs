@@ -45,9 +45,16 @@
 //! during the gap still ends its handles (with its cause where the store kept it, else as
 //! [`EndReason::Deleted`]). See the store's documentation.
 //!
-//! Stores that cannot notify (the SQL stores today) still end their handles at expiry, but
-//! do not report logout, destroy or eviction to them: a fleet must not rely on a live handle
-//! for revocation until its store notifies.
+//! A [`PostgresStore`](crate::store::PostgresStore) does the same through `LISTEN` /
+//! `NOTIFY`: its commit statements notify in the statement itself, one listener per store
+//! feeds the registry and re-validates every handle in one statement whenever it listens
+//! again. A [`SqliteStore`](crate::store::SqliteStore) tells the handles of this process of
+//! its own commits, in-process; a commit of another process on the same file reaches them
+//! at expiry only.
+//!
+//! Stores that cannot notify (a store of the application's own) still end their handles at
+//! expiry, but do not report logout, destroy or eviction to them: a fleet must not rely on a
+//! live handle for revocation unless its store notifies.
 //!
 //! # Activity
 //!
@@ -93,13 +100,16 @@ use crate::state::{LayerState, Timeouts};
 use crate::store::{Commit, CommitOutcome};
 use crate::token::StoreKey;
 
-// The watch side of the registry (subscriptions, re-checks) serves only `RedisStore` today.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) mod notice;
+// The watch side of the registry (subscriptions, re-checks) serves the stores that notify
+// across instances (`RedisStore`, `PostgresStore`).
+#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
 mod registry;
 
 pub(crate) use registry::Registry;
 use registry::{lock, Slot};
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "postgres"))]
 pub(crate) use registry::{Seen, Watch};
 
 /// Why a [`LiveSession`] ended.

@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 use axum_tessera::Key;
 use futures_util::StreamExt as _;
 use reqwest::header::COOKIE;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::tungstenite::Message;
 
 #[path = "../../examples/demo/app.rs"]
 #[allow(dead_code)]
@@ -45,56 +43,16 @@ async fn demo_on_redis(url: &str, key: &axum_tessera::Key) -> String {
     format!("127.0.0.1:{}", addr.port())
 }
 
+/// Signing in, opening the live socket and reading its close, shared with the other
+/// latency example.
+#[path = "live_common/client.rs"]
+mod client;
+
+use client::{close_code, csrf, open, sign_in};
+
 const TRIALS: usize = 200;
 const IDLE_SOCKETS: usize = 100;
 const IDLE_WINDOW: Duration = Duration::from_secs(35);
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn csrf(http: &reqwest::Client, base: &str, cookie: &str) -> String {
-    http::csrf(http, &format!("http://{base}"), cookie).await
-}
-
-async fn sign_in(http: &reqwest::Client, base: &str) -> String {
-    let res = http.get(format!("http://{base}/")).send().await.unwrap();
-    let anon = http::session_cookie(&res).unwrap();
-    let token = csrf(http, base, &anon).await;
-    let res = http
-        .post(format!("http://{base}/login"))
-        .header(COOKIE, &anon)
-        .form(&[
-            ("username", "alice"),
-            ("password", "alice"),
-            ("csrf_token", &token),
-        ])
-        .send()
-        .await
-        .unwrap();
-    http::session_cookie(&res).expect("signed in")
-}
-
-async fn open(base: &str, cookie: &str) -> Socket {
-    let mut req = format!("ws://{base}/live/ws")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert("cookie", cookie.parse().unwrap());
-    req.headers_mut()
-        .insert("origin", format!("http://{base}").parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    // The first push: the socket is up and its handle registered.
-    assert!(matches!(ws.next().await, Some(Ok(Message::Text(_)))));
-    ws
-}
-
-async fn close_code(ws: &mut Socket) -> u16 {
-    while let Some(frame) = ws.next().await {
-        if let Ok(Message::Close(Some(f))) = frame {
-            return f.code.into();
-        }
-    }
-    0
-}
 
 #[tokio::main]
 async fn main() {

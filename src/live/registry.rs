@@ -125,6 +125,7 @@ pub(crate) enum Seen {
         moved: bool,
     },
     /// Moved to another key (a cluster move's tombstone names its target).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Moved(StoreKey),
     /// Not live any more; the cause, when the store kept it.
     Gone(Option<EndReason>),

@@ -296,7 +296,8 @@ impl LayerStore {
         }
     }
 
-    /// The registry of live handles the store notifies itself (`MemoryStore`, `RedisStore`);
+    /// The registry of live handles the store notifies itself (`MemoryStore`, `RedisStore`,
+    /// `PostgresStore`, `SqliteStore`);
     /// `None` for a store that cannot notify.
     pub(crate) fn live_registry(&self) -> Option<Arc<Registry>> {
         match self {
@@ -308,6 +309,10 @@ impl LayerStore {
                     return Some(redis.live_registry());
                 }
                 // SQLite tells its own handles of its commits, in-process, as MemoryStore does.
+                #[cfg(feature = "postgres")]
+                if let Some(postgres) = any.downcast_ref::<crate::store::PostgresStore>() {
+                    return Some(postgres.live_registry());
+                }
                 #[cfg(feature = "sqlite")]
                 if let Some(sqlite) = any.downcast_ref::<crate::store::SqliteStore>() {
                     return Some(sqlite.live_registry().clone());

@@ -5,84 +5,12 @@
 
 use std::time::Duration;
 
-use axum::extract::Path;
-use axum::routing::{get, post};
-use axum::Router;
-use axum_tessera::live::{EndReason, LiveEvent, LiveSession};
+use axum_tessera::live::{EndReason, LiveEvent};
 use axum_tessera::store::{LimitPolicy, RedisStore};
-use axum_tessera::{Session, SessionConfig, SessionLayer};
-use tokio::sync::{mpsc, Mutex};
 
 use crate::live::{end_of, next};
-use crate::support::api::call;
-use crate::support::key;
+use crate::support::fleet::{instance, quiet, until, Instance};
 use crate::support::redis::{RedisCluster, RedisServer, Resp};
-
-/// One instance of the service: its own store (connection, subscription, registry) and
-/// layer, sharing the server and the key with the others.
-struct Instance {
-    router: Router,
-    opened: Mutex<mpsc::UnboundedReceiver<LiveSession>>,
-}
-
-fn instance(store: RedisStore, idle: Duration) -> Instance {
-    let (tx, rx) = mpsc::unbounded_channel::<LiveSession>();
-    let cfg = SessionConfig::api(key(9))
-        .idle_timeout(idle)
-        .refresh_after(0.0);
-    let router = crate::live::routes()
-        .route(
-            "/whoami",
-            get(|s: Session| async move { s.is_live().to_string() }),
-        )
-        .route(
-            "/end/{hex}",
-            post(|s: Session, Path(hex): Path<String>| async move {
-                let key = axum_tessera::store::StoreKey::from_hex(&hex).expect("a store key");
-                s.logout_session(key).await.unwrap().to_string()
-            }),
-        )
-        .with_state(tx)
-        .layer(SessionLayer::new(cfg).with_store(store));
-    Instance {
-        router,
-        opened: Mutex::new(rx),
-    }
-}
-
-impl Instance {
-    async fn post(&self, uri: &str, token: &str) -> String {
-        let (status, body) = call(&self.router, "POST", uri, Some(token)).await;
-        assert!(status.is_success(), "POST {uri}: {status}");
-        body
-    }
-
-    async fn login(&self, user: &str) -> String {
-        let (status, body) = call(&self.router, "POST", &format!("/login/{user}"), None).await;
-        assert!(status.is_success(), "login: {status}");
-        body
-    }
-
-    async fn get(&self, uri: &str, token: &str) -> String {
-        call(&self.router, "GET", uri, Some(token)).await.1
-    }
-
-    async fn open(&self, token: &str) -> LiveSession {
-        assert_eq!(
-            self.get("/live", token).await,
-            "open",
-            "a live session to follow"
-        );
-        self.opened.lock().await.recv().await.expect("sent")
-    }
-}
-
-/// Whether the handle is still open with nothing to report.
-async fn quiet(live: &mut LiveSession) -> bool {
-    tokio::time::timeout(Duration::from_millis(200), live.next())
-        .await
-        .is_err()
-}
 
 async fn pair(url: &str, prefix: &str, limit: Option<usize>) -> (Instance, Instance) {
     let store = || async {
@@ -102,17 +30,6 @@ fn subscribers(server: &RedisServer) -> usize {
         Some(Resp::Bulk(Some(list))) => String::from_utf8_lossy(&list).lines().count(),
         _ => 0,
     }
-}
-
-/// Waits (at most 4 s) until `ready` holds.
-async fn until(what: &str, ready: impl Fn() -> bool) {
-    for _ in 0..400 {
-        if ready() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what}");
 }
 
 /// Waits until `n` subscriptions are up (a handle starts its store's on first use).

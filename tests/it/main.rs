@@ -10,6 +10,8 @@ mod events;
 mod first_hour;
 mod guards;
 mod live;
+#[cfg(all(feature = "postgres", feature = "test-util"))]
+mod live_postgres;
 #[cfg(all(feature = "redis", feature = "test-util"))]
 mod live_redis;
 mod memory_store_bounds;

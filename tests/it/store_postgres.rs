@@ -702,13 +702,13 @@ fn label(query: &str) -> Option<&'static str> {
     }
     Some(if q.starts_with("SELECT") {
         "SELECT (lookup)"
-    } else if q.starts_with("UPDATE") {
+    } else if q.starts_with("WITH updated") {
         "UPDATE (patch)"
     } else if q.starts_with("WITH src0") {
         "WITH (move)"
     } else if q.starts_with("WITH taken") {
         "WITH (create)"
-    } else if q.starts_with("DELETE") {
+    } else if q.starts_with("WITH gone") {
         "DELETE (delete)"
     } else {
         "other"

@@ -13,10 +13,11 @@ use serde_json::Value;
 use crate::demo_process::DemoProcess;
 use crate::http::{client, csrf, me, session_cookie};
 
-/// The root crate's PostgreSQL server for tests, shared rather than copied.
+/// The root crate's PostgreSQL server for tests, shared rather than copied (`live_postgres`
+/// uses it too).
 #[allow(dead_code)]
 #[path = "../../../tests/it/support/postgres.rs"]
-mod postgres;
+pub(crate) mod postgres;
 
 /// The root crate's temporary SQLite file for tests.
 #[allow(dead_code)]

@@ -24,6 +24,7 @@ mod live;
 mod live_browser;
 mod live_client;
 mod live_fleet;
+mod live_postgres;
 #[cfg(feature = "redis")]
 mod live_redis;
 mod live_shutdown;

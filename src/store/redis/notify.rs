@@ -10,7 +10,7 @@ use futures_core::Stream;
 use tokio::task::JoinSet;
 
 use super::*;
-use crate::live::{EndReason, Registry, Seen, Watch};
+use crate::live::{Registry, Seen, Watch};
 use crate::principal::Principal;
 
 /// How long the subscription may stay silent before it is pinged: a connection that died
@@ -74,62 +74,8 @@ impl Watch for Watcher {
     }
 }
 
-/// The code a delete publishes for `reason` (prelude.lua's `notify`).
-pub(super) fn code(reason: Option<EndReason>) -> &'static str {
-    match reason {
-        Some(EndReason::LoggedOut) => "o",
-        Some(EndReason::Destroyed) => "x",
-        Some(EndReason::EndedElsewhere) => "w",
-        Some(EndReason::LoggedOutEverywhere) => "a",
-        Some(EndReason::SessionLimit) => "l",
-        _ => "d",
-    }
-}
-
-pub(super) fn reason_of(code: &str) -> EndReason {
-    match code {
-        "o" => EndReason::LoggedOut,
-        "x" => EndReason::Destroyed,
-        "w" => EndReason::EndedElsewhere,
-        "a" => EndReason::LoggedOutEverywhere,
-        "l" => EndReason::SessionLimit,
-        _ => EndReason::Deleted,
-    }
-}
-
-/// Applies one published message to the registry; anything malformed is ignored.
-fn apply(registry: &Registry, payload: &[u8]) {
-    let Ok(text) = std::str::from_utf8(payload) else {
-        return;
-    };
-    if let Some(rest) = text.strip_prefix("e ") {
-        let mut parts = rest.split(' ');
-        let reason = reason_of(parts.next().unwrap_or_default());
-        for key in parts.filter_map(StoreKey::from_hex) {
-            registry.heard_end(key, reason);
-        }
-    } else if let Some(rest) = text.strip_prefix("m ") {
-        let mut parts = rest.splitn(5, ' ');
-        let (Some(from), Some(to), Some(last_seen), Some(mode)) = (
-            parts.next().and_then(StoreKey::from_hex),
-            parts.next().and_then(StoreKey::from_hex),
-            parts.next().and_then(|l| l.parse::<i64>().ok()),
-            parts.next(),
-        ) else {
-            return;
-        };
-        let principal = match mode {
-            "s" => Some(
-                parts
-                    .next()
-                    .and_then(|json| serde_json::from_str::<Principal>(json).ok()),
-            ),
-            "c" => Some(None),
-            _ => None,
-        };
-        registry.moved(from, to, principal.as_ref().map(Option::as_ref), last_seen);
-    }
-}
+pub(super) use crate::live::notice::code;
+use crate::live::notice::{apply, reason_of};
 
 fn backoff(failures: u32) -> Duration {
     Duration::from_millis(50u64.saturating_mul(1 << failures.min(10))).min(MAX_BACKOFF)
@@ -160,7 +106,10 @@ async fn listen(registry: Weak<Registry>, store: RedisStore, clients: Arc<[redis
                                 std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next(cx));
                             match tokio::time::timeout(PING_EVERY, next).await {
                                 Ok(Some(msg)) => match registry.upgrade() {
-                                    Some(registry) => apply(&registry, msg.get_payload_bytes()),
+                                    Some(registry) => {
+                                        // Redis carries every principal: no `r` notice.
+                                        let _ = apply(&registry, msg.get_payload_bytes());
+                                    }
                                     None => return,
                                 },
                                 Ok(None) => break,

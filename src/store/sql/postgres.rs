@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
@@ -14,12 +14,14 @@ use super::schema;
 use super::{key_of, principal_id, store_error, Settings, StoredRow, Table, SWEEP_BATCH};
 use crate::clock::Clock;
 use crate::error::{ConfigError, StoreError, StoreErrorKind};
+use crate::live::Registry;
 use crate::record::{Record, SessionInfo};
 use crate::store::{
     Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore, Update, UpdateOutcome,
 };
 use crate::token::StoreKey;
 
+mod notify;
 mod statements;
 mod writes;
 
@@ -93,9 +95,33 @@ use statements::Statements;
     "\n",
     "# Live sessions\n",
     "\n",
-    "The store does not notify [`LiveSession`](crate::live::LiveSession) handles yet (no\n",
-    "`LISTEN` / `NOTIFY`): a handle ends at its session's idle or absolute expiry, not at a\n",
-    "logout or eviction, in this process or another.\n",
+    "The store notifies [`LiveSession`](crate::live::LiveSession) handles on every\n",
+    "instance: each commit statement that ends a session (logout, destroy, logout\n",
+    "everywhere, ended from another device, per-principal limit), moves it (a rotation) or\n",
+    "changes its principal or scopes also calls `pg_notify` in the same statement, so a\n",
+    "notice goes out exactly when the change commits (PostgreSQL delivers `NOTIFY` at\n",
+    "commit; a statement that fails notifies nobody), and a commit stays one statement. The\n",
+    "channel is the table's qualified name in lower case followed by `_live`\n",
+    "(`tessera_sessions_live`, `auth.sessions_live`); a name longer than 63 bytes is cut to\n",
+    "54 and followed by `_` and 8 hex digits of its SHA-256. Notices carry store keys (hex)\n",
+    "and the cause, never session IDs or tokens, in the wording `RedisStore` publishes; a\n",
+    "logout everywhere of many sessions is sent 100 keys a notice (a payload stays under\n",
+    "PostgreSQL's 8000 bytes), and a principal too large to carry is read back from the\n",
+    "table by the listener. Refreshes are not notified: at its idle deadline a handle looks\n",
+    "its session up once and ends only if no instance used it meanwhile.\n",
+    "\n",
+    "Each store (shared by its clones) listens on one connection, opened with its pool's\n",
+    "connect options in a pool of its own (it takes none of the application's\n",
+    "connections), named `tessera-live` (`application_name`), when its first handle\n",
+    "registers; with no handle ever opened, nothing listens. Whenever it starts listening (the\n",
+    "first time, and after a lost connection, retried with a backoff of at most a second), it\n",
+    "re-validates every open handle of the process in one statement (`WHERE key = ANY($1)`),\n",
+    "then applies the notices that reached it meanwhile: a session gone during the gap ends\n",
+    "its handles as [`EndReason::Deleted`](crate::live::EndReason::Deleted) (the table keeps\n",
+    "no cause; a notice that did arrive gives the real one), a change of principal ends them,\n",
+    "a scope change is reported. A session that rotated during the gap is not followed (the\n",
+    "table keeps no trace of the move): its handles end as `Deleted`. A silent listener is\n",
+    "pinged every 30 seconds; otherwise an idle handle makes no call.\n",
     "\n",
     "# Failures\n",
     "\n",
@@ -132,6 +158,8 @@ struct Inner {
     sql: Statements,
     /// `BEGIN` and the `SET LOCAL` timeouts: one simple-query message.
     begin: String,
+    /// The live handles of this store's sessions, made on first use (by the layer).
+    live: OnceLock<Arc<Registry>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -216,6 +244,7 @@ impl PostgresStore {
                 ),
                 pool,
                 settings,
+                live: OnceLock::new(),
             }),
         }
     }

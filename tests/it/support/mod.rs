@@ -1,13 +1,16 @@
 //! What the integration tests share: a store wrapper that counts calls and fails them on
 //! demand, requests and replies as a client sees them, handlers several apps route to, and a
 //! log capture. Submodules: `api`,
-//! the bearer-token calls of the store tests; `harness`, the security tests' app; `redis`, real
+//! the bearer-token calls of the store tests; `fleet`, instances of one service for the
+//! cross-instance live tests; `harness`, the security tests' app; `redis`, real
 //! `redis-server` processes; `postgres`, real PostgreSQL servers; `sqlite`, database files;
 //! `sql`, the scenarios both SQL stores run; `statements`, counting the statements sqlx runs
 //! for SQLite (PostgreSQL counts its own).
 
 #[cfg(feature = "test-util")]
 pub mod api;
+#[cfg(all(any(feature = "redis", feature = "postgres"), feature = "test-util"))]
+pub mod fleet;
 pub mod harness;
 #[cfg(all(feature = "postgres", feature = "test-util"))]
 pub mod postgres;

@@ -17,6 +17,12 @@
 //! computed in a `MATERIALIZED` CTE that reads every data-modifying CTE to the end, so the
 //! deadline is checked after the last write, just before the commit.
 //!
+//! A statement that ends, moves, re-owns or evicts a session also tells live handles on
+//! every instance (see `notify`): a `MATERIALIZED` CTE calls `pg_notify` with the notice
+//! (store keys and the cause, in the wording of `live::notice`), and the answer reads it, so
+//! it runs before the deadline check. PostgreSQL delivers it when the implicit transaction
+//! commits, and drops it when the statement fails.
+//!
 //! In an `UPDATE`, the right-hand sides read the row as it was, so
 //! `s.principal IS NOT DISTINCT FROM $8` compares with the old owner. The data-modifying
 //! CTEs of one statement all see one snapshot; each admitting statement runs after the
@@ -69,9 +75,58 @@ fn make_room(t: &str, max: &str, evict: &str) -> String {
          ), evicted AS (\
              DELETE FROM {t} WHERE {evict} AND key IN (\
                  SELECT key FROM live ORDER BY joined, key LIMIT (SELECT n FROM excess)) \
-             RETURNING 1\
+             RETURNING key\
          )"
     )
+}
+
+/// Longest `NOTIFY` payload the statements send: the server refuses 8000 bytes or more.
+const MAX_PAYLOAD: usize = 7900;
+/// Store keys per `e` notice (65 bytes each): a long list is sent in several notices.
+const KEYS_PER_NOTICE: usize = 100;
+
+/// The `NOTIFY` channel of the live-session notices of `table`: its qualified name in lower
+/// case followed by `_live`; a name longer than an identifier may be (63 bytes) is cut to
+/// 54 bytes and followed by `_` and 8 hex digits of its SHA-256.
+pub(super) fn channel(table: &Table) -> String {
+    use sha2::{Digest as _, Sha256};
+    let name = format!("{}_live", table.qualified().to_ascii_lowercase());
+    if name.len() <= 63 {
+        return name;
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}_{hex}", &name[..54])
+}
+
+/// A query that sends `e <code> <hex>...` on `ch` for the keys in CTE `cte` (the SQL text
+/// expression `code`), at most [`KEYS_PER_NOTICE`] keys a notice; one row per notice. NOTIFY is
+/// delivered when the transaction commits: a statement that fails notifies nobody.
+fn ended_notice(ch: &str, code: &str, cte: &str) -> String {
+    format!(
+        "SELECT pg_notify('{ch}', 'e ' || {code} || ' ' || string_agg(encode(key, 'hex'), ' ')) \
+         AS sent FROM (SELECT key, (row_number() OVER () - 1) / {KEYS_PER_NOTICE} AS g \
+         FROM {cte}) AS k GROUP BY g"
+    )
+}
+
+/// A query that sends `m <from> <to> <last seen><tail>` on `ch` for each row of `rows` (a
+/// `FROM` list with its `WHERE`), `tail` being the principal's mode and JSON; a notice too
+/// long for the server goes out with the mode `r` (read it from the store) instead.
+fn moved_notice(ch: &str, from: &str, to: &str, last_seen: &str, tail: &str, rows: &str) -> String {
+    format!(
+        "SELECT pg_notify('{ch}', CASE WHEN octet_length(head || tail) < {MAX_PAYLOAD} \
+         THEN head || tail ELSE head || ' r' END) AS sent FROM (\
+             SELECT 'm ' || encode({from}, 'hex') || ' ' || encode({to}, 'hex') || ' ' \
+             || ({last_seen})::bigint::text AS head, {tail} AS tail FROM {rows}\
+         ) AS m"
+    )
+}
+
+/// The tail of an `m` notice: the principal mode in parameter `mode` (0 keep, 1 set, 2
+/// clear) and, when set, the stored principal `json`.
+fn principal_tail(mode: &str, json: &str) -> String {
+    format!("CASE {mode} WHEN 1 THEN ' s ' || {json}::text WHEN 2 THEN ' c' ELSE ' k' END")
 }
 
 /// The server's clock in Unix milliseconds, read when evaluated (not at statement start).
@@ -116,6 +171,10 @@ pub(super) const PAST_DEADLINE: &str = "tessera: past the commit deadline";
 pub(super) const KEY_TAKEN: &str = "tessera: the target key is taken";
 
 pub(super) struct Statements {
+    /// The channel the write statements notify live handles on (see [`channel`]).
+    pub(super) channel: String,
+    /// Reads every session a re-validation asks about: `$1` the keys (`bytea[]`), `$2` now.
+    pub(super) revalidate: String,
     pub(super) load: String,
     pub(super) lookup: String,
     pub(super) create: String,
@@ -136,7 +195,13 @@ impl Statements {
         // The meta change is the last parameter of each statement.
         let set = assignments("$12");
         let set_admitting = assignments("$14");
+        let ch = channel(table);
+        let evictions = ended_notice(&ch, "'l'", "evicted");
         Self {
+            revalidate: format!(
+                "SELECT key, expires_at > $2, last_seen, principal, principal_data::text \
+                 FROM {t} WHERE key = ANY($1)"
+            ),
             load: format!("SELECT {RECORD_COLUMNS} FROM {t} WHERE key = $1 AND expires_at > $2"),
             lookup: format!("SELECT {RECORD_COLUMNS}, expires_at > $2 FROM {t} WHERE key = $1"),
             // $3..$12: the row; $13 max, $14 evict, $15 meta; $16 deadline, $17 lock timeout.
@@ -156,11 +221,12 @@ impl Statements {
                      AND ($14 OR (SELECT n FROM excess) = 0) AND {arm} \
                      ON CONFLICT (key) DO UPDATE SET {REPLACE} WHERE s.expires_at <= $2 \
                      RETURNING 1\
-                 ), answer AS MATERIALIZED (\
+                 ), evict_note AS MATERIALIZED ({evictions}), answer AS MATERIALIZED (\
                      SELECT CASE WHEN EXISTS (SELECT 1 FROM inserted) THEN 'applied' \
                      WHEN EXISTS (SELECT 1 FROM taken) THEN 'collision' \
                      WHEN (SELECT n FROM excess) > 0 AND NOT $14 THEN 'limit' \
-                     ELSE 'collision' END AS a, (SELECT count(*) FROM evicted) AS n\
+                     ELSE 'collision' END AS a, (SELECT count(*) FROM evicted) AS n, \
+                     (SELECT count(*) FROM evict_note) AS sent\
                  ) \
                  SELECT {answer} FROM answer",
                 room = make_room(&t, "$13", "$14"),
@@ -168,35 +234,61 @@ impl Statements {
                 answer = checked("a", "text", "$16"),
             ),
             // $13 deadline, $14 lock timeout.
+            // Joined with the row as it was (`o`), so a principal or scope change is told.
             patch: format!(
-                "UPDATE {t} AS s SET {set} WHERE s.key = $1 AND s.expires_at > $2 AND {arm} \
-                 RETURNING {answer}",
+                "WITH updated AS (\
+                     UPDATE {t} AS s SET {set} FROM {t} AS o \
+                     WHERE s.key = $1 AND o.key = $1 AND s.expires_at > $2 AND {arm} \
+                     RETURNING s.key, s.principal_data AS pd, o.principal_data AS old\
+                 ), note AS MATERIALIZED ({note}), answer AS MATERIALIZED (\
+                     SELECT (SELECT count(*) FROM updated) AS u, (SELECT count(*) FROM note) AS n\
+                 ) \
+                 SELECT {answer} FROM answer WHERE u > 0",
                 arm = arm("$14"),
                 answer = checked("1", "int", "$13"),
+                note = moved_notice(
+                    &ch,
+                    "key",
+                    "key",
+                    "$3",
+                    &principal_tail("$7", "pd"),
+                    "updated WHERE $7 <> 0 AND pd IS DISTINCT FROM old",
+                ),
             ),
             // A patch that sets a principal under a limit; $12 max, $13 evict, $14 meta, $15
             // deadline, $16 lock timeout. The row lock
             // of `cur` keeps its owner from changing until the transaction ends.
             patch_admitting: format!(
                 "WITH cur AS (\
-                     SELECT principal FROM {t} WHERE key = $1 AND expires_at > $2 AND {arm} \
-                     FOR UPDATE\
+                     SELECT principal, principal_data FROM {t} \
+                     WHERE key = $1 AND expires_at > $2 AND {arm} FOR UPDATE\
                  ), live AS (\
                      SELECT key, joined FROM {t} \
                      WHERE principal = $8 AND expires_at > $2 AND key <> $1 \
                      AND EXISTS (SELECT 1 FROM cur WHERE cur.principal IS DISTINCT FROM $8)\
                  ), {room}, updated AS (\
                      UPDATE {t} AS s SET {set_admitting} FROM cur \
-                     WHERE s.key = $1 AND ($13 OR (SELECT n FROM excess) = 0) RETURNING 1\
-                 ), answer AS MATERIALIZED (\
+                     WHERE s.key = $1 AND ($13 OR (SELECT n FROM excess) = 0) \
+                     RETURNING s.key, s.principal_data AS pd\
+                 ), evict_note AS MATERIALIZED ({evictions}), note AS MATERIALIZED ({note}), \
+                 answer AS MATERIALIZED (\
                      SELECT CASE WHEN EXISTS (SELECT 1 FROM updated) THEN 'applied' \
                      WHEN NOT EXISTS (SELECT 1 FROM cur) THEN 'missing' ELSE 'limit' END AS a, \
-                     (SELECT count(*) FROM evicted) AS n\
+                     (SELECT count(*) FROM evicted) AS n, \
+                     (SELECT count(*) FROM evict_note) + (SELECT count(*) FROM note) AS sent\
                  ) \
                  SELECT {answer} FROM answer",
                 room = make_room(&t, "$12", "$13"),
                 arm = arm("$16"),
                 answer = checked("a", "text", "$15"),
+                note = moved_notice(
+                    &ch,
+                    "updated.key",
+                    "updated.key",
+                    "$3",
+                    &principal_tail("$7", "updated.pd"),
+                    "updated, cur WHERE updated.pd IS DISTINCT FROM cur.principal_data",
+                ),
             ),
             // $1 from, $3 to; the patch shifted by one ($4..$12); $13 max, $14 evict, $15 meta;
             // $16 deadline, $17 lock timeout. The old row is deleted and the patched one
@@ -232,14 +324,16 @@ impl Statements {
                      src.user_agent, src.bound_user_agent, src.bound_ip, {meta} \
                      FROM src \
                      ON CONFLICT (key) DO UPDATE SET {REPLACE} WHERE s.expires_at <= $2 \
-                     RETURNING 1\
-                 ), answer AS MATERIALIZED (\
+                     RETURNING s.principal_data AS pd\
+                 ), evict_note AS MATERIALIZED ({evictions}), note AS MATERIALIZED ({note}), \
+                 answer AS MATERIALIZED (\
                      SELECT CASE WHEN EXISTS (SELECT 1 FROM moved) THEN 'applied' \
                      WHEN NOT EXISTS (SELECT 1 FROM src0) THEN 'missing' \
                      WHEN EXISTS (SELECT 1 FROM src) THEN {taken} \
                      WHEN EXISTS (SELECT 1 FROM to_live) THEN 'collision' \
                      WHEN (SELECT n FROM excess) > 0 THEN 'limit' \
-                     ELSE 'missing' END AS a, (SELECT count(*) FROM evicted) AS n\
+                     ELSE 'missing' END AS a, (SELECT count(*) FROM evicted) AS n, \
+                     (SELECT count(*) FROM evict_note) + (SELECT count(*) FROM note) AS sent\
                  ) \
                  SELECT {answer} FROM answer",
                 room = make_room(&t, "$13", "$14"),
@@ -247,12 +341,19 @@ impl Statements {
                 taken = fail(KEY_TAKEN, "text"),
                 answer = checked("a", "text", "$16"),
                 meta = merged_meta("src", "$15"),
+                note = moved_notice(&ch, "$1", "$3", "$4", &principal_tail("$8", "pd"), "moved"),
             ),
-            // $2 deadline, $3 lock timeout.
+            // $2 deadline, $3 lock timeout, $4 the code of the cause live handles end with.
             delete: format!(
-                "DELETE FROM {t} WHERE key = $1 AND {arm} RETURNING {answer}",
+                "WITH gone AS (\
+                     DELETE FROM {t} WHERE key = $1 AND {arm} RETURNING key\
+                 ), note AS MATERIALIZED ({note}), answer AS MATERIALIZED (\
+                     SELECT (SELECT count(*) FROM gone) AS g, (SELECT count(*) FROM note) AS n\
+                 ) \
+                 SELECT {answer} FROM answer WHERE g > 0",
                 arm = arm("$3"),
                 answer = checked("1", "int", "$2"),
+                note = ended_notice(&ch, "$4::text", "gone"),
             ),
             // $3 the data key, $4 the step; $5 deadline, $6 lock timeout. A value that is not an integer in i64 counts
             // as 0; the sum saturates at the i64 bounds. `jsonb_set` refuses a `data` that
@@ -299,18 +400,21 @@ impl Statements {
             // $3 deadline, $4 lock timeout. Answers how many of the deleted rows were live.
             delete_sessions_of: format!(
                 "WITH gone AS (\
-                     DELETE FROM {t} WHERE principal = $1 AND {arm} RETURNING expires_at\
-                 ), answer AS MATERIALIZED (\
-                     SELECT count(*) FILTER (WHERE expires_at > $2) AS n FROM gone\
+                     DELETE FROM {t} WHERE principal = $1 AND {arm} RETURNING key, expires_at\
+                 ), note AS MATERIALIZED ({note}), answer AS MATERIALIZED (\
+                     SELECT count(*) FILTER (WHERE expires_at > $2) AS n, \
+                     (SELECT count(*) FROM note) AS sent FROM gone\
                  ) \
                  SELECT {answer} FROM answer",
                 arm = arm("$4"),
                 answer = checked("n", "bigint", "$3"),
+                note = ended_notice(&ch, "'a'", "gone"),
             ),
             sweep: format!(
                 "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires_at <= $1 \
                  LIMIT $2 FOR UPDATE SKIP LOCKED)"
             ),
+            channel: ch,
         }
     }
 }

@@ -123,6 +123,7 @@ impl PostgresStore {
                     .bind(key.as_bytes().as_slice())
                     .bind(guard.deadline_ms)
                     .bind(guard.lock_ms)
+                    .bind(self.end_code(key))
                     .execute(&mut *conn)
                     .await
                     .map_err(from_sqlx)?;
