@@ -546,9 +546,9 @@ async fn sweep_deletes_expired_rows_through_the_expiry_index() {
 
 /// Statements per request, counted by the server (`pg_stat_statements`). A load is one
 /// statement, and so is every commit (one round trip each), but for a login under a
-/// per-principal limit: one transaction of three messages, `BEGIN; SET LOCAL ...; SET LOCAL
-/// ...; SELECT pg_advisory_xact_lock(...)` (one simple-query message), the commit statement,
-/// `COMMIT`.
+/// per-principal limit: one transaction of four messages, `BEGIN; SET LOCAL ...; SET LOCAL
+/// ...` (one simple-query message), `SELECT pg_advisory_xact_lock($1)`, the commit
+/// statement, `COMMIT`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_per_request_counted_by_the_server() {
     const N: i64 = 20;
@@ -713,4 +713,73 @@ fn label(query: &str) -> Option<&'static str> {
     } else {
         "other"
     })
+}
+
+/// A login under a per-principal limit that times out waiting for the principal's lock
+/// leaves its pool connection usable: the next request on that connection is served. (With
+/// the lock in the `BEGIN` message, the failed transaction went back to the pool open, and
+/// every later statement on the connection failed as "transaction is aborted".)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_wait_that_times_out_leaves_the_connection_usable() {
+    let table = unique("lock_wait");
+    let holder_store = store_in(&table, 4)
+        .await
+        .command_timeout(Duration::from_secs(20))
+        .max_sessions_per_principal(1000, LimitPolicy::EvictOldest);
+    let holder = api_app(holder_store);
+    let token = log_in(&holder).await;
+
+    // Hold the session's row, so the holder's rotation takes alice's advisory lock and then
+    // waits on the row, keeping the lock.
+    let mut admin = PgServer::shared().pool(1).await.begin().await.unwrap();
+    sqlx::query(&format!("SELECT 1 FROM {table} FOR UPDATE"))
+        .execute(&mut *admin)
+        .await
+        .unwrap();
+    let rotation = tokio::spawn({
+        let holder = holder.clone();
+        async move { request(&holder, "POST", "/login", Some(&token)).await }
+    });
+    let watcher = PgServer::shared().pool(1).await;
+    for _ in 0..1000 {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+        )
+        .fetch_one(&watcher)
+        .await
+        .unwrap();
+        if held > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // One connection, a short timeout: this login of alice waits on her lock and gives up.
+    let pool = PgServer::shared().pool(1).await;
+    let store = PostgresStore::new(pool)
+        .table(&table)
+        .unwrap()
+        .command_timeout(Duration::from_millis(800))
+        .max_sessions_per_principal(1000, LimitPolicy::EvictOldest);
+    let waiting = api_app(store);
+    let (status, _) = request(&waiting, "POST", "/login", None).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the lock wait times out"
+    );
+
+    // The same (only) connection serves the next request.
+    let other = log_in(&api_app(
+        PostgresStore::new(PgServer::shared().pool(1).await)
+            .table(&table)
+            .unwrap(),
+    ))
+    .await;
+    let (status, body) = request(&waiting, "GET", "/me", Some(&other)).await;
+    assert_eq!(status, StatusCode::OK, "the connection is usable: {body}");
+
+    admin.rollback().await.unwrap();
+    let (status, _) = rotation.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "the held rotation completes");
 }

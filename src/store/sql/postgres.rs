@@ -81,8 +81,10 @@ use statements::Statements;
     "[`PostgresStore::max_sessions_per_principal`]: it first takes a transaction-scoped\n",
     "advisory lock on the principal, so concurrent logins cannot both take the last place,\n",
     "and its statement needs a snapshot taken after that lock. It is one transaction of\n",
-    "three round trips: `BEGIN`, the timeouts and the lock in one simple-query message, the\n",
-    "statement, `COMMIT`. [`delete_sessions_of`](SessionStore::delete_sessions_of) under a limit takes the same\n",
+    "four round trips: `BEGIN` with the timeouts in one simple-query message, the lock,\n",
+    "the statement, `COMMIT` (the lock is its own statement so that a lock wait that times\n",
+    "out rolls back like any failed statement).\n",
+    "[`delete_sessions_of`](SessionStore::delete_sessions_of) under a limit takes the same\n",
     "lock.\n",
     "\n",
     "Every statement compares `expires_at` with the store's clock, so an expired row is\n",
@@ -138,7 +140,9 @@ use statements::Statements;
     "\n",
     "What this guarantees, and what it does not: a write answered with an error was not\n",
     "applied, except when the server stalls between the statement's deadline check and its\n",
-    "commit for longer than the margin, or when the server's clock runs behind the\n",
+    "commit for longer than the margin (a synchronous standby's wait comes after the check\n",
+    "too), when a limited login's separate `COMMIT` is delayed past the timeout on the\n",
+    "client's or the network's side, or when the server's clock runs behind the\n",
     "application's by more than the margin; then the answer is\n",
     "[`StoreErrorKind::Timeout`] and the outcome unknown, as for any commit in flight when a\n",
     "connection fails. A server clock *ahead* of the application's by more than the\n",
@@ -370,22 +374,31 @@ impl PostgresStore {
         })
     }
 
-    /// Opens a write transaction with the `SET LOCAL` timeouts, and the advisory lock
-    /// `lock` when given, in one simple-query message (one round trip), on a task of its
-    /// own: sqlx does not roll back a `BEGIN` whose caller went away before its answer, and
-    /// would hand the open transaction to the pool's next user. On its own task the `BEGIN`
-    /// always completes, and if our caller has gone, dropping the transaction rolls it back.
+    /// Opens a write transaction with the `SET LOCAL` timeouts, then takes the advisory
+    /// lock `lock` when given. The `BEGIN` runs on a task of its own: sqlx does not roll back
+    /// a `BEGIN` whose caller went away before its answer, and would hand the open
+    /// transaction to the pool's next user. On its own task the `BEGIN` always completes,
+    /// and if our caller has gone, dropping the transaction rolls it back.
+    ///
+    /// The lock is a statement inside the transaction, not part of the `BEGIN` message: a
+    /// lock wait that fails (its timeout) inside the `BEGIN` message would leave a failed
+    /// transaction that sqlx does not know it opened, and the connection would go back to the
+    /// pool refusing every statement; inside, the dropped transaction rolls back.
     async fn begin(&self, lock: Option<i64>) -> Result<Transaction<'static, Postgres>, StoreError> {
         let pool = self.inner.pool.clone();
-        let begin = match lock {
-            // An integer literal: nothing to escape.
-            Some(id) => format!("{}; SELECT pg_advisory_xact_lock({id})", self.inner.begin),
-            None => self.inner.begin.clone(),
-        };
-        tokio::spawn(async move { pool.begin_with(begin).await })
+        let begin = self.inner.begin.clone();
+        let mut tx = tokio::spawn(async move { pool.begin_with(begin).await })
             .await
             .map_err(|e| StoreError::new(StoreErrorKind::Unavailable, e))?
-            .map_err(from_sqlx)
+            .map_err(from_sqlx)?;
+        if let Some(id) = lock {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+        }
+        Ok(tx)
     }
 
     /// Runs `op` in one write transaction (after taking the advisory lock `lock`, when
