@@ -3,13 +3,12 @@
 //!
 //! `e <reason> <hex>...`: the sessions under these store keys ended (reason: `d` deleted,
 //! `o` logged out, `x` destroyed, `w` ended elsewhere, `a` logged out everywhere, `l`
-//! per-principal limit). `m <from> <to> <last seen> <mode> [principal JSON]`: the session
-//! moved (or was patched in place when `from` = `to`) and kept (`k`), set (`s`, with the
-//! JSON) or cleared (`c`) its principal; `r`: it set a principal too large to carry, which
-//! the receiver reads from the store. Store keys and causes only, never IDs or tokens.
+//! per-principal limit). `m <from> <to> <last seen> r`: the session moved (or was patched
+//! in place when `from` = `to`); the receiver reads what it holds now from the store and
+//! ignores anything after the keys. Store keys and causes only, never IDs, tokens or
+//! principals.
 
 use super::{EndReason, Registry};
-use crate::principal::Principal;
 use crate::token::StoreKey;
 
 /// The code a delete sends for `reason`.
@@ -37,8 +36,15 @@ pub(crate) fn reason_of(code: &str) -> EndReason {
 }
 
 /// Applies one notice to the registry; anything malformed is ignored. Answers the key the
-/// caller must read from the store to finish it (an `r` move), if any, and whether the
-/// session rotated to it.
+/// caller must read from the store to finish a move, if handles moved to it, and whether
+/// the session rotated to it.
+///
+/// A notice is a hint, not a source of truth: whoever can publish on the channel (a Redis
+/// client allowed `PUBLISH`, any PostgreSQL role, since `NOTIFY` needs no privilege) can
+/// send one. An end only ends handles early, which such a sender could cause anyway; but a
+/// move's principal, scopes and last use are never taken from the notice: the receiver
+/// reads them from the store, so a forged notice can neither grant a handle scopes nor
+/// keep it from its idle deadline.
 pub(crate) fn apply(registry: &Registry, payload: &[u8]) -> Option<(StoreKey, bool)> {
     let text = std::str::from_utf8(payload).ok()?;
     if let Some(rest) = text.strip_prefix("e ") {
@@ -48,26 +54,15 @@ pub(crate) fn apply(registry: &Registry, payload: &[u8]) -> Option<(StoreKey, bo
             registry.heard_end(key, reason);
         }
     } else if let Some(rest) = text.strip_prefix("m ") {
-        let mut parts = rest.splitn(5, ' ');
-        let (Some(from), Some(to), Some(last_seen), Some(mode)) = (
+        // `<from> <to> <last seen> <mode> [principal]`: only the keys are used (see above).
+        let mut parts = rest.splitn(3, ' ');
+        let (Some(from), Some(to)) = (
             parts.next().and_then(StoreKey::from_hex),
             parts.next().and_then(StoreKey::from_hex),
-            parts.next().and_then(|l| l.parse::<i64>().ok()),
-            parts.next(),
         ) else {
             return None;
         };
-        let principal = match mode {
-            "s" => Some(
-                parts
-                    .next()
-                    .and_then(|json| serde_json::from_str::<Principal>(json).ok()),
-            ),
-            "c" => Some(None),
-            _ => None,
-        };
-        registry.moved(from, to, principal.as_ref().map(Option::as_ref), last_seen);
-        if mode == "r" {
+        if registry.moved(from, to, None, i64::MIN) {
             return Some((to, from != to));
         }
     }

@@ -276,20 +276,20 @@ impl Registry {
     }
 
     /// A commit moved `from` to `to` (or patched it in place when they are equal), leaving
-    /// `principal` on it, seen at `last_seen`.
+    /// `principal` on it, seen at `last_seen`. Answers whether handles now wait on `to`.
     pub(crate) fn moved(
         &self,
         from: StoreKey,
         to: StoreKey,
         principal: Option<Option<&Principal>>,
         last_seen: i64,
-    ) {
+    ) -> bool {
         if self.idle() {
-            return;
+            return false;
         }
         let mut slots = lock(&self.slots);
         let Some(list) = slots.remove(&from) else {
-            return;
+            return false;
         };
         let mut kept = Vec::with_capacity(list.len());
         for slot in list {
@@ -320,9 +320,11 @@ impl Registry {
                 kept.push(slot);
             }
         }
-        if !kept.is_empty() {
+        let any = !kept.is_empty();
+        if any {
             slots.entry(to).or_default().extend(kept);
         }
+        any
     }
 
     /// What the store said of `key` when asked again: on a re-check (`recheck`: the handles

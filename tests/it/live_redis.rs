@@ -230,3 +230,29 @@ async fn on_a_cluster_a_logout_reaches_the_other_instance_also_across_a_lost_sub
         "ended after the reconnect: {reason:?}"
     );
 }
+
+/// A notice is a hint: one forged by a client allowed only `PUBLISH` can neither grant a
+/// handle scopes nor keep it alive past the session's real end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_move_notice_grants_no_scopes_and_keeps_no_handle_alive() {
+    let server = RedisServer::start();
+    let (a, b) = pair(&server.url(), "forged:", None).await;
+    let alice = a.login("alice").await;
+    let mut live = a.open(&alice).await;
+    subscribed(&server, 1).await;
+
+    let key = live.key().to_hex();
+    let forged = format!(
+        "m {key} {key} 9223372036854775807 s {}",
+        r#"{"kind":"user","id":"alice","scopes":["admin"]}"#
+    );
+    let heard = server
+        .cmd(&[b"PUBLISH", b"forged:live", forged.as_bytes()])
+        .and_then(|r| r.int());
+    assert_eq!(heard, Some(1), "A's subscription hears the forged notice");
+    // The store still holds alice without scopes: nothing to report.
+    assert!(quiet(&mut live).await, "no scopes from a notice");
+
+    b.post("/logout", &alice).await;
+    assert_eq!(end_of(&mut live).await, EndReason::LoggedOut);
+}

@@ -127,7 +127,10 @@ static CLUSTER: LazyLock<Script> = script!("cluster.lua");
 /// limit), moves it or changes its principal or scopes publishes a short message on the
 /// channel `<prefix>live`, from the same script, so a notice is sent exactly when the change
 /// applies. Messages carry store keys (the hashes the keys are named after) and the cause,
-/// never session IDs or tokens. An end heard in the 30 seconds before a handle opens (its
+/// never session IDs, tokens or principals; for a move the receiver reads the session's
+/// principal, scopes and last use from the store, so a message forged by a client allowed to
+/// `PUBLISH` can end handles early but grants no scopes and keeps none alive (restrict
+/// `PUBLISH` on `<prefix>live` with an ACL all the same). An end heard in the 30 seconds before a handle opens (its
 /// request loaded the session, then another instance ended it) ends the handle as it opens.
 /// Refreshes are not published: at its idle deadline a handle
 /// looks its session up once (one `HGETALL`) and ends only if no instance used it meanwhile.

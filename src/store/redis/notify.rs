@@ -106,9 +106,18 @@ async fn listen(registry: Weak<Registry>, store: RedisStore, clients: Arc<[redis
                                 std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next(cx));
                             match tokio::time::timeout(PING_EVERY, next).await {
                                 Ok(Some(msg)) => match registry.upgrade() {
-                                    Some(registry) => {
-                                        // Redis carries every principal: no `r` notice.
-                                        let _ = apply(&registry, msg.get_payload_bytes());
+                                    Some(strong) => {
+                                        // A move names its keys only: what the session now
+                                        // holds is read from the store (see `notice`).
+                                        if let Some((key, rotated)) =
+                                            apply(&strong, msg.get_payload_bytes())
+                                        {
+                                            tokio::spawn(store.clone().reread(
+                                                registry.clone(),
+                                                key,
+                                                rotated,
+                                            ));
+                                        }
                                     }
                                     None => return,
                                 },
@@ -207,6 +216,33 @@ impl RedisStore {
             keys = moved;
         }
         Ok(())
+    }
+
+    /// Reads the session a move notice named and reports it to the registry: its
+    /// principal, scopes and last use as the store has them. A cluster move still on its
+    /// way (its stub) is read again shortly, a few times at most.
+    async fn reread(self, registry: Weak<Registry>, key: StoreKey, rotated: bool) {
+        for _ in 0..MAX_FOLLOW {
+            let rows = match self.read_rows(&[key]).await {
+                Ok(rows) => rows,
+                Err(err) => {
+                    tracing::debug!(%err, "live-session re-read failed");
+                    return;
+                }
+            };
+            let Some(registry) = registry.upgrade() else {
+                return;
+            };
+            let Some((row, cause)) = rows.into_iter().next() else {
+                return;
+            };
+            if let Some(seen) = seen(&row, cause.as_deref(), self.clock.now(), rotated) {
+                registry.rechecked(key, seen, false);
+                return;
+            }
+            drop(registry);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// One batch of re-validation reads (see `revalidate`).

@@ -220,16 +220,11 @@ local function notify_ended(prefix, reason, hexes, remember)
   end
 end
 
--- The patch at ARGV[i] (see apply) as the tail of an 'm' message.
+-- An 'm' message for the patch at ARGV[i] (see apply): the keys and the last use, with the
+-- mode 'r' (read the session from the store). The principal is never published: any
+-- subscriber would read its attributes, and receivers take nothing but keys from a notice.
 local function notify_moved(prefix, from, to, i)
-  local mode = ARGV[i + 2]
-  local tail = ' k'
-  if mode == 'set' then
-    tail = ' s ' .. ARGV[i + 3]
-  elseif mode == 'clear' then
-    tail = ' c'
-  end
-  notify(prefix, 'm ' .. from .. ' ' .. to .. ' ' .. ARGV[i] .. tail)
+  notify(prefix, 'm ' .. from .. ' ' .. to .. ' ' .. ARGV[i] .. ' r')
 end
 
 -- Whether the patch at ARGV[i] changes the principal (or its scopes) of the record whose

@@ -204,7 +204,7 @@ async fn serve(
     }
 }
 
-/// Applies one notice; a principal too large for a notice is read from the store.
+/// Applies one notice; a moved session is read from the store.
 fn heard(registry: &Arc<Registry>, store: &Weak<Inner>, payload: &str) {
     let Some((key, rotated)) = notice::apply(registry, payload.as_bytes()) else {
         return;

@@ -123,11 +123,9 @@ fn moved_notice(ch: &str, from: &str, to: &str, last_seen: &str, tail: &str, row
     )
 }
 
-/// The tail of an `m` notice: the principal mode in parameter `mode` (0 keep, 1 set, 2
-/// clear) and, when set, the stored principal `json`.
-fn principal_tail(mode: &str, json: &str) -> String {
-    format!("CASE {mode} WHEN 1 THEN ' s ' || {json}::text WHEN 2 THEN ' c' ELSE ' k' END")
-}
+/// The tail of an `m` notice: the mode `r` (read the session from the store). The principal
+/// is never sent: any role can `LISTEN`, and receivers take nothing but keys from a notice.
+const MOVED_TAIL: &str = "' r'";
 
 /// The server's clock in Unix milliseconds, read when evaluated (not at statement start).
 const CLOCK_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
@@ -251,7 +249,7 @@ impl Statements {
                     "key",
                     "key",
                     "$3",
-                    &principal_tail("$7", "pd"),
+                    MOVED_TAIL,
                     "updated WHERE $7 <> 0 AND pd IS DISTINCT FROM old",
                 ),
             ),
@@ -286,7 +284,7 @@ impl Statements {
                     "updated.key",
                     "updated.key",
                     "$3",
-                    &principal_tail("$7", "updated.pd"),
+                    MOVED_TAIL,
                     "updated, cur WHERE updated.pd IS DISTINCT FROM cur.principal_data",
                 ),
             ),
@@ -341,7 +339,7 @@ impl Statements {
                 taken = fail(KEY_TAKEN, "text"),
                 answer = checked("a", "text", "$16"),
                 meta = merged_meta("src", "$15"),
-                note = moved_notice(&ch, "$1", "$3", "$4", &principal_tail("$8", "pd"), "moved"),
+                note = moved_notice(&ch, "$1", "$3", "$4", MOVED_TAIL, "moved"),
             ),
             // $2 deadline, $3 lock timeout, $4 the code of the cause live handles end with.
             delete: format!(
