@@ -185,10 +185,21 @@ impl Registry {
         if let Some(watch) = &self.watch {
             // A key never comes back once deleted, so an end heard before the handle
             // registered is its session's end.
-            let heard = lock(&self.recent)
-                .iter()
-                .find(|(_, k, _)| *k == key)
-                .map(|(_, _, reason)| *reason);
+            let now = Instant::now();
+            let heard = {
+                let mut recent = lock(&self.recent);
+                // Aged out here too, so a quiet fleet's old ends are not kept (or scanned).
+                while recent
+                    .front()
+                    .is_some_and(|(at, _, _)| now.duration_since(*at) > RECENT_FOR)
+                {
+                    recent.pop_front();
+                }
+                recent
+                    .iter()
+                    .find(|(_, k, _)| *k == key)
+                    .map(|(_, _, reason)| *reason)
+            };
             if let Some(reason) = heard {
                 self.ended(key, reason);
             }
