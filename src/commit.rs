@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{EventKind, RotateReason};
 use crate::record::Patch;
-use crate::session::{EndKind, Id, Session, State};
-use crate::store::{BoxFuture, Commit, CommitOutcome, LayerStore};
+use crate::session::{EndKind, Id, Session, SharedData, State};
+use crate::store::{BoxFuture, Commit, CommitOutcome, LayerStore, MemoryStore};
 use crate::token::{SessionId, StoreKey};
 use crate::transport::Emit;
 
@@ -25,6 +25,13 @@ pub(crate) struct Plan {
     pub(crate) delete: Option<(StoreKey, EndKind)>,
     pub(crate) write: Option<Write>,
     pub(crate) emit: EmitPlan,
+}
+
+/// The data of a new session for the default store, in the form its entry keeps (the
+/// create's record then carries none), so no map is built only to be turned back into a slice.
+struct InMemory<'a> {
+    store: &'a MemoryStore,
+    data: Option<SharedData>,
 }
 
 /// The write that follows the delete, if any.
@@ -268,12 +275,16 @@ impl Session {
             }
         ) && !self.lock().changes.extend;
         for _ in 0..3 {
-            let (commit, event, emit) = {
+            let (commit, event, in_memory, emit) = {
                 let mut st = self.lock();
-                let (commit, event) = self.build(&mut st, write, now);
-                (commit, event, self.emit(&mut st, plan.emit, now))
+                let (commit, event, in_memory) = self.build(&mut st, write, now);
+                (commit, event, in_memory, self.emit(&mut st, plan.emit, now))
             };
-            match layer.store().commit(commit, store_now).await {
+            let outcome = match in_memory {
+                Some(InMemory { store, data }) => store.create_shared(commit, data, store_now),
+                None => layer.store().commit(commit, store_now).await,
+            };
+            match outcome {
                 Ok(CommitOutcome::Applied) => {
                     if let Some((kind, key)) = event {
                         // The key is known: no second SHA-256 of the ID for it.
@@ -302,13 +313,14 @@ impl Session {
         Err(CommitFailure::Collisions)
     }
 
-    /// The store call for `write`, and the event to report once it is applied.
+    /// The store call for `write`, the event to report once it is applied, and for a new
+    /// session in the default store its data (see [`InMemory`]).
     fn build(
         &self,
         st: &mut State,
         write: Write,
         now: i64,
-    ) -> (Commit, Option<(EventKind, StoreKey)>) {
+    ) -> (Commit, Option<(EventKind, StoreKey)>, Option<InMemory<'_>>) {
         let layer = &self.inner.layer;
         let timeouts = layer.timeouts();
         let (key, moved) = match write {
@@ -316,7 +328,15 @@ impl Session {
                 st.own_id();
                 let key = st.ensure_id().store_key();
                 let mut record = st.record.clone();
-                *record.data_mut() = st.data.to_map();
+                // The default store keeps data as a sorted slice, which the session's data
+                // already is: no map built only to be turned back into one.
+                let memory = match layer.store() {
+                    LayerStore::Memory(store) => Some((store, st.data.to_shared())),
+                    LayerStore::Dyn(_) => {
+                        *record.data_mut() = st.data.to_map();
+                        None
+                    }
+                };
                 record.set_created(now, timeouts.expires_at(now, now));
                 let user_agent = self.seen().user_agent.as_ref();
                 record.set_user_agent(user_agent.and_then(|v| v.to_str().ok()));
@@ -324,9 +344,11 @@ impl Session {
                     .binding()
                     .stamp(&mut record, &self.inner.request.client);
                 st.record.set_created(now, record.expires_at());
+                let memory = memory.map(|(store, data)| InMemory { store, data });
                 return (
                     Commit::Create { key, record },
                     Some((EventKind::Created, key)),
+                    memory,
                 );
             }
             Write::Patch { key, .. } => (key, false),
@@ -365,11 +387,13 @@ impl Session {
                 (
                     Commit::Move { from, to, patch },
                     Some((EventKind::Rotated(reason), to)),
+                    None,
                 )
             }
             Write::Patch { refresh_only, .. } => (
                 Commit::Patch { key, patch },
                 refresh_only.then_some((EventKind::Refreshed, key)),
+                None,
             ),
             Write::Create => unreachable!("returned above"),
         }

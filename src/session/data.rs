@@ -129,6 +129,22 @@ impl SessionData {
         }
     }
 
+    /// The data as the default store's entry keeps it, for a new session's create: no map
+    /// built only to be turned back into a slice. `None` when there is none.
+    pub(crate) fn to_shared(&self) -> Option<SharedData> {
+        match self {
+            Self::Owned(data) if data.is_empty() => None,
+            // One allocation: a mapped slice iterator knows its length.
+            Self::Owned(data) => Some(
+                data.iter()
+                    .map(|(k, v)| (DataKey::from(k.as_str()), v.clone()))
+                    .collect(),
+            ),
+            Self::Shared(data) if data.is_empty() => None,
+            Self::Shared(data) => Some(data.clone()),
+        }
+    }
+
     /// A copy of the data as a record carries it.
     pub(crate) fn to_map(&self) -> BTreeMap<String, Value> {
         // Inserted one by one: `collect` would gather and sort a vector first, which costs

@@ -346,19 +346,19 @@ impl MemoryStore {
         }
     }
 
-    fn create(&self, key: StoreKey, record: Record, now: i64) -> Result<CommitOutcome, StoreError> {
-        let _gate = record.principal().and_then(|_| self.gate());
+    fn create(&self, key: StoreKey, entry: Entry, now: i64) -> Result<CommitOutcome, StoreError> {
+        let _gate = entry.principal().and_then(|_| self.gate());
         if self.is_live(&key, now) {
             return Ok(CommitOutcome::Collision);
         }
-        if let Some(p) = record.principal() {
+        if let Some(p) = entry.principal() {
             self.make_room(&p.index_key(), now)?;
         }
         let mut shard = self.shard(&key);
         if shard.peek(&key).is_some_and(|r| !r.is_expired(now)) {
             return Ok(CommitOutcome::Collision);
         }
-        self.insert(&mut shard, key, Entry::new(record), now);
+        self.insert(&mut shard, key, entry, now);
         Ok(CommitOutcome::Applied)
     }
 
@@ -515,10 +515,26 @@ impl MemoryStore {
         self.commit_at(commit, self.now())
     }
 
+    /// The layer's commit at `now` (`None`: this store's own clock) of a new session whose
+    /// data comes in the form an entry keeps: a [`Commit::Create`]'s record map is ignored
+    /// for `data`. Other commits are applied as they are.
+    pub(crate) fn create_shared(
+        &self,
+        commit: Commit,
+        data: Option<SharedData>,
+        now: Option<i64>,
+    ) -> Result<CommitOutcome, StoreError> {
+        let now = now.unwrap_or_else(|| self.now());
+        match commit {
+            Commit::Create { key, record } => self.create(key, Entry::with_data(record, data), now),
+            other => self.commit_at(other, now),
+        }
+    }
+
     /// [`MemoryStore::commit_now`] at `now`, for a caller that already read this store's clock.
     pub(crate) fn commit_at(&self, commit: Commit, now: i64) -> Result<CommitOutcome, StoreError> {
         match commit {
-            Commit::Create { key, record } => self.create(key, record, now),
+            Commit::Create { key, record } => self.create(key, Entry::new(record), now),
             Commit::Patch { key, patch } => self.patch(key, &patch, now),
             Commit::Move { from, to, patch } => self.move_to(from, to, &patch, now),
             Commit::Delete { key } => {

@@ -80,21 +80,27 @@ fn boxed_flash(flash: Vec<Flash>) -> Option<Box<Box<[Flash]>>> {
 }
 
 impl Entry {
-    pub(super) fn new(record: Record) -> Self {
+    pub(super) fn new(mut record: Record) -> Self {
+        // BTreeMap iterates in key order, so the slice is born sorted.
+        let data = shared(
+            std::mem::take(&mut record.data)
+                .into_iter()
+                .map(|(k, v)| (DataKey::from(k.as_str()), v))
+                .collect(),
+        );
+        Self::with_data(record, data)
+    }
+
+    /// An entry of `record` whose data is `data`, sorted by key; `record`'s own data map is
+    /// ignored.
+    pub(super) fn with_data(record: Record, data: Option<SharedData>) -> Self {
         Self {
             created: record.created,
             last_seen: record.last_seen,
             expires_at: record.expires_at,
             queued: record.expires_at,
             principal: record.principal.map(Box::new),
-            // BTreeMap iterates in key order, so the slice is born sorted.
-            data: shared(
-                record
-                    .data
-                    .into_iter()
-                    .map(|(k, v)| (DataKey::from(k.as_str()), v))
-                    .collect(),
-            ),
+            data,
             flash: boxed_flash(record.flash),
             user_agent: record.user_agent.map(String::into_boxed_str),
             binding: match (record.bound_user_agent, record.bound_ip) {
