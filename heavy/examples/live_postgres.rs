@@ -10,11 +10,9 @@
 //! statements the server runs in 35 s (`pg_stat_statements`; the listener pings after 30 s
 //! of silence).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum_tessera::Key;
-use futures_util::StreamExt as _;
-use reqwest::header::COOKIE;
 use sqlx::Executor as _;
 
 #[path = "../../examples/demo/app.rs"]
@@ -43,12 +41,11 @@ async fn demo_on_postgres(server: &postgres::PgServer, key: &Key) -> String {
     format!("127.0.0.1:{}", addr.port())
 }
 
-/// Signing in, opening the live socket and reading its close, shared with the other
-/// latency example.
+/// The browser-side steps and the two measurements, shared with the other latency example.
 #[path = "live_common/client.rs"]
 mod client;
 
-use client::{close_code, csrf, open, sign_in};
+use client::{idle_sockets, logout_latency};
 
 const TRIALS: usize = 200;
 const IDLE_SOCKETS: usize = 100;
@@ -67,41 +64,8 @@ async fn main() {
     let b = demo_on_postgres(&server, &key).await;
     let http = http::client();
 
-    let mut took = Vec::with_capacity(TRIALS);
-    for _ in 0..TRIALS {
-        let cookie = sign_in(&http, &a).await;
-        let mut ws = open(&a, &cookie).await;
-        let token = csrf(&http, &b, &cookie).await;
-        let start = Instant::now();
-        let logout = http
-            .post(format!("http://{b}/logout"))
-            .header(COOKIE, &cookie)
-            .form(&[("csrf_token", token.as_str())])
-            .send();
-        let (res, code) = tokio::join!(logout, close_code(&mut ws));
-        let elapsed = start.elapsed();
-        assert!(res.unwrap().status().is_redirection());
-        assert_eq!(code, 4001);
-        took.push(elapsed);
-    }
-    took.sort();
-    println!(
-        "logout through B -> 4001 close frame on A, {TRIALS} trials: median {:.2} ms, p90 {:.2} ms, worst {:.2} ms",
-        ms(took[TRIALS / 2]),
-        ms(took[TRIALS * 9 / 10]),
-        ms(took[TRIALS - 1]),
-    );
-
-    let mut sockets = Vec::with_capacity(IDLE_SOCKETS);
-    for _ in 0..IDLE_SOCKETS {
-        let cookie = sign_in(&http, &a).await;
-        sockets.push(open(&a, &cookie).await);
-    }
-    // Reading the sockets' pushes, as a browser would, so nothing backs up.
-    let readers: Vec<_> = sockets
-        .into_iter()
-        .map(|mut ws| tokio::spawn(async move { while ws.next().await.is_some() {} }))
-        .collect();
+    logout_latency(&http, &a, &b, TRIALS).await;
+    let readers = idle_sockets(&http, &a, IDLE_SOCKETS).await;
     admin
         .execute("SELECT pg_stat_statements_reset()")
         .await
@@ -123,8 +87,4 @@ async fn main() {
     for r in readers {
         r.abort();
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

@@ -9,11 +9,9 @@
 //! sockets on A, resets the server's command statistics and reads them after 35 s (the
 //! subscription pings after 30 s of silence).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum_tessera::Key;
-use futures_util::StreamExt as _;
-use reqwest::header::COOKIE;
 
 #[path = "../../examples/demo/app.rs"]
 #[allow(dead_code)]
@@ -31,24 +29,22 @@ mod redis_server;
 /// One instance of the demo app on `url`'s Redis, with the demo's own Redis settings (as a
 /// demo process with `DEMO_STORE=redis://...` and the `TESSERA_SECRET` `key`); answers its
 /// address. Each call has its own store: its own connection, subscription and live handles.
-#[cfg(feature = "redis")]
 async fn demo_on_redis(url: &str, key: &axum_tessera::Key) -> String {
     let (web, api) = app::dev_configs(key.clone());
     let store = axum_tessera::store::RedisStore::connect(url)
         .await
         .expect("a redis URL")
-        .command_timeout(std::time::Duration::from_millis(500));
+        .command_timeout(Duration::from_millis(500));
     let (web, api) = app::layers(web, api, store);
     let addr = http::serve(app::routes(web, api)).await;
     format!("127.0.0.1:{}", addr.port())
 }
 
-/// Signing in, opening the live socket and reading its close, shared with the other
-/// latency example.
+/// The browser-side steps and the two measurements, shared with the other latency example.
 #[path = "live_common/client.rs"]
 mod client;
 
-use client::{close_code, csrf, open, sign_in};
+use client::{idle_sockets, logout_latency};
 
 const TRIALS: usize = 200;
 const IDLE_SOCKETS: usize = 100;
@@ -62,41 +58,8 @@ async fn main() {
     let b = demo_on_redis(&server.url(), &key).await;
     let http = http::client();
 
-    let mut took = Vec::with_capacity(TRIALS);
-    for _ in 0..TRIALS {
-        let cookie = sign_in(&http, &a).await;
-        let mut ws = open(&a, &cookie).await;
-        let token = csrf(&http, &b, &cookie).await;
-        let start = Instant::now();
-        let logout = http
-            .post(format!("http://{b}/logout"))
-            .header(COOKIE, &cookie)
-            .form(&[("csrf_token", token.as_str())])
-            .send();
-        let (res, code) = tokio::join!(logout, close_code(&mut ws));
-        let elapsed = start.elapsed();
-        assert!(res.unwrap().status().is_redirection());
-        assert_eq!(code, 4001);
-        took.push(elapsed);
-    }
-    took.sort();
-    println!(
-        "logout through B -> 4001 close frame on A, {TRIALS} trials: median {:.2} ms, p90 {:.2} ms, worst {:.2} ms",
-        ms(took[TRIALS / 2]),
-        ms(took[TRIALS * 9 / 10]),
-        ms(took[TRIALS - 1]),
-    );
-
-    let mut sockets = Vec::with_capacity(IDLE_SOCKETS);
-    for _ in 0..IDLE_SOCKETS {
-        let cookie = sign_in(&http, &a).await;
-        sockets.push(open(&a, &cookie).await);
-    }
-    // Reading the sockets' pushes, as a browser would, so nothing backs up.
-    let readers: Vec<_> = sockets
-        .into_iter()
-        .map(|mut ws| tokio::spawn(async move { while ws.next().await.is_some() {} }))
-        .collect();
+    logout_latency(&http, &a, &b, TRIALS).await;
+    let readers = idle_sockets(&http, &a, IDLE_SOCKETS).await;
     server.text("CONFIG RESETSTAT");
     tokio::time::sleep(IDLE_WINDOW).await;
     let calls: Vec<(String, u64)> = server
@@ -113,8 +76,4 @@ async fn main() {
     for r in readers {
         r.abort();
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
