@@ -11,7 +11,10 @@ use axum_tessera::store::{LimitPolicy, PostgresStore};
 use sqlx::{Connection as _, Executor as _, PgConnection};
 
 use crate::live::{end_of, next};
-use crate::support::fleet::{instance, quiet, Instance};
+use crate::support::fleet::{
+    a_handle_ends_for, a_rotation_keeps_the_handle, an_idle_deadline_is_rechecked, causes,
+    instance, quiet, Instance,
+};
 use crate::support::postgres::PgServer;
 
 fn table(name: &str) -> String {
@@ -65,42 +68,10 @@ async fn listening(server: &PgServer, table: &str, n: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handle_on_one_instance_ends_for_every_cause_on_another() {
     let server = PgServer::shared();
-    let cases = [
-        ("logout", "/logout", false, EndReason::LoggedOut),
-        ("destroy", "/destroy", false, EndReason::Destroyed),
-        (
-            "everywhere",
-            "/everywhere",
-            true,
-            EndReason::LoggedOutEverywhere,
-        ),
-        ("ended elsewhere", "/end/", true, EndReason::EndedElsewhere),
-        (
-            "another principal",
-            "/login/mallory",
-            false,
-            EndReason::PrincipalChanged,
-        ),
-    ];
-    for (name, uri, other_device, expect) in cases {
+    for cause in causes() {
         let table = table("cause");
         let (a, b) = pair(server, &table, None).await;
-        let token = a.login("alice").await;
-        let mut live = a.open(&token).await;
-        listening(server, &table, 1).await;
-        let (actor, uri) = if other_device {
-            let uri = if uri == "/end/" {
-                format!("/end/{}", live.key().to_hex())
-            } else {
-                uri.to_owned()
-            };
-            (b.login("alice").await, uri)
-        } else {
-            (token, uri.to_owned())
-        };
-        b.post(&uri, &actor).await;
-        assert_eq!(end_of(&mut live).await, expect, "{name}");
-        assert!(live.next().await.is_none(), "{name}: nothing after the end");
+        a_handle_ends_for(&a, &b, listening(server, &table, 1), &cause).await;
     }
 
     // The per-principal limit: a login through B evicts the oldest session, open on A.
@@ -118,23 +89,7 @@ async fn scope_changes_and_rotations_through_another_instance_keep_the_handle() 
     let server = PgServer::shared();
     let table = table("keep");
     let (a, b) = pair(server, &table, None).await;
-    let token = a.login("alice").await;
-    let mut live = a.open(&token).await;
-    let first = live.key();
-    listening(server, &table, 1).await;
-    // `set_scopes` rotates the ID: the handle follows it.
-    let token = b.post("/scopes", &token).await;
-    match next(&mut live).await {
-        LiveEvent::Changed { scopes, rotated } => {
-            assert!(rotated);
-            assert_eq!(scopes.into_iter().collect::<Vec<_>>(), ["read", "write"]);
-        }
-        other => panic!("expected a change, got {other:?}"),
-    }
-    assert_ne!(live.key(), first);
-    assert!(quiet(&mut live).await, "the handle lives on");
-    b.post("/logout", &token).await;
-    assert_eq!(end_of(&mut live).await, EndReason::LoggedOut);
+    a_rotation_keeps_the_handle(&a, &b, listening(server, &table, 1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,22 +185,7 @@ async fn an_idle_deadline_is_rechecked_when_another_instance_kept_the_session_bu
     let idle = Duration::from_secs(3);
     let a = instance(store(server, &table, None).await, idle);
     let b = instance(store(server, &table, None).await, idle);
-    let token = a.login("alice").await;
-    let mut live = a.open(&token).await;
-    // Requests through B for twice the idle timeout: A's handle passes its own deadline
-    // (it saw no request), asks the store, and finds the session used meanwhile.
-    for _ in 0..6 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(b.get("/whoami", &token).await, "true");
-        assert!(
-            tokio::time::timeout(Duration::ZERO, live.next())
-                .await
-                .is_err(),
-            "kept alive through B"
-        );
-    }
-    // Left alone, it ends at the idle deadline.
-    assert_eq!(end_of(&mut live).await, EndReason::IdleTimeout);
+    an_idle_deadline_is_rechecked(&a, &b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,10 @@ use axum_tessera::live::{EndReason, LiveEvent};
 use axum_tessera::store::{LimitPolicy, RedisStore};
 
 use crate::live::{end_of, next};
-use crate::support::fleet::{instance, quiet, until, Instance};
+use crate::support::fleet::{
+    a_handle_ends_for, a_rotation_keeps_the_handle, an_idle_deadline_is_rechecked, causes,
+    instance, quiet, until, Instance,
+};
 use crate::support::redis::{RedisCluster, RedisServer, Resp};
 
 async fn pair(url: &str, prefix: &str, limit: Option<usize>) -> (Instance, Instance) {
@@ -41,59 +44,9 @@ async fn subscribed(server: &RedisServer, n: usize) {
 async fn a_handle_on_one_instance_ends_for_every_cause_on_another() {
     let server = RedisServer::start();
     let url = server.url();
-    struct Case {
-        name: &'static str,
-        /// Done through B with the session's own token, or with a second session of the
-        /// same user (`other_device`).
-        uri: &'static str,
-        other_device: bool,
-        expect: EndReason,
-    }
-    let cases = [
-        ("logout", "/logout", false, EndReason::LoggedOut),
-        ("destroy", "/destroy", false, EndReason::Destroyed),
-        (
-            "everywhere",
-            "/everywhere",
-            true,
-            EndReason::LoggedOutEverywhere,
-        ),
-        ("ended elsewhere", "/end/", true, EndReason::EndedElsewhere),
-        (
-            "another principal",
-            "/login/mallory",
-            false,
-            EndReason::PrincipalChanged,
-        ),
-    ]
-    .map(|(name, uri, other_device, expect)| Case {
-        name,
-        uri,
-        other_device,
-        expect,
-    });
-    for (i, case) in cases.into_iter().enumerate() {
+    for (i, cause) in causes().iter().enumerate() {
         let (a, b) = pair(&url, &format!("t{i}:"), None).await;
-        let token = a.login("alice").await;
-        let mut live = a.open(&token).await;
-        subscribed(&server, 1).await;
-        let (actor, uri) = if case.other_device {
-            let uri = if case.uri == "/end/" {
-                format!("/end/{}", live.key().to_hex())
-            } else {
-                case.uri.to_owned()
-            };
-            (b.login("alice").await, uri)
-        } else {
-            (token, case.uri.to_owned())
-        };
-        b.post(&uri, &actor).await;
-        assert_eq!(end_of(&mut live).await, case.expect, "{}", case.name);
-        assert!(
-            live.next().await.is_none(),
-            "{}: nothing after the end",
-            case.name
-        );
+        a_handle_ends_for(&a, &b, subscribed(&server, 1), cause).await;
     }
 
     // The per-principal limit: a login through B evicts the oldest session, open on A.
@@ -108,23 +61,7 @@ async fn a_handle_on_one_instance_ends_for_every_cause_on_another() {
 async fn scope_changes_and_rotations_through_another_instance_keep_the_handle() {
     let server = RedisServer::start();
     let (a, b) = pair(&server.url(), "keep:", None).await;
-    let token = a.login("alice").await;
-    let mut live = a.open(&token).await;
-    let first = live.key();
-    subscribed(&server, 1).await;
-    // `set_scopes` rotates the ID: the handle follows it.
-    let token = b.post("/scopes", &token).await;
-    match next(&mut live).await {
-        LiveEvent::Changed { scopes, rotated } => {
-            assert!(rotated);
-            assert_eq!(scopes.into_iter().collect::<Vec<_>>(), ["read", "write"]);
-        }
-        other => panic!("expected a change, got {other:?}"),
-    }
-    assert_ne!(live.key(), first);
-    assert!(quiet(&mut live).await, "the handle lives on");
-    b.post("/logout", &token).await;
-    assert_eq!(end_of(&mut live).await, EndReason::LoggedOut);
+    a_rotation_keeps_the_handle(&a, &b, subscribed(&server, 1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,22 +112,7 @@ async fn an_idle_deadline_is_rechecked_when_another_instance_kept_the_session_bu
     };
     let a = instance(store().await, idle);
     let b = instance(store().await, idle);
-    let token = a.login("alice").await;
-    let mut live = a.open(&token).await;
-    // Requests through B for twice the idle timeout: A's handle passes its own deadline
-    // (it saw no request), asks the store, and finds the session used meanwhile.
-    for _ in 0..6 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(b.get("/whoami", &token).await, "true");
-        assert!(
-            tokio::time::timeout(Duration::ZERO, live.next())
-                .await
-                .is_err(),
-            "kept alive through B"
-        );
-    }
-    // Left alone, it ends at the idle deadline.
-    assert_eq!(end_of(&mut live).await, EndReason::IdleTimeout);
+    an_idle_deadline_is_rechecked(&a, &b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
