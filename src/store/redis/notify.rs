@@ -54,19 +54,7 @@ impl Watch for Watcher {
         let registry = Arc::downgrade(registry);
         let store = self.store.clone();
         tokio::spawn(async move {
-            // A failed look-up ends the handle: it cannot tell that the session lives on.
-            let seen = match SessionStore::lookup(&store, &key).await {
-                Ok(Lookup::Live(record)) => Seen::Live {
-                    principal: record
-                        .principal()
-                        .map(|p| p.index_key().to_owned())
-                        .unwrap_or_default(),
-                    last_seen: record.last_seen(),
-                    scopes: None,
-                    moved: false,
-                },
-                _ => Seen::Gone(None),
-            };
+            let seen = Seen::looked_up(SessionStore::lookup(&store, &key).await);
             if let Some(registry) = registry.upgrade() {
                 registry.rechecked(key, seen, true);
             }

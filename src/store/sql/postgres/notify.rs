@@ -15,7 +15,7 @@ use crate::error::StoreError;
 use crate::live::{notice, Registry, Seen, Watch};
 use crate::principal::Principal;
 use crate::store::sql::key_of;
-use crate::store::{Lookup, SessionStore};
+use crate::store::SessionStore;
 use crate::token::StoreKey;
 
 /// How long the listener may stay silent before it is pinged: a connection that died
@@ -54,22 +54,11 @@ impl Watch for Watcher {
         let registry = Arc::downgrade(registry);
         let store = self.store.clone();
         tokio::spawn(async move {
-            let looked_up = match store.upgrade() {
-                Some(inner) => Some(SessionStore::lookup(&PostgresStore { inner }, &key).await),
-                None => None,
-            };
-            // A failed look-up ends the handle: it cannot tell that the session lives on.
-            let seen = match looked_up {
-                Some(Ok(Lookup::Live(record))) => Seen::Live {
-                    principal: record
-                        .principal()
-                        .map(|p| p.index_key().to_owned())
-                        .unwrap_or_default(),
-                    last_seen: record.last_seen(),
-                    scopes: None,
-                    moved: false,
-                },
-                _ => Seen::Gone(None),
+            let seen = match store.upgrade() {
+                Some(inner) => {
+                    Seen::looked_up(SessionStore::lookup(&PostgresStore { inner }, &key).await)
+                }
+                None => Seen::Gone(None),
             };
             if let Some(registry) = registry.upgrade() {
                 registry.rechecked(key, seen, true);
