@@ -11,7 +11,7 @@ use axum_tessera::store::{LimitPolicy, RedisStore};
 use crate::live::{end_of, next};
 use crate::support::fleet::{
     a_handle_ends_for, a_rotation_keeps_the_handle, an_idle_deadline_is_rechecked, causes,
-    instance, quiet, until, Instance,
+    instance, quiet, Instance,
 };
 use crate::support::redis::{RedisCluster, RedisServer, Resp};
 
@@ -25,6 +25,17 @@ async fn pair(url: &str, prefix: &str, limit: Option<usize>) -> (Instance, Insta
     };
     let idle = Duration::from_secs(1800);
     (instance(store().await, idle), instance(store().await, idle))
+}
+
+/// Waits (at most 4 s) until `ready` holds.
+async fn until(what: &str, ready: impl Fn() -> bool) {
+    for _ in 0..400 {
+        if ready() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}");
 }
 
 /// The subscriptions the server holds (`CLIENT LIST TYPE pubsub`), one line each.

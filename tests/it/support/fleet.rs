@@ -91,17 +91,6 @@ pub async fn quiet(live: &mut LiveSession) -> bool {
         .is_err()
 }
 
-/// Waits (at most 4 s) until `ready` holds.
-pub async fn until(what: &str, ready: impl Fn() -> bool) {
-    for _ in 0..400 {
-        if ready() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{what}");
-}
-
 /// One way a session ends through another instance: `uri` posted through B with the
 /// session's own token or, `other_device`, with a second session of the same user (`/end/`
 /// gets the session's store key appended).
