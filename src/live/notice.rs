@@ -1,5 +1,6 @@
-//! The wording of the live-session notices stores send between instances (Redis `PUBLISH`,
-//! PostgreSQL `NOTIFY`): one vocabulary, parsed once for every store that sends it.
+//! What the stores that notify live handles across instances (Redis `PUBLISH`, PostgreSQL
+//! `NOTIFY`) share: the wording of their notices, parsed once; the pace of their listeners;
+//! and what an idle re-check's look-up says.
 //!
 //! `e <reason> <hex>...`: the sessions under these store keys ended (reason: `d` deleted,
 //! `o` logged out, `x` destroyed, `w` ended elsewhere, `a` logged out everywhere, `l`
@@ -8,8 +9,41 @@
 //! ignores anything after the keys. Store keys and causes only, never IDs, tokens or
 //! principals.
 
-use super::{EndReason, Registry};
+use std::time::Duration;
+
+use super::{EndReason, Registry, Seen};
+use crate::error::StoreError;
+use crate::store::Lookup;
 use crate::token::StoreKey;
+
+/// How long a listener may stay silent before it is pinged: a connection that died without
+/// closing (a NAT or a partition) must not go unnoticed for long.
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(30);
+
+/// The pause before the next attempt to subscribe after `failures` failed ones: doubling
+/// from 50 ms, at most a second.
+pub(crate) fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(50u64.saturating_mul(1 << failures.min(10))).min(Duration::from_secs(1))
+}
+
+impl Seen {
+    /// What an idle re-check's look-up says: live with its principal and last use, or gone.
+    /// A failed look-up counts as gone: the handle cannot tell that the session lives on.
+    pub(crate) fn looked_up(lookup: Result<Lookup, StoreError>) -> Self {
+        match lookup {
+            Ok(Lookup::Live(record)) => Seen::Live {
+                principal: record
+                    .principal()
+                    .map(|p| p.index_key().to_owned())
+                    .unwrap_or_default(),
+                last_seen: record.last_seen(),
+                scopes: None,
+                moved: false,
+            },
+            _ => Seen::Gone(None),
+        }
+    }
+}
 
 /// The code a delete sends for `reason`.
 pub(crate) fn code(reason: Option<EndReason>) -> &'static str {

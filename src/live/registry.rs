@@ -11,9 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::EndReason;
-use crate::error::StoreError;
 use crate::principal::Principal;
-use crate::store::Lookup;
 use crate::token::StoreKey;
 
 /// Most delete causes kept for a store that publishes them: one is noted just before its
@@ -131,26 +129,6 @@ pub(crate) enum Seen {
     Moved(StoreKey),
     /// Not live any more; the cause, when the store kept it.
     Gone(Option<EndReason>),
-}
-
-impl Seen {
-    /// What an idle re-check's look-up says: live with its principal and last use, or gone.
-    /// A failed look-up counts as gone: the handle cannot tell that the session lives on.
-    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
-    pub(crate) fn looked_up(lookup: Result<Lookup, StoreError>) -> Self {
-        match lookup {
-            Ok(Lookup::Live(record)) => Seen::Live {
-                principal: record
-                    .principal()
-                    .map(|p| p.index_key().to_owned())
-                    .unwrap_or_default(),
-                last_seen: record.last_seen(),
-                scopes: None,
-                moved: false,
-            },
-            _ => Seen::Gone(None),
-        }
-    }
 }
 
 /// The open handles of one store's sessions, keyed by store key. Stores call it as they

@@ -13,12 +13,6 @@ use super::*;
 use crate::live::{Registry, Seen, Watch};
 use crate::principal::Principal;
 
-/// How long the subscription may stay silent before it is pinged: a connection that died
-/// without closing (a NAT or a partition) must not go unnoticed for long.
-const PING_EVERY: Duration = Duration::from_secs(30);
-/// Longest pause between two attempts to subscribe.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
-
 /// The [`Watch`] of a `RedisStore`'s registry.
 pub(super) struct Watcher {
     /// A clone that does not hold the registry (which holds this watcher).
@@ -63,11 +57,7 @@ impl Watch for Watcher {
 }
 
 pub(super) use crate::live::notice::code;
-use crate::live::notice::{apply, reason_of};
-
-fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(50u64.saturating_mul(1 << failures.min(10))).min(MAX_BACKOFF)
-}
+use crate::live::notice::{apply, backoff, reason_of, PING_EVERY};
 
 /// The subscription task: one connection, re-established whenever it is lost, until the
 /// store (its registry) is dropped.

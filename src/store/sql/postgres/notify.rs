@@ -12,17 +12,13 @@ use sqlx::{Executor as _, Row};
 
 use super::{from_sqlx, Inner, PostgresStore};
 use crate::error::StoreError;
-use crate::live::{notice, Registry, Seen, Watch};
+use crate::live::notice::{self, backoff, PING_EVERY};
+use crate::live::{Registry, Seen, Watch};
 use crate::principal::Principal;
 use crate::store::sql::key_of;
 use crate::store::SessionStore;
 use crate::token::StoreKey;
 
-/// How long the listener may stay silent before it is pinged: a connection that died
-/// without closing (a NAT or a partition) must not go unnoticed for long.
-const PING_EVERY: Duration = Duration::from_secs(30);
-/// Longest pause between two attempts to subscribe.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// The `application_name` of the listener's connection, so an operator can tell it apart.
 const APPLICATION_NAME: &str = "tessera-live";
 
@@ -65,10 +61,6 @@ impl Watch for Watcher {
             }
         });
     }
-}
-
-fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(50u64.saturating_mul(1 << failures.min(10))).min(MAX_BACKOFF)
 }
 
 /// How a listening spell ended.
