@@ -348,12 +348,14 @@ impl MemoryStore {
 
     fn create(&self, key: StoreKey, entry: Entry, now: i64) -> Result<CommitOutcome, StoreError> {
         let _gate = entry.principal().and_then(|_| self.gate());
-        if self.is_live(&key, now) {
-            return Ok(CommitOutcome::Collision);
-        }
         if let Some(p) = entry.principal() {
+            // A colliding ID must not cost the principal one of its sessions.
+            if self.is_live(&key, now) {
+                return Ok(CommitOutcome::Collision);
+            }
             self.make_room(&p.index_key(), now)?;
         }
+        // An anonymous session's only check is the one under the shard lock below.
         let mut shard = self.shard(&key);
         if shard.peek(&key).is_some_and(|r| !r.is_expired(now)) {
             return Ok(CommitOutcome::Collision);
