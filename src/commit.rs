@@ -407,7 +407,15 @@ impl Session {
                 transport: self.transport(),
             },
             EmitPlan::Token => {
-                let token = self.mint(st, now);
+                // The response is the token's last use: hand over the one `token()` minted
+                // rather than copy it, or sign one for the response alone.
+                let token = match st.issued.take() {
+                    Some(token) => token,
+                    None => {
+                        let id = st.ensure_id();
+                        self.inner.layer.codec(self.transport()).sign(&id, now)
+                    }
+                };
                 // An unsaved anonymous session has no creation time yet: its token window
                 // starts now.
                 let created = match st.record.created() {
