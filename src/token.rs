@@ -26,11 +26,10 @@ use std::fmt;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 #[cfg(any(test, feature = "fuzz"))]
 use base64::Engine as _;
-use hmac::Mac as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use crate::key::{random_32, HmacSha256, KeyRing};
+use crate::key::{random_32, KeyRing, PreparedMac, MESSAGE_LEN};
 
 /// Length of an encoded session ID: 32 bytes in unpadded base64url.
 pub const ID_LEN: usize = 43;
@@ -267,8 +266,8 @@ impl Verified {
 /// another.
 #[derive(Clone)]
 pub struct TokenCodec {
-    /// One prepared MAC state per key, newest first, with the version and purpose absorbed.
-    macs: Vec<HmacSha256>,
+    /// One prepared MAC per key, newest first, with the version and purpose absorbed.
+    macs: Vec<PreparedMac>,
 }
 
 impl fmt::Debug for TokenCodec {
@@ -282,17 +281,15 @@ impl fmt::Debug for TokenCodec {
 impl TokenCodec {
     /// Prepares the MAC states for `purpose` under every key of `ring`.
     pub fn new(ring: &KeyRing, purpose: &str) -> Self {
+        let len = u32::try_from(purpose.len()).unwrap_or(u32::MAX);
+        let mut prefix = Vec::with_capacity(VERSION.len() + 4 + purpose.len());
+        prefix.extend_from_slice(VERSION.as_bytes());
+        prefix.extend_from_slice(&len.to_be_bytes());
+        prefix.extend_from_slice(purpose.as_bytes());
         let macs = ring
             .keys()
             .iter()
-            .map(|key| {
-                let mut mac = key.derive(purpose);
-                mac.update(VERSION.as_bytes());
-                let len = u32::try_from(purpose.len()).unwrap_or(u32::MAX);
-                mac.update(&len.to_be_bytes());
-                mac.update(purpose.as_bytes());
-                mac
-            })
+            .map(|key| key.prepare(purpose, &prefix))
             .collect();
         Self { macs }
     }
@@ -300,10 +297,7 @@ impl TokenCodec {
     /// Mints `v1.<id>.<issued_at base62>.<mac>` with the current key.
     pub fn sign(&self, id: &SessionId, issued_at: i64) -> String {
         let issued = u64::try_from(issued_at).unwrap_or(0);
-        let mut mac = self.macs[0].clone();
-        mac.update(id.as_bytes());
-        mac.update(&issued.to_be_bytes());
-        let tag = mac.finalize().into_bytes();
+        let tag = self.macs[0].mac(&signed_message(id.as_bytes(), issued));
 
         let mut out = String::with_capacity(MAX_TOKEN_LEN);
         out.push_str(VERSION);
@@ -312,7 +306,7 @@ impl TokenCodec {
         out.push('.');
         push_base62(&mut out, issued);
         out.push('.');
-        push_base64_32(&mut out, &tag.into());
+        push_base64_32(&mut out, &tag);
         out
     }
 
@@ -349,15 +343,11 @@ impl TokenCodec {
         let tag = decode_32(tag).ok_or(TokenError::Malformed)?;
         let issued = parse_base62(issued).ok_or(TokenError::Malformed)?;
 
+        let message = signed_message(&id, issued);
         let key_index = self
             .macs
             .iter()
-            .position(|prepared| {
-                let mut mac = prepared.clone();
-                mac.update(&id);
-                mac.update(&issued.to_be_bytes());
-                ct_eq_32(&mac.finalize().into_bytes().into(), &tag)
-            })
+            .position(|mac| ct_eq_32(&mac.mac(&message), &tag))
             .ok_or(TokenError::BadSignature)?;
 
         let issued_at = i64::try_from(issued).map_err(|_| TokenError::FutureDated)?;
@@ -373,6 +363,14 @@ impl TokenCodec {
             key_index,
         })
     }
+}
+
+/// What the MAC covers after the prefix: the ID and the issue time.
+fn signed_message(id: &[u8; 32], issued: u64) -> [u8; MESSAGE_LEN] {
+    let mut message = [0u8; MESSAGE_LEN];
+    message[..32].copy_from_slice(id);
+    message[32..].copy_from_slice(&issued.to_be_bytes());
+    message
 }
 
 /// Cuts `v1.<id>.<issued>.<mac>` at the fixed positions the lengths of the ID and the MAC
