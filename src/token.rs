@@ -397,31 +397,29 @@ fn split(token: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
 /// `URL_SAFE_NO_PAD` accepts; the tests below hold the two to each other).
 ///
 /// Written out for the one length a token has: the generic engine's chunking, suffix
-/// handling and length arithmetic cost more than the decoding itself on every request. Eight
-/// characters make 48 bits of one `u64`, six output bytes per step; the table's invalid
-/// entry is -1, which sign-extended and shifted by at most 42 still sets the top 16 bits, so
-/// one test of the OR-ed words finds any invalid character.
+/// handling and length arithmetic cost more than the decoding itself on every request. Each
+/// of 4 tables holds a character's 6 bits already in place for its position in a group of 4,
+/// so a group is 4 look-ups OR-ed into the 24 bits of 3 output bytes; an invalid character
+/// is all ones in every table, which sets the top 8 bits, so one test of the OR-ed groups
+/// finds any of them.
 fn decode_32(text: &[u8]) -> Option<[u8; 32]> {
     let text: &[u8; ID_LEN] = text.try_into().ok()?;
-    let sextet = |i: usize| i64::from(DECODE[usize::from(text[i])]) as u64;
+    let at = |i: usize| DECODE_AT[i % 4][usize::from(text[i])];
     let mut out = [0u8; 32];
-    let mut bad = 0u64;
-    for group in 0..5 {
-        let at = group * 8;
-        let n = (0..8).fold(0u64, |n, k| n | sextet(at + k) << (42 - 6 * k));
+    let mut bad = 0u32;
+    for group in 0..10 {
+        let i = group * 4;
+        let n = at(i) | at(i + 1) | at(i + 2) | at(i + 3);
         bad |= n;
-        // 8 bytes, the last 2 zero: the next group (or the final 2 bytes) overwrites them,
-        // and the fifth group ends exactly at byte 32.
-        out[group * 6..group * 6 + 8].copy_from_slice(&(n << 16).to_be_bytes());
+        // 4 bytes, the last zero: the next group (or the final 2 bytes) overwrites it.
+        out[group * 3..group * 3 + 4].copy_from_slice(&(n << 8).to_be_bytes());
     }
-    // 18 bits for the last 2 bytes: the low 2 must be zero. Shifted by 30, an invalid
-    // character's bits land in the top 16 like the groups'.
-    let n = sextet(40) << 12 | sextet(41) << 6 | sextet(42);
-    bad |= n << 30;
-    if bad >> 48 != 0 || n & 0b11 != 0 {
+    // 3 characters, 18 bits: the last 2 bytes, then 2 bits that must be zero.
+    let n = at(40) | at(41) | at(42);
+    if (bad | n) >> 24 != 0 || n & 0xc0 != 0 {
         return None;
     }
-    out[30..].copy_from_slice(&((n >> 2) as u16).to_be_bytes());
+    out[30..].copy_from_slice(&n.to_be_bytes()[1..3]);
     Some(out)
 }
 
@@ -451,15 +449,20 @@ fn push_base64_32(out: &mut String, bytes: &[u8; 32]) {
     out.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
-/// base64url character -> its 6-bit value; -1 for every byte outside the alphabet.
-static DECODE: [i8; 256] = {
-    let mut table = [-1i8; 256];
-    let mut i = 0;
-    while i < 64 {
-        table[ALPHABET[i] as usize] = i as i8;
-        i += 1;
+/// base64url character -> its 6-bit value shifted to its place in a group of 4 characters
+/// (18, 12, 6, 0 bits), one table per place; all ones for every byte outside the alphabet.
+static DECODE_AT: [[u32; 256]; 4] = {
+    let mut tables = [[u32::MAX; 256]; 4];
+    let mut place = 0;
+    while place < 4 {
+        let mut i = 0;
+        while i < 64 {
+            tables[place][ALPHABET[i] as usize] = (i as u32) << (18 - 6 * place);
+            i += 1;
+        }
+        place += 1;
     }
-    table
+    tables
 };
 
 /// Whether `a` and `b` are equal, in constant time: four word XORs folded into one word, and
