@@ -99,16 +99,28 @@ pub(crate) fn read(
     for source in layer.sources() {
         let found = match source {
             TokenSource::Cookie => {
-                let name = layer.cookie().cookie_name();
-                cookie_values_raw(headers, name).find_map(|value| {
-                    // What `cookie_values` skips, without running `from_utf8` over every
-                    // token: an ASCII value (every token) is UTF-8.
-                    if !all_ascii(value) && std::str::from_utf8(value).is_err() {
-                        return None;
+                // `cookie_values` as plain loops: its iterator adaptors cost more than the
+                // scan itself.
+                let name = CookieName::new(layer.cookie().cookie_name());
+                let mut found = None;
+                'lines: for line in headers.get_all(COOKIE) {
+                    for pair in CookiePairs::of(line) {
+                        let Some(value) = name.value_in(pair) else {
+                            continue;
+                        };
+                        // What `cookie_values` skips, without running `from_utf8` over
+                        // every token: an ASCII value (every token) is UTF-8.
+                        if !all_ascii(value) && std::str::from_utf8(value).is_err() {
+                            continue;
+                        }
+                        presented.ambient |= !value.is_empty();
+                        found = verify(layer, source, value, now, reject, &mut checks);
+                        if found.is_some() {
+                            break 'lines;
+                        }
                     }
-                    presented.ambient |= !value.is_empty();
-                    verify(layer, source, value, now, reject, &mut checks)
-                })
+                }
+                found
             }
             TokenSource::Bearer => headers.get_all(AUTHORIZATION).iter().find_map(|v| {
                 presented.explicit |= is_bearer(v.as_bytes());
@@ -203,34 +215,52 @@ fn cookie_values_raw<'a>(
     headers: &'a HeaderMap,
     name: &'a str,
 ) -> impl Iterator<Item = &'a [u8]> + 'a {
-    let name = name.as_bytes();
-    // A pair is `name=value` when the part before its first `=`, trimmed, is the name. For a
-    // name without `=` and without surrounding whitespace (every valid cookie name) that is
-    // "the pair, trimmed at the start, begins with the name, then optional whitespace and
-    // `=`": a test of the first bytes, where the search for `=` ran a second `memchr` over
-    // every pair. Any other name takes the search.
-    let plain = !name.contains(&b'=') && name.trim_ascii().len() == name.len();
+    let name = CookieName::new(name);
     headers
         .get_all(COOKIE)
         .iter()
-        .flat_map(move |line| CookiePairs {
-            rest: Some(line.as_bytes()),
-        })
-        .filter_map(move |pair| {
-            let value = if plain {
-                strip_name(pair.trim_ascii_start(), name)?
-                    .trim_ascii_start()
-                    .strip_prefix(b"=")?
-            } else {
-                let eq = memchr::memchr(b'=', pair)?;
-                let (n, v) = pair.split_at(eq);
-                if n.trim_ascii() != name {
-                    return None;
-                }
-                &v[1..]
-            };
-            Some(value.trim_ascii())
-        })
+        .flat_map(CookiePairs::of)
+        .filter_map(move |pair| name.value_in(pair))
+}
+
+/// Finds the value of one cookie name in a `name=value` pair.
+#[derive(Clone, Copy)]
+struct CookieName<'a> {
+    name: &'a [u8],
+    /// Whether the name has no `=` and no surrounding whitespace (every valid cookie name).
+    plain: bool,
+}
+
+impl<'a> CookieName<'a> {
+    fn new(name: &'a str) -> Self {
+        let name = name.as_bytes();
+        Self {
+            name,
+            plain: !name.contains(&b'=') && name.trim_ascii().len() == name.len(),
+        }
+    }
+
+    /// The value, trimmed, when `pair` is this cookie's.
+    ///
+    /// A pair is `name=value` when the part before its first `=`, trimmed, is the name. For a
+    /// plain name that is "the pair, trimmed at the start, begins with the name, then
+    /// optional whitespace and `=`": a test of the first bytes, where the search for `=` ran
+    /// a second `memchr` over every pair. Any other name takes the search.
+    fn value_in<'p>(&self, pair: &'p [u8]) -> Option<&'p [u8]> {
+        let value = if self.plain {
+            strip_name(pair.trim_ascii_start(), self.name)?
+                .trim_ascii_start()
+                .strip_prefix(b"=")?
+        } else {
+            let eq = memchr::memchr(b'=', pair)?;
+            let (n, v) = pair.split_at(eq);
+            if n.trim_ascii() != self.name {
+                return None;
+            }
+            &v[1..]
+        };
+        Some(value.trim_ascii())
+    }
 }
 
 /// `pair` after `name`, if it starts with it. Compared byte by byte in place: a cookie name
@@ -253,6 +283,14 @@ fn all_ascii(bytes: &[u8]) -> bool {
 struct CookiePairs<'a> {
     /// `None` once the last pair was yielded.
     rest: Option<&'a [u8]>,
+}
+
+impl<'a> CookiePairs<'a> {
+    fn of(line: &'a HeaderValue) -> Self {
+        Self {
+            rest: Some(line.as_bytes()),
+        }
+    }
 }
 
 impl<'a> Iterator for CookiePairs<'a> {
