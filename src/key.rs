@@ -224,6 +224,21 @@ impl PreparedMac {
     }
 }
 
+/// `SHA-256(bytes)` of 32 bytes: one block, the padding laid out in place, without the
+/// `Digest` machinery's buffering and generic finalization (a session's store key, on every
+/// load).
+pub(crate) fn sha256_32(bytes: &[u8; 32]) -> [u8; 32] {
+    let mut block = Block::default();
+    block[..32].copy_from_slice(bytes);
+    block[32] = 0x80;
+    block[56..].copy_from_slice(&(32u64 * 8).to_be_bytes());
+    let mut state = SHA256_INIT;
+    compress(&mut state, &block);
+    let mut out = [0u8; 32];
+    write_words(&mut out, &state);
+    out
+}
+
 fn compress(state: &mut [u32; 8], block: &Block) {
     compress256(state, std::slice::from_ref(block));
 }
@@ -407,6 +422,18 @@ mod tests {
                     "prefix {prefix_len}, message {message:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn sha256_32_agrees_with_the_sha2_crate() {
+        use rand::Rng as _;
+        use sha2::Digest as _;
+        let mut rng = rand::rng();
+        let mut inputs = vec![[0u8; 32], [0xff; 32]];
+        inputs.extend((0..1000).map(|_| rng.random::<[u8; 32]>()));
+        for bytes in inputs {
+            assert_eq!(sha256_32(&bytes), <[u8; 32]>::from(Sha256::digest(bytes)));
         }
     }
 

@@ -26,10 +26,9 @@ use std::fmt;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 #[cfg(any(test, feature = "fuzz"))]
 use base64::Engine as _;
-use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use crate::key::{random_32, KeyRing, PreparedMac, MESSAGE_LEN};
+use crate::key::{random_32, sha256_32, KeyRing, PreparedMac, MESSAGE_LEN};
 
 /// Length of an encoded session ID: 32 bytes in unpadded base64url.
 pub const ID_LEN: usize = 43;
@@ -90,7 +89,7 @@ impl SessionId {
     /// The key a store files this session under: `SHA-256(id)`, so a store dump yields no
     /// usable session.
     pub fn store_key(&self) -> StoreKey {
-        StoreKey(Sha256::digest(self.0).into())
+        StoreKey(sha256_32(&self.0))
     }
 
     /// A short, non-secret label for logs and events (the first 8 hex digits of the store key).
