@@ -5,7 +5,9 @@ use std::fmt;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use rand::TryRngCore as _;
-use sha2::Sha256;
+use sha2::digest::consts::U64;
+use sha2::digest::generic_array::GenericArray;
+use sha2::{compress256, Sha256};
 
 use crate::error::ConfigError;
 
@@ -104,12 +106,147 @@ impl Key {
     /// Derives the keyed MAC state for one purpose, so that a token signed for one purpose
     /// cannot verify for another even under the same secret (Django's salted HMAC).
     pub(crate) fn derive(&self, purpose: &str) -> HmacSha256 {
+        HmacSha256::new_from_slice(&self.subkey(purpose)).expect("HMAC takes any key length")
+    }
+
+    /// The MAC of [`Key::derive`] for `purpose`, with `prefix` absorbed, ready for the short
+    /// messages of every request.
+    pub(crate) fn prepare(&self, purpose: &str, prefix: &[u8]) -> PreparedMac {
+        PreparedMac::new(&self.subkey(purpose), prefix)
+    }
+
+    fn subkey(&self, purpose: &str) -> [u8; 32] {
         let mut derive =
             HmacSha256::new_from_slice(&self.bytes).expect("HMAC takes any key length");
         derive.update(b"axum-tessera/v1/subkey/");
         derive.update(purpose.as_bytes());
-        let subkey = derive.finalize().into_bytes();
-        HmacSha256::new_from_slice(&subkey).expect("HMAC takes any key length")
+        derive.finalize().into_bytes().into()
+    }
+}
+
+type Block = GenericArray<u8, U64>;
+
+/// SHA-256's initial hash value (FIPS 180-4, section 5.3.3).
+const SHA256_INIT: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// Length of the messages a [`PreparedMac`] signs: a token's ID and issue time.
+pub(crate) const MESSAGE_LEN: usize = 40;
+
+/// HMAC-SHA256 (RFC 2104) under a 32-byte key of `prefix || message` for a fixed prefix and
+/// 40-byte messages: the padded key blocks and the prefix's whole blocks are compressed once,
+/// up front, and the final inner block or two (the prefix's rest, the message, SHA-256's
+/// padding and length) are laid out once with zeros where the message goes.
+///
+/// A MAC then costs its SHA-256 compressions and a few copies. The `hmac` crate's prepared
+/// state had to be cloned (about 200 bytes) for every token and went through its generic
+/// buffering and finalization. The tests hold this to the `hmac` crate for random keys, every
+/// prefix length across two blocks, and random messages.
+#[derive(Clone)]
+pub(crate) struct PreparedMac {
+    /// The inner hash after the key XOR ipad block and the prefix's whole blocks.
+    inner: [u32; 8],
+    /// The outer hash after the key XOR opad block.
+    outer: [u32; 8],
+    /// The inner hash's last blocks, padded, with zeros at `at..at + MESSAGE_LEN`.
+    last: [u8; 128],
+    /// Where the message goes in `last`: after the prefix's rest.
+    at: usize,
+    /// Whether the padding spills into a second block.
+    two_blocks: bool,
+}
+
+impl PreparedMac {
+    fn new(key: &[u8; 32], prefix: &[u8]) -> Self {
+        let padded = |byte: u8| {
+            let mut block = Block::from([byte; 64]);
+            for (b, k) in block.iter_mut().zip(key) {
+                *b ^= k;
+            }
+            block
+        };
+        let mut inner = SHA256_INIT;
+        compress(&mut inner, &padded(0x36));
+        let mut outer = SHA256_INIT;
+        compress(&mut outer, &padded(0x5c));
+        let whole = prefix.len() / 64 * 64;
+        for chunk in prefix[..whole].chunks_exact(64) {
+            compress(&mut inner, Block::from_slice(chunk));
+        }
+        // SHA-256 padding: a 1 bit, zeros, and the length in bits (ipad block included) in
+        // the last 8 bytes, in a second block when they do not fit after the message.
+        let at = prefix.len() - whole;
+        let end = at + MESSAGE_LEN;
+        let mut last = [0u8; 128];
+        last[..at].copy_from_slice(&prefix[whole..]);
+        last[end] = 0x80;
+        let two_blocks = end + 1 + 8 > 64;
+        let len_at = if two_blocks { 120 } else { 56 };
+        let bits = (64 + whole + end) as u64 * 8;
+        last[len_at..len_at + 8].copy_from_slice(&bits.to_be_bytes());
+        Self {
+            inner,
+            outer,
+            last,
+            at,
+            two_blocks,
+        }
+    }
+
+    /// `HMAC-SHA256(key, prefix || message)`.
+    pub(crate) fn mac(&self, message: &[u8; MESSAGE_LEN]) -> [u8; 32] {
+        let mut state = self.inner;
+        let mut last = self.last;
+        last[self.at..self.at + MESSAGE_LEN].copy_from_slice(message);
+        compress(&mut state, Block::from_slice(&last[..64]));
+        if self.two_blocks {
+            compress(&mut state, Block::from_slice(&last[64..]));
+        }
+
+        // The outer hash: the inner digest after the opad block, padded the same way.
+        let mut block = Block::default();
+        write_words(&mut block[..32], &state);
+        block[32] = 0x80;
+        block[56..].copy_from_slice(&((64u64 + 32) * 8).to_be_bytes());
+        let mut state = self.outer;
+        compress(&mut state, &block);
+        let mut out = [0u8; 32];
+        write_words(&mut out, &state);
+        out
+    }
+}
+
+/// `SHA-256(bytes)` of 32 bytes: one block, the padding laid out in place, without the
+/// `Digest` machinery's buffering and generic finalization (a session's store key, on every
+/// load).
+pub(crate) fn sha256_32(bytes: &[u8; 32]) -> [u8; 32] {
+    let mut block = Block::default();
+    block[..32].copy_from_slice(bytes);
+    block[32] = 0x80;
+    block[56..].copy_from_slice(&(32u64 * 8).to_be_bytes());
+    let mut state = SHA256_INIT;
+    compress(&mut state, &block);
+    let mut out = [0u8; 32];
+    write_words(&mut out, &state);
+    out
+}
+
+fn compress(state: &mut [u32; 8], block: &Block) {
+    compress256(state, std::slice::from_ref(block));
+}
+
+/// A SHA-256 state as its big-endian digest bytes.
+fn write_words(out: &mut [u8], state: &[u32; 8]) {
+    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
     }
 }
 
@@ -256,6 +393,72 @@ mod tests {
     fn debug_never_shows_bytes() {
         let k = Key::from_bytes(&[0x41u8; 32]).unwrap();
         assert_eq!(format!("{k:?}"), "Key([redacted])");
+    }
+
+    /// The hand-rolled HMAC is the `hmac` crate's, for random keys, prefixes of every length
+    /// across three blocks (a token's prefix is 6 bytes plus a purpose of any length, so the
+    /// padding lands in the first or a second block) and random messages.
+    #[test]
+    fn prepared_mac_agrees_with_the_hmac_crate() {
+        use rand::Rng as _;
+        let mut rng = rand::rng();
+        for prefix_len in 0..=200 {
+            let key: [u8; 32] = rng.random();
+            let prefix: Vec<u8> = (0..prefix_len).map(|_| rng.random()).collect();
+            let prepared = PreparedMac::new(&key, &prefix);
+            for message in [[0u8; MESSAGE_LEN], [0xff; MESSAGE_LEN]]
+                .into_iter()
+                .chain((0..20).map(|_| rng.random()))
+            {
+                let reference = HmacSha256::new_from_slice(&key)
+                    .unwrap()
+                    .chain_update(&prefix)
+                    .chain_update(message)
+                    .finalize()
+                    .into_bytes();
+                assert_eq!(
+                    prepared.mac(&message),
+                    <[u8; 32]>::from(reference),
+                    "prefix {prefix_len}, message {message:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sha256_32_agrees_with_the_sha2_crate() {
+        use rand::Rng as _;
+        use sha2::Digest as _;
+        let mut rng = rand::rng();
+        let mut inputs = vec![[0u8; 32], [0xff; 32]];
+        inputs.extend((0..1000).map(|_| rng.random::<[u8; 32]>()));
+        for bytes in inputs {
+            assert_eq!(sha256_32(&bytes), <[u8; 32]>::from(Sha256::digest(bytes)));
+        }
+    }
+
+    /// A key's prepared MAC for a purpose is the `hmac` crate's under the derived sub-key.
+    #[test]
+    fn prepare_uses_the_derived_sub_key() {
+        use rand::Rng as _;
+        let mut rng = rand::rng();
+        for purpose_len in 1..=64 {
+            let key = Key::from_bytes(&rng.random::<[u8; 48]>()).unwrap();
+            let purpose: String = (0..purpose_len)
+                .map(|_| char::from(rng.random_range(b'!'..=b'~')))
+                .collect();
+            let message: [u8; MESSAGE_LEN] = rng.random();
+            let reference = key
+                .derive(&purpose)
+                .chain_update(b"v1")
+                .chain_update(message)
+                .finalize()
+                .into_bytes();
+            assert_eq!(
+                key.prepare(&purpose, b"v1").mac(&message),
+                <[u8; 32]>::from(reference)
+            );
+        }
     }
 
     #[test]
