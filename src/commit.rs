@@ -338,7 +338,7 @@ impl Session {
                     }
                 };
                 record.set_created(now, timeouts.expires_at(now, now));
-                let user_agent = self.seen().user_agent.as_ref();
+                let user_agent = st.seen.user_agent.as_ref();
                 record.set_user_agent(user_agent.and_then(|v| v.to_str().ok()));
                 layer
                     .binding()

@@ -3,12 +3,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
+
+use http::request::Parts;
 
 use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{EventKind, ExpiryReason, RejectReason};
 use crate::principal::Principal;
-use crate::session::{Id, Session, SessionData, SharedData, State};
+use crate::session::{Id, Session, SessionData, SharedData, State, FAILED, LOADED, UNLOADED};
 use crate::store::{BoxFuture, LayerStore, Lookup};
 use crate::token::StoreKey;
 
@@ -39,66 +42,96 @@ impl Future for Load<'_> {
 }
 
 impl Session {
-    /// Loads the record on first use; later calls reuse the result, errors included.
+    /// Loads the record on first use; later calls reuse the result, errors included. The
+    /// first call also copies what the session needs of `parts`, under the same lock.
     ///
     /// The default [`MemoryStore`](crate::store::MemoryStore) answers synchronously, so its
     /// load runs right here and the returned future is ready at once: no nested state machine
     /// to build and move on every request. Other stores load behind an async gate, so
     /// concurrent first loads wait for one store call.
-    pub(crate) fn load(&self) -> Load<'_> {
+    pub(crate) fn load(&self, parts: &Parts) -> Load<'_> {
         let inner = &self.inner;
-        if let Some(result) = inner.loaded.get() {
-            return Load::Ready(Some(result.clone()));
+        if let Some(result) = self.loaded() {
+            return Load::Ready(Some(result));
         }
+        // Under the state lock, so two first loads on different threads cannot both apply a
+        // record (the second could overwrite what a handler wrote between).
+        let mut st = self.lock();
+        if let Some(result) = self.loaded_in(&st) {
+            return Load::Ready(Some(result));
+        }
+        st.seen.take(parts, inner.layer.events());
         let incoming = match (inner.layer.store(), &inner.request.incoming) {
-            (_, None) => return Load::Ready(Some(self.set_loaded(Ok(())))),
+            (_, None) => return Load::Ready(Some(self.set_loaded(&mut st, Ok(())))),
             // Minted for a session that was never stored: nothing to look up.
             (_, Some(incoming)) if incoming.verified.id().is_unsaved() => {
-                let mut st = self.lock();
                 if let Id::Unset = st.id {
                     st.id = Id::Adopted(incoming.verified.id().clone());
                 }
-                return Load::Ready(Some(self.set_loaded(Ok(()))));
+                return Load::Ready(Some(self.set_loaded(&mut st, Ok(()))));
             }
             (LayerStore::Dyn(_), Some(incoming)) => incoming,
             (LayerStore::Memory(store), Some(incoming)) => {
-                // Under the state lock, so two first loads on different threads cannot both
-                // apply a record (the second could overwrite what a handler wrote between).
-                let mut st = self.lock();
-                if let Some(result) = inner.loaded.get() {
-                    return Load::Ready(Some(result.clone()));
-                }
                 let key = incoming.verified.id().store_key();
                 let now = inner.layer.store_time(inner.request.now);
                 let (found, data) = store.load_shared(&key, now);
                 let (result, event) = self.take_in(&mut st, key, Ok(found), data);
-                let result = self.set_loaded(result);
+                let result = self.set_loaded(&mut st, result);
                 drop(st);
                 // Hooks run outside the state lock: a slow hook must not hold it.
                 self.emit_load_event(event);
                 return Load::Ready(Some(result));
             }
         };
+        drop(st);
         Load::Pending(Box::pin(async move {
             let _gate = inner.load_gate.lock().await;
-            if let Some(result) = inner.loaded.get() {
-                return result.clone();
+            // Outcomes are recorded under this gate too: a load that waited sees the winner's.
+            if let Some(result) = self.loaded() {
+                return result;
             }
             let key = incoming.verified.id().store_key();
             let found = inner.layer.store().lookup(&key).await;
             let (result, event) = {
                 let mut st = self.lock();
                 let (result, event) = self.take_in(&mut st, key, found, None);
-                (self.set_loaded(result), event)
+                (self.set_loaded(&mut st, result), event)
             };
             self.emit_load_event(event);
             result
         }))
     }
 
-    /// Records the load's outcome; a load that lost a race answers with the winner's.
-    fn set_loaded(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
-        self.inner.loaded.get_or_init(|| result).clone()
+    /// The load's outcome, if it ran.
+    fn loaded(&self) -> Option<Result<(), StoreError>> {
+        match self.inner.loaded.load(Ordering::Acquire) {
+            UNLOADED => None,
+            LOADED => Some(Ok(())),
+            _ => Some(Err(self.lock().load_error.clone()?)),
+        }
+    }
+
+    /// `loaded` for a caller that holds the state lock.
+    fn loaded_in(&self, st: &State) -> Option<Result<(), StoreError>> {
+        match self.inner.loaded.load(Ordering::Acquire) {
+            UNLOADED => None,
+            LOADED => Some(Ok(())),
+            _ => Some(Err(st.load_error.clone()?)),
+        }
+    }
+
+    /// Records the load's outcome, under the state lock (every load that records one holds
+    /// it and checked first that none was recorded).
+    fn set_loaded(&self, st: &mut State, result: Result<(), StoreError>) -> Result<(), StoreError> {
+        let flag = match &result {
+            Ok(()) => LOADED,
+            Err(err) => {
+                st.load_error = Some(err.clone());
+                FAILED
+            }
+        };
+        self.inner.loaded.store(flag, Ordering::Release);
+        result
     }
 
     fn emit_load_event(&self, event: Option<LoadEvent>) {
@@ -211,6 +244,6 @@ impl Session {
 
     /// Whether a handler or extractor loaded the session, so the response may depend on it.
     pub(crate) fn accessed(&self) -> bool {
-        self.inner.loaded.get().is_some()
+        self.inner.loaded.load(Ordering::Acquire) != UNLOADED
     }
 }

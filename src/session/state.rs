@@ -1,7 +1,7 @@
 //! The per-request state a [`Session`](super::Session) shares with the load and the commit:
 //! what the request said, which ID the session has, and what the handler changed.
 
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use axum::extract::OriginalUri;
 use http::header::{ACCEPT, USER_AGENT};
@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use super::{ChangeLog, SessionData};
 use crate::binding::Client;
-use crate::event::RotateReason;
+use crate::error::StoreError;
+use crate::event::{Events, RotateReason};
 use crate::record::Record;
 use crate::token::{SessionId, StoreKey};
 use crate::transport::{Incoming, Presented};
@@ -29,40 +30,50 @@ pub(crate) struct RequestContext {
 }
 
 /// What a loaded session needs of the request besides its token, copied only when an
-/// extractor asks for the session (as the handler sees the request).
+/// extractor asks for the session (as the handler sees the request), under the state lock
+/// of its load.
 pub(crate) struct Seen {
+    /// Whether an extractor copied the request yet.
+    pub(crate) taken: bool,
     /// The first `Accept` value, for rejections made after the handler (a failed commit),
-    /// when the request is gone.
+    /// when the request is gone. Kept as sent: parsing it costs more than the (shared)
+    /// copy, and only a failed commit reads it.
     pub(crate) accept: Option<HeaderValue>,
     pub(crate) user_agent: Option<HeaderValue>,
-    pub(crate) method: Method,
-    pub(crate) uri: Uri,
+    /// Method and URI, which only events show: copied only when a hook or a `tracing` /
+    /// `log` consumer may read them (see [`Events::listening`]); a URI copy is an
+    /// allocation for a request built in-process.
+    pub(crate) origin: Option<(Method, Uri)>,
 }
 
 impl Seen {
-    pub(crate) fn of(parts: &Parts) -> Self {
-        Self {
-            accept: parts.headers.get(ACCEPT).cloned(),
-            user_agent: parts.headers.get(USER_AGENT).cloned(),
-            method: parts.method.clone(),
+    /// Copies what the session needs of `parts`, once.
+    pub(crate) fn take(&mut self, parts: &Parts, events: &Events) {
+        if self.taken {
+            return;
+        }
+        self.taken = true;
+        self.accept = parts.headers.get(ACCEPT).cloned();
+        self.user_agent = parts.headers.get(USER_AGENT).cloned();
+        if events.listening() {
             // Under `Router::nest` the parts' URI lost its prefix by the time an extractor
             // runs; events name the path the client asked for.
-            uri: parts
+            let uri = parts
                 .extensions
                 .get::<OriginalUri>()
-                .map_or_else(|| parts.uri.clone(), |original| original.0.clone()),
+                .map_or_else(|| parts.uri.clone(), |original| original.0.clone());
+            self.origin = Some((parts.method.clone(), uri));
         }
     }
 }
 
-/// Stands in for a request no extractor saw; every path to a session passes one, so only a
-/// bug would show it.
-pub(crate) static UNSEEN: LazyLock<Seen> = LazyLock::new(|| Seen {
+/// Nothing copied yet.
+const UNSEEN: Seen = Seen {
+    taken: false,
     accept: None,
     user_agent: None,
-    method: Method::GET,
-    uri: Uri::from_static("/"),
-});
+    origin: None,
+};
 
 /// The session as this request sees it, and what it changed.
 pub(crate) struct State {
@@ -80,6 +91,10 @@ pub(crate) struct State {
     pub(crate) changes: Changes,
     /// The token for the current ID, once minted, so `token()` and the emitted token agree.
     pub(crate) issued: Option<String>,
+    /// What the first extractor copied off the request.
+    pub(crate) seen: Seen,
+    /// The load's error, when it failed (see `load.rs`).
+    pub(crate) load_error: Option<StoreError>,
 }
 
 /// The session's ID and what the client knows of it.
@@ -193,6 +208,8 @@ impl State {
             data: SessionData::default(),
             changes: Changes::default(),
             issued: None,
+            seen: UNSEEN,
+            load_error: None,
         }
     }
 
