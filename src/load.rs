@@ -11,9 +11,10 @@ use http::request::Parts;
 use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{EventKind, ExpiryReason, RejectReason};
 use crate::principal::Principal;
+use crate::record::Record;
 use crate::session::{Id, Session, SessionData, SharedData, State, FAILED, LOADED, UNLOADED};
-use crate::store::{BoxFuture, LayerStore, Lookup};
-use crate::token::StoreKey;
+use crate::store::{BoxFuture, Found, LayerStore, Lookup};
+use crate::token::{SessionId, StoreKey};
 
 /// An event the load found, emitted after the state lock is released.
 struct LoadEvent {
@@ -74,9 +75,12 @@ impl Session {
             (LayerStore::Memory(store), Some(incoming)) => {
                 let key = incoming.verified.id().store_key();
                 let now = inner.layer.store_time(inner.request.now);
-                let (found, data) = store.load_shared(&key, now);
-                let (result, event) = self.take_in(&mut st, key, Ok(found), data);
-                let result = self.set_loaded(&mut st, result);
+                let state = &mut *st;
+                let (result, event) = match store.load_into(&key, now, &mut state.record) {
+                    Found::Live(data) => (Ok(()), self.take_live(state, key, data)),
+                    Found::Gone(lookup) => self.take_in(state, key, Ok(lookup)),
+                };
+                let result = self.set_loaded(state, result);
                 drop(st);
                 // Hooks run outside the state lock: a slow hook must not hold it.
                 self.emit_load_event(event);
@@ -94,7 +98,7 @@ impl Session {
             let found = inner.layer.store().lookup(&key).await;
             let (result, event) = {
                 let mut st = self.lock();
-                let (result, event) = self.take_in(&mut st, key, found, None);
+                let (result, event) = self.take_in(&mut st, key, found);
                 (self.set_loaded(&mut st, result), event)
             };
             self.emit_load_event(event);
@@ -157,28 +161,10 @@ impl Session {
         st: &mut State,
         key: StoreKey,
         found: Result<Lookup, StoreError>,
-        shared: Option<SharedData>,
     ) -> (Result<(), StoreError>, Option<LoadEvent>) {
         let Some(incoming) = &self.inner.request.incoming else {
             return (Ok(()), None);
         };
-        let layer = &self.inner.layer;
-        let id = incoming.verified.id();
-        // The request's own time: a second clock read here would cost more than it tells.
-        let now = self.inner.request.now;
-        let event = |kind, principal: Option<&Principal>| {
-            Some(LoadEvent {
-                kind,
-                key,
-                principal: principal.map(|p| p.id().to_owned()),
-            })
-        };
-        // The MAC proves this layer minted a verified ID, so it is no one else's; keeping one
-        // that has no live record lets the CSRF tokens of an unsaved anonymous session (a
-        // login form) verify on the next request without storing a record per visitor.
-        // Login and every other privilege change still move to a fresh ID, so adopting never
-        // fixates a session.
-        let adopt = |st: &mut State| st.id = Id::Adopted(id.clone());
         // One match over the result and the lookup: each level of destructuring moved the
         // 256-byte record once more.
         let event = match found {
@@ -188,62 +174,117 @@ impl Session {
             Err(err) if err.kind() == StoreErrorKind::Corrupt => {
                 tracing::warn!(session = %key, error = ?err, "corrupt session record treated as gone");
                 st.corrupt = Some(key);
-                adopt(st);
-                return (Ok(()), event(EventKind::CorruptRecord, None));
+                adopt(st, incoming.verified.id());
+                return (Ok(()), self.load_event(EventKind::CorruptRecord, key, None));
             }
             Err(err) => {
                 let kind = EventKind::StoreError(err.kind());
-                return (Err(err), event(kind, None));
+                return (Err(err), self.load_event(kind, key, None));
             }
             Ok(Lookup::Missing) => {
-                adopt(st);
-                event(EventKind::TokenRejected(RejectReason::UnknownId), None)
+                adopt(st, incoming.verified.id());
+                self.load_event(EventKind::TokenRejected(RejectReason::UnknownId), key, None)
             }
-            Ok(Lookup::Expired(r) | Lookup::Live(r)) if r.is_expired(now) => {
-                let reason = if now >= r.created().saturating_add(layer.timeouts().absolute) {
-                    ExpiryReason::Absolute
-                } else {
-                    ExpiryReason::Idle
-                };
-                adopt(st);
-                event(EventKind::Expired(reason), r.principal())
+            Ok(Lookup::Expired(r)) if r.is_expired(self.inner.request.now) => {
+                adopt(st, incoming.verified.id());
+                self.load_event(EventKind::Expired(self.expiry(&r)), key, r.principal())
             }
             Ok(Lookup::Expired(_)) => {
                 // The store's clock says expired but ours does not: trust the store.
-                adopt(st);
-                event(EventKind::TokenRejected(RejectReason::UnknownId), None)
+                adopt(st, incoming.verified.id());
+                self.load_event(EventKind::TokenRejected(RejectReason::UnknownId), key, None)
             }
-            Ok(Lookup::Live(mut record)) => {
-                if let Some(reason) = layer
-                    .binding()
-                    .mismatch(&record, &self.inner.request.client)
-                {
-                    tracing::debug!(session = %key, reason, "session binding mismatch");
-                    return (
-                        Ok(()),
-                        event(EventKind::BindingMismatch, record.principal()),
-                    );
-                }
-                let loaded = event(EventKind::Loaded, record.principal());
-                st.changes.renewal.refresh =
-                    now.saturating_sub(record.last_seen()) >= layer.timeouts().refresh_after;
-                st.changes.renewal.reissue = incoming.verified.needs_reissue();
-                st.id = Id::Presented(id.clone());
-                st.stored = Some(key);
-                st.live = true;
-                st.data = match shared {
-                    Some(data) => SessionData::Shared(data),
-                    None => SessionData::from_map(std::mem::take(record.data_mut())),
-                };
+            Ok(Lookup::Live(record)) => {
                 st.record = record;
-                loaded
+                self.take_live(st, key, None)
             }
         };
         (Ok(()), event)
+    }
+
+    /// Takes in the live record the store wrote into `st.record` for `key` (its data in
+    /// `shared`, or else in the record's map), under the state lock; the event to report is
+    /// handed back. A record this layer cannot accept (expired by its clock, bound to
+    /// another client) leaves the state as it was: empty.
+    fn take_live(
+        &self,
+        st: &mut State,
+        key: StoreKey,
+        shared: Option<SharedData>,
+    ) -> Option<LoadEvent> {
+        let incoming = self.inner.request.incoming.as_ref()?;
+        let layer = &self.inner.layer;
+        let id = incoming.verified.id();
+        // The request's own time: a second clock read here would cost more than it tells.
+        let now = self.inner.request.now;
+        if st.record.is_expired(now) {
+            let record = std::mem::replace(&mut st.record, Record::new(0, 0));
+            adopt(st, id);
+            return self.load_event(
+                EventKind::Expired(self.expiry(&record)),
+                key,
+                record.principal(),
+            );
+        }
+        if let Some(reason) = layer
+            .binding()
+            .mismatch(&st.record, &self.inner.request.client)
+        {
+            tracing::debug!(session = %key, reason, "session binding mismatch");
+            let record = std::mem::replace(&mut st.record, Record::new(0, 0));
+            return self.load_event(EventKind::BindingMismatch, key, record.principal());
+        }
+        let loaded = self.load_event(EventKind::Loaded, key, st.record.principal());
+        st.changes.renewal.refresh =
+            now.saturating_sub(st.record.last_seen()) >= layer.timeouts().refresh_after;
+        st.changes.renewal.reissue = incoming.verified.needs_reissue();
+        st.id = Id::Presented(id.clone());
+        st.stored = Some(key);
+        st.live = true;
+        st.data = match shared {
+            Some(data) => SessionData::Shared(data),
+            None => SessionData::from_map(std::mem::take(st.record.data_mut())),
+        };
+        loaded
+    }
+
+    /// Which timeout ended `record`, dead at the request's time.
+    fn expiry(&self, record: &Record) -> ExpiryReason {
+        let absolute = self.inner.layer.timeouts().absolute;
+        if self.inner.request.now >= record.created().saturating_add(absolute) {
+            ExpiryReason::Absolute
+        } else {
+            ExpiryReason::Idle
+        }
+    }
+
+    /// The load's event: its principal is copied only when someone may read it.
+    fn load_event(
+        &self,
+        kind: EventKind,
+        key: StoreKey,
+        principal: Option<&Principal>,
+    ) -> Option<LoadEvent> {
+        let principal = principal
+            .filter(|_| self.inner.layer.events().listening())
+            .map(|p| p.id().to_owned());
+        Some(LoadEvent {
+            kind,
+            key,
+            principal,
+        })
     }
 
     /// Whether a handler or extractor loaded the session, so the response may depend on it.
     pub(crate) fn accessed(&self) -> bool {
         self.inner.loaded.load(Ordering::Acquire) != UNLOADED
     }
+}
+
+/// The MAC proves this layer minted a verified ID, so it is no one else's; keeping one that
+/// has no live record lets the CSRF tokens of an unsaved anonymous session (a login form)
+/// verify on the next request without storing a record per visitor. Login and every other
+/// privilege change still move to a fresh ID, so adopting never fixates a session.
+fn adopt(st: &mut State, id: &SessionId) {
+    st.id = Id::Adopted(id.clone());
 }
