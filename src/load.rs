@@ -258,20 +258,24 @@ impl Session {
         }
     }
 
-    /// The load's event: its principal is copied only when someone may read it.
+    /// The load's event, to emit once the state lock is released; when nobody listens it is
+    /// only counted, right here (an atomic add needs no release of the lock), and nothing of
+    /// it is built.
     fn load_event(
         &self,
         kind: EventKind,
         key: StoreKey,
         principal: Option<&Principal>,
     ) -> Option<LoadEvent> {
-        let principal = principal
-            .filter(|_| self.inner.layer.events().listening())
-            .map(|p| p.id().to_owned());
+        let events = self.inner.layer.events();
+        if !events.listening() {
+            events.count(&kind);
+            return None;
+        }
         Some(LoadEvent {
             kind,
             key,
-            principal,
+            principal: principal.map(|p| p.id().to_owned()),
         })
     }
 
