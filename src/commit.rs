@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{EventKind, RotateReason};
-use crate::record::Patch;
+use crate::record::{Patch, Record};
 use crate::session::{EndKind, Id, Session, SharedData, State};
 use crate::store::{BoxFuture, Commit, CommitOutcome, LayerStore, MemoryStore};
 use crate::token::{SessionId, StoreKey};
@@ -327,7 +327,7 @@ impl Session {
             Write::Create => {
                 st.own_id();
                 let key = st.ensure_id().store_key();
-                let mut record = st.record.clone();
+                let mut record = Record::clone(&st.record);
                 // The default store keeps data as a sorted slice, which the session's data
                 // already is: no map built only to be turned back into one.
                 let memory = match layer.store() {

@@ -195,7 +195,7 @@ impl Session {
                 self.load_event(EventKind::TokenRejected(RejectReason::UnknownId), key, None)
             }
             Ok(Lookup::Live(record)) => {
-                st.record = record;
+                *st.record = record;
                 self.take_live(st, key, None)
             }
         };
@@ -218,7 +218,7 @@ impl Session {
         // The request's own time: a second clock read here would cost more than it tells.
         let now = self.inner.request.now;
         if st.record.is_expired(now) {
-            let record = std::mem::replace(&mut st.record, Record::new(0, 0));
+            let record = std::mem::replace(&mut *st.record, Record::new(0, 0));
             adopt(st, id);
             return self.load_event(
                 EventKind::Expired(self.expiry(&record)),
@@ -231,7 +231,7 @@ impl Session {
             .mismatch(&st.record, &self.inner.request.client)
         {
             tracing::debug!(session = %key, reason, "session binding mismatch");
-            let record = std::mem::replace(&mut st.record, Record::new(0, 0));
+            let record = std::mem::replace(&mut *st.record, Record::new(0, 0));
             return self.load_event(EventKind::BindingMismatch, key, record.principal());
         }
         let loaded = self.load_event(EventKind::Loaded, key, st.record.principal());

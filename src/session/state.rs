@@ -1,6 +1,7 @@
 //! The per-request state a [`Session`](super::Session) shares with the load and the commit:
 //! what the request said, which ID the session has, and what the handler changed.
 
+use std::mem::ManuallyDrop;
 use std::sync::{Mutex, MutexGuard};
 
 use axum::extract::OriginalUri;
@@ -85,8 +86,8 @@ pub(crate) struct State {
     pub(crate) corrupt: Option<StoreKey>,
     pub(crate) live: bool,
     /// Everything of the session but its data, which is in `data` (`record.data` stays
-    /// empty).
-    pub(crate) record: Record,
+    /// empty). Dropped by hand (see `Drop for State`).
+    pub(crate) record: ManuallyDrop<Record>,
     pub(crate) data: SessionData,
     pub(crate) changes: Changes,
     /// The token for the current ID, once minted, so `token()` and the emitted token agree.
@@ -204,7 +205,7 @@ impl State {
             stored: None,
             corrupt: None,
             live: false,
-            record: Record::new(0, 0),
+            record: ManuallyDrop::new(Record::new(0, 0)),
             data: SessionData::default(),
             changes: Changes::default(),
             issued: None,
@@ -291,6 +292,46 @@ impl State {
     /// The ID changed after loading a stored record: the commit is a move.
     pub(crate) fn rotated(&self) -> bool {
         self.stored.is_some() && self.id.is_fresh()
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        // Every request that reaches the layer drops a state, whose record's data map is
+        // empty (the data is in `data`): dropping even an empty `BTreeMap` walks an iterator
+        // out of line (~50 instructions). So the record's fields are dropped here, the map
+        // only when it holds something; naming every field makes a new one a compile error
+        // until it is handled here.
+        let Record {
+            created: _,
+            last_seen: _,
+            expires_at: _,
+            principal,
+            data,
+            flash,
+            user_agent,
+            bound_user_agent,
+            bound_ip: _,
+            persistent: _,
+            consented_at: _,
+        } = &mut *self.record;
+        // Each taken only when it holds something: most hold nothing, and a take writes.
+        if principal.is_some() {
+            drop(principal.take());
+        }
+        if flash.capacity() != 0 {
+            drop(std::mem::take(flash));
+        }
+        if user_agent.is_some() {
+            drop(user_agent.take());
+        }
+        if bound_user_agent.is_some() {
+            drop(bound_user_agent.take());
+        }
+        if !data.is_empty() {
+            // Leaves an empty map behind, which owns no memory: not dropping it leaks nothing.
+            drop(std::mem::take(data));
+        }
     }
 }
 
