@@ -54,8 +54,25 @@ impl Seen {
             return;
         }
         self.taken = true;
-        self.accept = parts.headers.get(ACCEPT).cloned();
-        self.user_agent = parts.headers.get(USER_AGENT).cloned();
+        let headers = &parts.headers;
+        // A hashed look-up costs about as much as comparing a dozen names: a short map
+        // (an API client's few headers) is scanned once for both.
+        if headers.keys_len() <= SCAN_HEADERS {
+            for (name, value) in headers {
+                let slot = match *name {
+                    ACCEPT => &mut self.accept,
+                    USER_AGENT => &mut self.user_agent,
+                    _ => continue,
+                };
+                // The first value, as `HeaderMap::get` answers.
+                if slot.is_none() {
+                    *slot = Some(value.clone());
+                }
+            }
+        } else {
+            self.accept = headers.get(ACCEPT).cloned();
+            self.user_agent = headers.get(USER_AGENT).cloned();
+        }
         if events.listening() {
             // Under `Router::nest` the parts' URI lost its prefix by the time an extractor
             // runs; events name the path the client asked for.
@@ -67,6 +84,9 @@ impl Seen {
         }
     }
 }
+
+/// Up to how many header names [`Seen::take`] scans rather than looks up.
+const SCAN_HEADERS: usize = 8;
 
 /// Nothing copied yet.
 const UNSEEN: Seen = Seen {
@@ -339,4 +359,42 @@ pub(crate) fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     // A handler that panicked mid-change leaves plain data; the response is a 5xx anyway, and
     // 5xx responses are never committed.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The copy names the first `Accept` and `User-Agent` values, as a look-up would,
+    /// whether the map is short enough to scan or not.
+    #[test]
+    fn seen_takes_the_first_values_of_short_and_long_maps() {
+        for extra in [0, SCAN_HEADERS + 4] {
+            let mut req = http::Request::get("/");
+            for i in 0..extra {
+                req = req.header(format!("x-filler-{i}"), "1");
+            }
+            let req = req
+                .header(USER_AGENT, "agent/1")
+                .header(ACCEPT, "application/json")
+                .header(ACCEPT, "text/html")
+                .header(USER_AGENT, "agent/2")
+                .body(())
+                .unwrap();
+            let (parts, ()) = req.into_parts();
+            let mut seen = UNSEEN;
+            seen.take(&parts, &Events::default());
+            assert_eq!(
+                seen.accept,
+                parts.headers.get(ACCEPT).cloned(),
+                "{extra} extra"
+            );
+            assert_eq!(
+                seen.user_agent.as_ref().unwrap(),
+                "agent/1",
+                "{extra} extra"
+            );
+            assert_eq!(seen.accept.as_ref().unwrap(), "application/json");
+        }
+    }
 }
