@@ -143,7 +143,7 @@ impl Session {
         }
         let origin = self.lock().seen.origin.clone();
         let (method, path) = match &origin {
-            Some((method, uri)) => (method, uri.path()),
+            Some((method, path)) => (method, path.as_ref().map_or("", |p| p.path())),
             None => (&http::Method::GET, "/"),
         };
         events.emit(
