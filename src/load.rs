@@ -89,7 +89,10 @@ impl Session {
         };
         drop(st);
         Load::Pending(Box::pin(async move {
-            let _gate = inner.load_gate.lock().await;
+            let gate = inner
+                .load_gate
+                .get_or_init(|| Box::new(tokio::sync::Mutex::const_new(())));
+            let _gate = gate.lock().await;
             // Outcomes are recorded under this gate too: a load that waited sees the winner's.
             if let Some(result) = self.loaded() {
                 return result;
@@ -111,7 +114,7 @@ impl Session {
         match self.inner.loaded.load(Ordering::Acquire) {
             UNLOADED => None,
             LOADED => Some(Ok(())),
-            _ => Some(Err(self.lock().load_error.clone()?)),
+            _ => Some(Err(StoreError::clone(self.lock().load_error.as_deref()?))),
         }
     }
 
@@ -120,7 +123,7 @@ impl Session {
         match self.inner.loaded.load(Ordering::Acquire) {
             UNLOADED => None,
             LOADED => Some(Ok(())),
-            _ => Some(Err(st.load_error.clone()?)),
+            _ => Some(Err(StoreError::clone(st.load_error.as_deref()?))),
         }
     }
 
@@ -130,7 +133,7 @@ impl Session {
         let flag = match &result {
             Ok(()) => LOADED,
             Err(err) => {
-                st.load_error = Some(err.clone());
+                st.load_error = Some(Box::new(err.clone()));
                 FAILED
             }
         };
@@ -173,7 +176,7 @@ impl Session {
             // ending the session deletes it.
             Err(err) if err.kind() == StoreErrorKind::Corrupt => {
                 tracing::warn!(session = %key, error = ?err, "corrupt session record treated as gone");
-                st.corrupt = Some(key);
+                st.corrupt = Some(Box::new(key));
                 adopt(st, incoming.verified.id());
                 return (Ok(()), self.load_event(EventKind::CorruptRecord, key, None));
             }

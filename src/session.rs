@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::atomic::AtomicU8;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -102,8 +102,10 @@ pub(crate) struct Handle {
     /// error is in the state): an atomic rather than a `OnceLock`, whose initialisation
     /// costs a call per request.
     pub(crate) loaded: AtomicU8,
-    /// Serialises loads from stores that answer asynchronously.
-    pub(crate) load_gate: tokio::sync::Mutex<()>,
+    /// Serialises loads from stores that answer asynchronously; made by the first such
+    /// load, so a session of the default store carries a word, not the mutex, into its
+    /// `Arc` (a Dyn store's load allocates anyway).
+    pub(crate) load_gate: OnceLock<Box<tokio::sync::Mutex<()>>>,
     pub(crate) state: Mutex<State>,
 }
 
@@ -117,7 +119,7 @@ impl Session {
                 layer,
                 request,
                 loaded: AtomicU8::new(UNLOADED),
-                load_gate: tokio::sync::Mutex::const_new(()),
+                load_gate: OnceLock::new(),
                 state: Mutex::new(State::new()),
             }),
         }
@@ -384,7 +386,7 @@ impl Session {
         let delete = st
             .stored
             .take()
-            .or(st.corrupt.take())
+            .or(st.corrupt.take().map(|key| *key))
             .or(st.changes.ending.and_then(|ending| ending.delete));
         // What the request said stays: the fresh session is still this request's.
         let mut fresh = State::new();

@@ -105,8 +105,9 @@ pub(crate) struct State {
     /// Where the loaded record lives in the store, if it came from there.
     pub(crate) stored: Option<StoreKey>,
     /// A record the store could not decode, filed under the presented ID: treated as gone,
-    /// and deleted if the session is ended.
-    pub(crate) corrupt: Option<StoreKey>,
+    /// and deleted if the session is ended. Boxed, like `load_error`: rare, and every byte
+    /// here is moved into the session's `Arc` on every request.
+    pub(crate) corrupt: Option<Box<StoreKey>>,
     pub(crate) live: bool,
     /// Everything of the session but its data, which is in `data` (`record.data` stays
     /// empty). Dropped by hand (see `Drop for State`).
@@ -118,7 +119,7 @@ pub(crate) struct State {
     /// What the first extractor copied off the request.
     pub(crate) seen: Seen,
     /// The load's error, when it failed (see `load.rs`).
-    pub(crate) load_error: Option<StoreError>,
+    pub(crate) load_error: Option<Box<StoreError>>,
 }
 
 /// The session's ID and what the client knows of it.
