@@ -287,8 +287,10 @@ impl Session {
             match outcome {
                 Ok(CommitOutcome::Applied) => {
                     if let Some((kind, key)) = event {
-                        // The key is known: no second SHA-256 of the ID for it.
-                        let principal = self.principal_id();
+                        // The key is known: no second SHA-256 of the ID for it. The
+                        // principal only for someone to read (a lock and a copy).
+                        let listening = layer.events().listening();
+                        let principal = listening.then(|| self.principal_id()).flatten();
                         self.report(kind, Some(key), principal.as_deref(), now);
                     }
                     return Ok(emit);
