@@ -78,7 +78,10 @@ impl Session {
                 let state = &mut *st;
                 let (result, event) = match store.load_into(&key, now, &mut state.record) {
                     Found::Live(data) => (Ok(()), self.take_live(state, key, data)),
-                    Found::Gone(lookup) => self.take_in(state, key, Ok(lookup)),
+                    Found::Expired(record) => {
+                        self.take_in(state, key, Ok(Lookup::Expired(*record)))
+                    }
+                    Found::Missing => self.take_in(state, key, Ok(Lookup::Missing)),
                 };
                 let result = self.set_loaded(state, result);
                 drop(st);

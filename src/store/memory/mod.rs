@@ -466,8 +466,10 @@ impl MemoryStore {
 pub(crate) enum Found {
     /// A live record, now in the caller's record; its data, shared with the store.
     Live(Option<SharedData>),
-    /// No live record: expired or missing.
-    Gone(Lookup),
+    /// An expired record (removed), data included: boxed, as a session ends once, so the
+    /// common answer stays a few words.
+    Expired(Box<Record>),
+    Missing,
 }
 
 /// A poisoned lock only means another thread panicked mid-update of plain data; the map is
@@ -489,7 +491,15 @@ impl MemoryStore {
     /// without its user agent, which a session does not read.
     pub(crate) fn load_into(&self, key: &StoreKey, now: Option<i64>, record: &mut Record) -> Found {
         let now = now.unwrap_or_else(|| self.now());
-        self.touch_with(key, now, |e| Found::Live(e.load_into(record)), Found::Gone)
+        self.touch_with(
+            key,
+            now,
+            |e| Found::Live(e.load_into(record)),
+            |gone| match gone {
+                Lookup::Expired(expired) => Found::Expired(Box::new(expired)),
+                _ => Found::Missing,
+            },
+        )
     }
 
     /// The registry of the live handles of this store's sessions.
