@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{EventKind, RotateReason};
-use crate::record::Patch;
+use crate::record::{Patch, Record};
 use crate::session::{EndKind, Id, Session, SharedData, State};
 use crate::store::{BoxFuture, Commit, CommitOutcome, LayerStore, MemoryStore};
 use crate::token::{SessionId, StoreKey};
@@ -287,8 +287,10 @@ impl Session {
             match outcome {
                 Ok(CommitOutcome::Applied) => {
                     if let Some((kind, key)) = event {
-                        // The key is known: no second SHA-256 of the ID for it.
-                        let principal = self.principal_id();
+                        // The key is known: no second SHA-256 of the ID for it. The
+                        // principal only for someone to read (a lock and a copy).
+                        let listening = layer.events().listening();
+                        let principal = listening.then(|| self.principal_id()).flatten();
                         self.report(kind, Some(key), principal.as_deref(), now);
                     }
                     return Ok(emit);
@@ -327,7 +329,7 @@ impl Session {
             Write::Create => {
                 st.own_id();
                 let key = st.ensure_id().store_key();
-                let mut record = st.record.clone();
+                let mut record = Record::clone(&st.record);
                 // The default store keeps data as a sorted slice, which the session's data
                 // already is: no map built only to be turned back into one.
                 let memory = match layer.store() {
@@ -338,7 +340,7 @@ impl Session {
                     }
                 };
                 record.set_created(now, timeouts.expires_at(now, now));
-                let user_agent = self.seen().user_agent.as_ref();
+                let user_agent = st.seen.user_agent.as_ref();
                 record.set_user_agent(user_agent.and_then(|v| v.to_str().ok()));
                 layer
                     .binding()

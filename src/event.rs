@@ -275,13 +275,28 @@ impl Events {
         self.hooks.push(hook);
     }
 
+    /// Whether anything but the counters may read an event: a hook, a `tracing` subscriber,
+    /// or a `log` logger (which `tracing` forwards events to when no subscriber was ever
+    /// set). When not, [`Events::count`] is all an event needs, and nothing of the request
+    /// has to be kept for it.
+    pub(crate) fn listening(&self) -> bool {
+        !self.hooks.is_empty()
+            || tracing::dispatcher::has_been_set()
+            || log::max_level() != log::LevelFilter::Off
+    }
+
+    /// Counts the event for [`Stats`], and nothing else.
+    pub(crate) fn count(&self, kind: &EventKind) {
+        self.counters.kinds[kind.index()].fetch_add(1, Ordering::Relaxed);
+        if let EventKind::TokenRejected(reason) = kind {
+            self.counters.rejected[reason.index()].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Counts the event, mirrors it to `tracing`, and calls every hook. A panicking hook is
     /// caught and logged: observability must never take a request down.
     pub(crate) fn emit(&self, kind: EventKind, subject: Subject<'_>) {
-        self.counters.kinds[kind.index()].fetch_add(1, Ordering::Relaxed);
-        if let EventKind::TokenRejected(reason) = &kind {
-            self.counters.rejected[reason.index()].fetch_add(1, Ordering::Relaxed);
-        }
+        self.count(&kind);
         trace_event(&kind, &subject);
         if self.hooks.is_empty() {
             return;

@@ -13,7 +13,10 @@ use crate::session::Session;
 /// [captured](Captures): the extractor that answers with it does that.
 pub(crate) async fn loaded(parts: &Parts) -> Result<Session, SessionRejection> {
     let session = crate::session::of_parts(parts).ok_or_else(MissingSessionLayer::default)?;
-    session.load().await.map_err(SessionUnavailable::from_err)?;
+    session
+        .load(parts)
+        .await
+        .map_err(SessionUnavailable::from_err)?;
     Ok(session)
 }
 

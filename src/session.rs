@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::atomic::AtomicU8;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use http::request::Parts;
@@ -11,7 +12,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::TokenSource;
-use crate::error::StoreError;
 use crate::event::{EventKind, RotateReason, Subject};
 use crate::live::EndReason;
 use crate::principal::Principal;
@@ -29,7 +29,7 @@ mod state;
 pub(crate) use data::{ChangeLog, DataKey, SessionData, SharedData};
 #[cfg(test)]
 pub(crate) use state::Renewal;
-pub(crate) use state::{lock, EndKind, Ending, Id, RequestContext, Seen, State, UNSEEN};
+pub(crate) use state::{lock, EndKind, Ending, Id, RequestContext, State};
 
 /// What the layer puts into request extensions. Private, so the only way to a [`Session`] is
 /// through the extractors, which load it first: a handle reached before loading would read
@@ -39,19 +39,21 @@ pub(crate) struct SessionHandle(pub(crate) Session);
 
 impl SessionHandle {
     /// The session, with what it needs of the request copied from `parts` if this is the
-    /// first extractor to ask: a route that never touches its session copies nothing.
+    /// first extractor to ask: for an extractor that does not load it (loading copies the
+    /// request under the same lock).
     pub(crate) fn session(&self, parts: &Parts) -> Session {
-        self.0.inner.seen.get_or_init(|| Seen::of(parts));
+        self.0.lock().seen.take(parts, self.0.inner.layer.events());
         self.0.clone()
     }
 }
 
-/// The request's session under the layer, from request parts (see [`SessionHandle::session`]).
+/// The request's session under the layer, from request parts, not yet loaded: its load
+/// ([`Session::load`]) copies what it needs of the request.
 pub(crate) fn of_parts(parts: &Parts) -> Option<Session> {
     parts
         .extensions
         .get::<SessionHandle>()
-        .map(|handle| handle.session(parts))
+        .map(|handle| handle.0.clone())
 }
 
 /// The session of the current request.
@@ -86,15 +88,24 @@ pub struct Session {
     pub(crate) inner: Arc<Handle>,
 }
 
+/// [`Handle::loaded`]: not loaded yet.
+pub(crate) const UNLOADED: u8 = 0;
+/// [`Handle::loaded`]: loaded.
+pub(crate) const LOADED: u8 = 1;
+/// [`Handle::loaded`]: the load failed; the error is [`State::load_error`].
+pub(crate) const FAILED: u8 = 2;
+
 pub(crate) struct Handle {
     pub(crate) layer: Arc<LayerState>,
     pub(crate) request: RequestContext,
-    /// Copied from the request by the first extractor that asks for the session.
-    pub(crate) seen: OnceLock<Seen>,
-    /// The load's outcome, once it ran (see `load.rs`).
-    pub(crate) loaded: OnceLock<Result<(), StoreError>>,
-    /// Serialises loads from stores that answer asynchronously.
-    pub(crate) load_gate: tokio::sync::Mutex<()>,
+    /// Whether the load ran and how it ended ([`UNLOADED`], [`LOADED`], [`FAILED`]; the
+    /// error is in the state): an atomic rather than a `OnceLock`, whose initialisation
+    /// costs a call per request.
+    pub(crate) loaded: AtomicU8,
+    /// Serialises loads from stores that answer asynchronously; made by the first such
+    /// load, so a session of the default store carries a word, not the mutex, into its
+    /// `Arc` (a Dyn store's load allocates anyway).
+    pub(crate) load_gate: OnceLock<Box<tokio::sync::Mutex<()>>>,
     pub(crate) state: Mutex<State>,
 }
 
@@ -107,9 +118,8 @@ impl Session {
             inner: Arc::new(Handle {
                 layer,
                 request,
-                seen: OnceLock::new(),
-                loaded: OnceLock::new(),
-                load_gate: tokio::sync::Mutex::const_new(()),
+                loaded: AtomicU8::new(UNLOADED),
+                load_gate: OnceLock::new(),
                 state: Mutex::new(State::new()),
             }),
         }
@@ -119,12 +129,8 @@ impl Session {
         lock(&self.inner.state)
     }
 
-    /// What the first extractor copied off the request.
-    pub(crate) fn seen(&self) -> &Seen {
-        self.inner.seen.get().unwrap_or(&UNSEEN)
-    }
-
-    /// Emits an event about this request's session.
+    /// Emits an event about this request's session; only counts it when nobody listens.
+    /// Never called under the state lock.
     pub(crate) fn report(
         &self,
         kind: EventKind,
@@ -132,12 +138,21 @@ impl Session {
         principal: Option<&str>,
         now: i64,
     ) {
-        let seen = self.seen();
-        self.inner.layer.events().emit(
+        let events = self.inner.layer.events();
+        if !events.listening() {
+            events.count(&kind);
+            return;
+        }
+        let origin = self.lock().seen.origin.clone();
+        let (method, path) = match &origin {
+            Some((method, path)) => (method, path.as_ref().map_or("", |p| p.path())),
+            None => (&http::Method::GET, "/"),
+        };
+        events.emit(
             kind,
             Subject {
-                method: &seen.method,
-                path: seen.uri.path(),
+                method,
+                path,
                 session,
                 principal,
                 now,
@@ -201,7 +216,7 @@ impl Session {
     /// How rejections made after the handler answer this request.
     pub(crate) fn capture(&self) -> Capture {
         Capture {
-            wants_json: prefers_json_in(self.seen().accept.iter()),
+            wants_json: prefers_json_in(self.lock().seen.accept.iter()),
             render: self.inner.layer.renderer().cloned(),
         }
     }
@@ -371,9 +386,12 @@ impl Session {
         let delete = st
             .stored
             .take()
-            .or(st.corrupt.take())
+            .or(st.corrupt.take().map(|key| *key))
             .or(st.changes.ending.and_then(|ending| ending.delete));
-        *st = State::new();
+        // What the request said stays: the fresh session is still this request's.
+        let mut fresh = State::new();
+        std::mem::swap(&mut fresh.seen, &mut st.seen);
+        *st = fresh;
         st.changes.ending = Some(Ending { kind, delete });
         drop(st);
         // The store will report only "deleted": tell the live handles why. Noted now,

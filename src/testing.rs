@@ -133,7 +133,10 @@ impl Session {
                 client: Default::default(),
             },
         );
-        let _ = session.inner.loaded.set(Ok(()));
+        session
+            .inner
+            .loaded
+            .store(crate::session::LOADED, std::sync::atomic::Ordering::Release);
         session
     }
 }

@@ -144,7 +144,7 @@ where
                 let guard = self.guard.clone();
                 State::Checking {
                     check: Box::pin(async move {
-                        let loaded = session.load().await;
+                        let loaded = session.load(&parts).await;
                         match refusal(&guard, &parts, &session, loaded) {
                             None => Ok(Request::from_parts(parts, body)),
                             Some(response) => Err(response),
@@ -177,7 +177,7 @@ fn verdict<G: Guard>(guard: &G, parts: &Parts) -> Verdict {
                 .into_response(),
         );
     };
-    let ready = match session.load() {
+    let ready = match session.load(parts) {
         Load::Ready(Some(loaded)) => Some(loaded),
         _ => None,
     };

@@ -1,17 +1,20 @@
 //! The per-request state a [`Session`](super::Session) shares with the load and the commit:
 //! what the request said, which ID the session has, and what the handler changed.
 
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::mem::ManuallyDrop;
+use std::sync::{Mutex, MutexGuard};
 
 use axum::extract::OriginalUri;
 use http::header::{ACCEPT, USER_AGENT};
 use http::request::Parts;
-use http::{HeaderValue, Method, Uri};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method};
 use serde_json::Value;
 
 use super::{ChangeLog, SessionData};
 use crate::binding::Client;
-use crate::event::RotateReason;
+use crate::error::StoreError;
+use crate::event::{Events, RotateReason};
 use crate::record::Record;
 use crate::token::{SessionId, StoreKey};
 use crate::transport::{Incoming, Presented};
@@ -29,40 +32,72 @@ pub(crate) struct RequestContext {
 }
 
 /// What a loaded session needs of the request besides its token, copied only when an
-/// extractor asks for the session (as the handler sees the request).
+/// extractor asks for the session (as the handler sees the request), under the state lock
+/// of its load.
 pub(crate) struct Seen {
+    /// Whether an extractor copied the request yet.
+    pub(crate) taken: bool,
     /// The first `Accept` value, for rejections made after the handler (a failed commit),
-    /// when the request is gone.
+    /// when the request is gone. Kept as sent: parsing it costs more than the (shared)
+    /// copy, and only a failed commit reads it.
     pub(crate) accept: Option<HeaderValue>,
     pub(crate) user_agent: Option<HeaderValue>,
-    pub(crate) method: Method,
-    pub(crate) uri: Uri,
+    /// Method and path (with the query, which events leave out), which only events show:
+    /// copied only when a hook or a `tracing` / `log` consumer may read them (see
+    /// [`Events::listening`]); a URI copy is an allocation for a request built in-process.
+    /// Not the whole URI: its scheme and authority would be 48 more bytes to move with
+    /// every session. `None` inside for a URI without a path (`Uri::path` is then empty).
+    pub(crate) origin: Option<(Method, Option<PathAndQuery>)>,
 }
 
 impl Seen {
-    pub(crate) fn of(parts: &Parts) -> Self {
-        Self {
-            accept: parts.headers.get(ACCEPT).cloned(),
-            user_agent: parts.headers.get(USER_AGENT).cloned(),
-            method: parts.method.clone(),
+    /// Copies what the session needs of `parts`, once.
+    pub(crate) fn take(&mut self, parts: &Parts, events: &Events) {
+        if self.taken {
+            return;
+        }
+        self.taken = true;
+        let headers = &parts.headers;
+        // A hashed look-up costs about as much as comparing a dozen names: a short map
+        // (an API client's few headers) is scanned once for both.
+        if headers.keys_len() <= SCAN_HEADERS {
+            for (name, value) in headers {
+                let slot = match *name {
+                    ACCEPT => &mut self.accept,
+                    USER_AGENT => &mut self.user_agent,
+                    _ => continue,
+                };
+                // The first value, as `HeaderMap::get` answers.
+                if slot.is_none() {
+                    *slot = Some(value.clone());
+                }
+            }
+        } else {
+            self.accept = headers.get(ACCEPT).cloned();
+            self.user_agent = headers.get(USER_AGENT).cloned();
+        }
+        if events.listening() {
             // Under `Router::nest` the parts' URI lost its prefix by the time an extractor
             // runs; events name the path the client asked for.
-            uri: parts
+            let uri = parts
                 .extensions
                 .get::<OriginalUri>()
-                .map_or_else(|| parts.uri.clone(), |original| original.0.clone()),
+                .map_or(&parts.uri, |original| &original.0);
+            self.origin = Some((parts.method.clone(), uri.path_and_query().cloned()));
         }
     }
 }
 
-/// Stands in for a request no extractor saw; every path to a session passes one, so only a
-/// bug would show it.
-pub(crate) static UNSEEN: LazyLock<Seen> = LazyLock::new(|| Seen {
+/// Up to how many header names [`Seen::take`] scans rather than looks up.
+const SCAN_HEADERS: usize = 8;
+
+/// Nothing copied yet.
+const UNSEEN: Seen = Seen {
+    taken: false,
     accept: None,
     user_agent: None,
-    method: Method::GET,
-    uri: Uri::from_static("/"),
-});
+    origin: None,
+};
 
 /// The session as this request sees it, and what it changed.
 pub(crate) struct State {
@@ -70,16 +105,21 @@ pub(crate) struct State {
     /// Where the loaded record lives in the store, if it came from there.
     pub(crate) stored: Option<StoreKey>,
     /// A record the store could not decode, filed under the presented ID: treated as gone,
-    /// and deleted if the session is ended.
-    pub(crate) corrupt: Option<StoreKey>,
+    /// and deleted if the session is ended. Boxed, like `load_error`: rare, and every byte
+    /// here is moved into the session's `Arc` on every request.
+    pub(crate) corrupt: Option<Box<StoreKey>>,
     pub(crate) live: bool,
     /// Everything of the session but its data, which is in `data` (`record.data` stays
-    /// empty).
-    pub(crate) record: Record,
+    /// empty). Dropped by hand (see `Drop for State`).
+    pub(crate) record: ManuallyDrop<Record>,
     pub(crate) data: SessionData,
     pub(crate) changes: Changes,
     /// The token for the current ID, once minted, so `token()` and the emitted token agree.
     pub(crate) issued: Option<String>,
+    /// What the first extractor copied off the request.
+    pub(crate) seen: Seen,
+    /// The load's error, when it failed (see `load.rs`).
+    pub(crate) load_error: Option<Box<StoreError>>,
 }
 
 /// The session's ID and what the client knows of it.
@@ -189,10 +229,12 @@ impl State {
             stored: None,
             corrupt: None,
             live: false,
-            record: Record::new(0, 0),
+            record: ManuallyDrop::new(Record::new(0, 0)),
             data: SessionData::default(),
             changes: Changes::default(),
             issued: None,
+            seen: UNSEEN,
+            load_error: None,
         }
     }
 
@@ -277,8 +319,86 @@ impl State {
     }
 }
 
+impl Drop for State {
+    fn drop(&mut self) {
+        // Every request that reaches the layer drops a state, whose record's data map is
+        // empty (the data is in `data`): dropping even an empty `BTreeMap` walks an iterator
+        // out of line (~50 instructions). So the record's fields are dropped here, the map
+        // only when it holds something; naming every field makes a new one a compile error
+        // until it is handled here.
+        let Record {
+            created: _,
+            last_seen: _,
+            expires_at: _,
+            principal,
+            data,
+            flash,
+            user_agent,
+            bound_user_agent,
+            bound_ip: _,
+            persistent: _,
+            consented_at: _,
+        } = &mut *self.record;
+        // Each taken only when it holds something: most hold nothing, and a take writes.
+        if principal.is_some() {
+            drop(principal.take());
+        }
+        if flash.capacity() != 0 {
+            drop(std::mem::take(flash));
+        }
+        if user_agent.is_some() {
+            drop(user_agent.take());
+        }
+        if bound_user_agent.is_some() {
+            drop(bound_user_agent.take());
+        }
+        if !data.is_empty() {
+            // Leaves an empty map behind, which owns no memory: not dropping it leaks nothing.
+            drop(std::mem::take(data));
+        }
+    }
+}
+
 pub(crate) fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     // A handler that panicked mid-change leaves plain data; the response is a 5xx anyway, and
     // 5xx responses are never committed.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The copy names the first `Accept` and `User-Agent` values, as a look-up would,
+    /// whether the map is short enough to scan or not.
+    #[test]
+    fn seen_takes_the_first_values_of_short_and_long_maps() {
+        for extra in [0, SCAN_HEADERS + 4] {
+            let mut req = http::Request::get("/");
+            for i in 0..extra {
+                req = req.header(format!("x-filler-{i}"), "1");
+            }
+            let req = req
+                .header(USER_AGENT, "agent/1")
+                .header(ACCEPT, "application/json")
+                .header(ACCEPT, "text/html")
+                .header(USER_AGENT, "agent/2")
+                .body(())
+                .unwrap();
+            let (parts, ()) = req.into_parts();
+            let mut seen = UNSEEN;
+            seen.take(&parts, &Events::default());
+            assert_eq!(
+                seen.accept,
+                parts.headers.get(ACCEPT).cloned(),
+                "{extra} extra"
+            );
+            assert_eq!(
+                seen.user_agent.as_ref().unwrap(),
+                "agent/1",
+                "{extra} extra"
+            );
+            assert_eq!(seen.accept.as_ref().unwrap(), "application/json");
+        }
+    }
 }

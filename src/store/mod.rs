@@ -30,6 +30,7 @@ use crate::live::Registry;
 pub use crate::error::{StoreError, StoreErrorKind};
 pub use crate::record::{Patch, Record, SessionInfo};
 pub use crate::token::StoreKey;
+pub(crate) use memory::Found;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -464,6 +464,16 @@ impl MemoryStore {
     }
 }
 
+/// What [`MemoryStore::load_into`] found.
+pub(crate) enum Found {
+    /// A live record, now in the caller's record; its data, shared with the store.
+    Live(Option<SharedData>),
+    /// An expired record (removed), data included: boxed, as a session ends once, so the
+    /// common answer stays a few words.
+    Expired(Box<Record>),
+    Missing,
+}
+
 /// A poisoned lock only means another thread panicked mid-update of plain data; the map is
 /// still structurally sound, so keep serving rather than failing every request after.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -477,23 +487,20 @@ impl MemoryStore {
         self.touch(key, self.now())
     }
 
-    /// The layer's load at `now` (`None`: this store's own clock): a live record comes
+    /// The layer's load at `now` (`None`: this store's own clock): a live record is written
+    /// into `record` (an empty one), in place rather than moved out through a [`Lookup`],
     /// without its data, which is handed out shared with the store instead of copied, and
     /// without its user agent, which a session does not read.
-    pub(crate) fn load_shared(
-        &self,
-        key: &StoreKey,
-        now: Option<i64>,
-    ) -> (Lookup, Option<SharedData>) {
+    pub(crate) fn load_into(&self, key: &StoreKey, now: Option<i64>, record: &mut Record) -> Found {
         let now = now.unwrap_or_else(|| self.now());
         self.touch_with(
             key,
             now,
-            |e| {
-                let (record, data) = e.to_loaded();
-                (Lookup::Live(record), data)
+            |e| Found::Live(e.load_into(record)),
+            |gone| match gone {
+                Lookup::Expired(expired) => Found::Expired(Box::new(expired)),
+                _ => Found::Missing,
             },
-            |gone| (gone, None),
         )
     }
 
@@ -691,8 +698,10 @@ mod tests {
         let mut record = Record::new(T0, T0 + 100);
         record.data.insert("n".into(), json!(1));
         store.commit(Commit::Create { key, record }).await.unwrap();
-        let (_, held) = store.load_shared(&key, Some(T0));
-        let held = held.expect("the record has data");
+        let mut loaded = Record::new(0, 0);
+        let Found::Live(Some(held)) = store.load_into(&key, Some(T0), &mut loaded) else {
+            panic!("the record is live and has data");
+        };
         for (name, value) in [("n", json!(2)), ("m", json!(3))] {
             let mut p = patch(T0 + 1, T0 + 100);
             p.set(name.into(), value);

@@ -129,11 +129,24 @@ impl Entry {
         record
     }
 
-    /// The record without its data and user agent (which a loading session does not read),
-    /// and the data as shared with this entry: what a read needs, with nothing of the data
-    /// copied.
-    pub(super) fn to_loaded(&self) -> (Record, Option<SharedData>) {
-        (self.to_record_without_data(), self.data.clone())
+    /// Writes this entry into `record`, an empty one, without its data and user agent (which
+    /// a loading session does not read), and hands out the data as shared with this entry:
+    /// what a read needs, with nothing of the data copied and no record moved.
+    pub(super) fn load_into(&self, record: &mut Record) -> Option<SharedData> {
+        record.created = self.created;
+        record.last_seen = self.last_seen;
+        record.expires_at = self.expires_at;
+        record.principal = self.principal.as_deref().cloned();
+        if let Some(flash) = &self.flash {
+            record.flash = flash.to_vec();
+        }
+        if let Some(bound) = &self.binding {
+            record.bound_user_agent = bound.0.as_deref().map(str::to_owned);
+            record.bound_ip = bound.1;
+        }
+        record.persistent = self.persistent;
+        record.consented_at = (self.consented_at != NOT_CONSENTED).then_some(self.consented_at);
+        self.data.clone()
     }
 
     fn to_record_without_data(&self) -> Record {
