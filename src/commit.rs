@@ -333,7 +333,7 @@ impl Session {
                 // The default store keeps data as a sorted slice, which the session's data
                 // already is: no map built only to be turned back into one.
                 let memory = match layer.store() {
-                    LayerStore::Memory(store) => Some((store, st.data.to_shared())),
+                    LayerStore::Memory(store) => Some((store, st.data.share())),
                     LayerStore::Dyn(_) => {
                         *record.data_mut() = st.data.to_map();
                         None

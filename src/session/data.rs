@@ -8,8 +8,9 @@ use serde_json::Value;
 
 /// A session's data as this request sees it.
 pub(crate) enum SessionData {
-    /// Sorted by key.
-    Owned(Vec<(String, Value)>),
+    /// Sorted by key; keys as the default store keeps them, so a short key costs no
+    /// allocation and a new session's data moves into its entry as it is.
+    Owned(Vec<(DataKey, Value)>),
     /// The default store's entry, shared until the first change: a read copies nothing.
     /// Sorted by key.
     Shared(SharedData),
@@ -75,13 +76,17 @@ impl SessionData {
     /// The data of a record loaded from another store.
     pub(crate) fn from_map(map: BTreeMap<String, Value>) -> Self {
         // A BTreeMap iterates in key order: the vector is born sorted.
-        Self::Owned(map.into_iter().collect())
+        Self::Owned(
+            map.into_iter()
+                .map(|(k, v)| (DataKey::from(k.as_str()), v))
+                .collect(),
+        )
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&Value> {
         match self {
             Self::Owned(data) => data
-                .binary_search_by(|(k, _)| k.as_str().cmp(key))
+                .binary_search_by(|(k, _)| k.cmp_str(key))
                 .ok()
                 .map(|i| &data[i].1),
             Self::Shared(data) => data
@@ -93,7 +98,7 @@ impl SessionData {
 
     pub(crate) fn keys(&self) -> Vec<String> {
         match self {
-            Self::Owned(data) => data.iter().map(|(k, _)| k.clone()).collect(),
+            Self::Owned(data) => data.iter().map(|(k, _)| k.as_str().to_owned()).collect(),
             Self::Shared(data) => data.iter().map(|(k, _)| k.as_str().to_owned()).collect(),
         }
     }
@@ -101,26 +106,26 @@ impl SessionData {
     /// Sets `key`, allocating it only when it is new.
     pub(crate) fn set(&mut self, key: &str, value: Value) {
         let data = self.to_mut(1);
-        match data.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+        match data.binary_search_by(|(k, _)| k.cmp_str(key)) {
             Ok(i) => data[i].1 = value,
-            Err(i) => data.insert(i, (key.to_owned(), value)),
+            Err(i) => data.insert(i, (DataKey::from(key), value)),
         }
     }
 
     pub(crate) fn remove(&mut self, key: &str) -> Option<Value> {
         self.get(key)?;
         let data = self.to_mut(0);
-        let i = data.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()?;
+        let i = data.binary_search_by(|(k, _)| k.cmp_str(key)).ok()?;
         Some(data.remove(i).1)
     }
 
     /// The data to change (sorted by key, room for `extra` more), copied out of the store's
     /// entry first if it is shared. A sorted vector rather than a map: a session holds a few
     /// keys, and a map's first node alone is some 600 bytes to allocate and free.
-    fn to_mut(&mut self, extra: usize) -> &mut Vec<(String, Value)> {
+    fn to_mut(&mut self, extra: usize) -> &mut Vec<(DataKey, Value)> {
         if let Self::Shared(data) = self {
             let mut copy = Vec::with_capacity(data.len() + extra);
-            copy.extend(data.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())));
+            copy.extend(data.iter().cloned());
             *self = Self::Owned(copy);
         }
         match self {
@@ -130,16 +135,16 @@ impl SessionData {
     }
 
     /// The data as the default store's entry keeps it, for a new session's create: no map
-    /// built only to be turned back into a slice. `None` when there is none.
-    pub(crate) fn to_shared(&self) -> Option<SharedData> {
+    /// built only to be turned back into a slice, and nothing copied: the data moves into
+    /// the shared slice, which this session then reads too. `None` when there is none.
+    pub(crate) fn share(&mut self) -> Option<SharedData> {
         match self {
             Self::Owned(data) if data.is_empty() => None,
-            // One allocation: a mapped slice iterator knows its length.
-            Self::Owned(data) => Some(
-                data.iter()
-                    .map(|(k, v)| (DataKey::from(k.as_str()), v.clone()))
-                    .collect(),
-            ),
+            Self::Owned(data) => {
+                let shared = SharedData::from(std::mem::take(data));
+                *self = Self::Shared(shared.clone());
+                Some(shared)
+            }
             Self::Shared(data) if data.is_empty() => None,
             Self::Shared(data) => Some(data.clone()),
         }
@@ -153,7 +158,7 @@ impl SessionData {
         match self {
             Self::Owned(data) => {
                 for (k, v) in data {
-                    map.insert(k.clone(), v.clone());
+                    map.insert(k.as_str().to_owned(), v.clone());
                 }
             }
             Self::Shared(data) => {
