@@ -409,15 +409,9 @@ impl Session {
                 transport: self.transport(),
             },
             EmitPlan::Token => {
-                // The response is the token's last use: hand over the one `token()` minted
-                // rather than copy it, or sign one for the response alone.
-                let token = match st.issued.take() {
-                    Some(token) => token,
-                    None => {
-                        let id = st.ensure_id();
-                        self.inner.layer.codec(self.transport()).sign(&id, now)
-                    }
-                };
+                // A copy: a handle kept past the response (a WebSocket task) must still read
+                // the token the response carried from `token()`.
+                let token = self.mint(st, now);
                 // An unsaved anonymous session has no creation time yet: its token window
                 // starts now.
                 let created = match st.record.created() {
@@ -761,5 +755,30 @@ mod tests {
                 case.name
             );
         }
+    }
+
+    /// Review: the token a response carries is the one `token()` answers, before and after
+    /// the response was built (a handle kept past the response, e.g. on a WebSocket upgrade,
+    /// still reads the token the client was sent).
+    #[test]
+    fn token_after_the_response_is_the_one_the_response_carried() {
+        use std::time::Duration;
+        let clock = crate::clock::ManualClock::new(1_700_000_000);
+        let layer = crate::SessionLayer::new(
+            crate::SessionConfig::web(crate::Key::generate()).clock(clock.clone()),
+        );
+        let session = Session::detached(&layer);
+        let before = session.token();
+        let now = session.inner.request.now;
+        let sent = match session.emit(&mut session.lock(), EmitPlan::Token, now) {
+            Emit::Token { token, .. } => token,
+            _ => panic!("a token emit"),
+        };
+        assert_eq!(
+            sent, before,
+            "the response carries the token the handler saw"
+        );
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(session.token(), sent, "token() after the response");
     }
 }

@@ -315,6 +315,7 @@ impl TokenCodec {
     /// # Errors
     ///
     /// The first [`TokenError`] that applies; size and shape are checked before any crypto.
+    #[cfg(any(test, feature = "fuzz"))]
     pub fn verify(
         &self,
         token: &str,

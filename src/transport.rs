@@ -4,6 +4,8 @@
 // `pub` items here are re-exported to the fuzz targets only (`crate::__fuzz`).
 #![cfg_attr(not(feature = "fuzz"), allow(unreachable_pub))]
 
+use std::ops::ControlFlow;
+
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue};
@@ -97,27 +99,16 @@ pub(crate) fn read(
     for source in layer.sources() {
         let found = match source {
             TokenSource::Cookie => {
-                // `cookie_values` as plain loops: its iterator adaptors cost more than the
-                // scan itself.
                 let name = CookieName::new(layer.cookie().cookie_name());
                 let mut found = None;
-                'lines: for line in headers.get_all(COOKIE) {
-                    for pair in CookiePairs::of(line) {
-                        let Some(value) = name.value_in(pair) else {
-                            continue;
-                        };
-                        // What `cookie_values` skips, without running `from_utf8` over
-                        // every token: an ASCII value (every token) is UTF-8.
-                        if !all_ascii(value) && std::str::from_utf8(value).is_err() {
-                            continue;
-                        }
-                        presented.ambient |= !value.is_empty();
-                        found = verify(layer, source, value, now, reject, &mut checks);
-                        if found.is_some() {
-                            break 'lines;
-                        }
+                scan_cookies(headers, &name, |value| {
+                    presented.ambient |= !value.is_empty();
+                    found = verify(layer, source, value, now, reject, &mut checks);
+                    match found {
+                        Some(_) => ControlFlow::Break(()),
+                        None => ControlFlow::Continue(()),
                     }
-                }
+                });
                 found
             }
             TokenSource::Bearer => headers.get_all(AUTHORIZATION).iter().find_map(|v| {
@@ -200,25 +191,45 @@ fn verify(
 ///
 /// Lines are split as bytes: a cookie with non-ASCII bytes elsewhere in the header (which
 /// another application on the same site may set) must not hide this one. Values that are not
-/// UTF-8 are skipped.
+/// UTF-8 are skipped. The fuzz targets' way into [`scan_cookies`], the scan [`read`] runs.
+#[cfg(any(test, feature = "fuzz"))]
 pub fn cookie_values<'a>(
     headers: &'a HeaderMap,
     name: &'a str,
 ) -> impl Iterator<Item = &'a str> + 'a {
-    cookie_values_raw(headers, name).filter_map(|value| std::str::from_utf8(value).ok())
+    let mut values = Vec::new();
+    scan_cookies(headers, &CookieName::new(name), |value| {
+        values.push(value);
+        ControlFlow::Continue(())
+    });
+    values
+        .into_iter()
+        .filter_map(|value| std::str::from_utf8(value).ok())
 }
 
-/// [`cookie_values`] before the UTF-8 check.
-fn cookie_values_raw<'a>(
+/// Hands `found` every value of cookie `name` (see [`cookie_values`]) until it breaks.
+/// Plain loops with the caller's closure inlined: iterator adaptors over the pairs cost more
+/// than the scan itself.
+fn scan_cookies<'a>(
     headers: &'a HeaderMap,
-    name: &'a str,
-) -> impl Iterator<Item = &'a [u8]> + 'a {
-    let name = CookieName::new(name);
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .flat_map(CookiePairs::of)
-        .filter_map(move |pair| name.value_in(pair))
+    name: &CookieName<'_>,
+    mut found: impl FnMut(&'a [u8]) -> ControlFlow<()>,
+) {
+    for line in headers.get_all(COOKIE) {
+        for pair in CookiePairs::of(line) {
+            let Some(value) = name.value_in(pair) else {
+                continue;
+            };
+            // Values that are not UTF-8 are skipped, without running `from_utf8` over every
+            // token: an ASCII value (every token) is UTF-8.
+            if !all_ascii(value) && std::str::from_utf8(value).is_err() {
+                continue;
+            }
+            if found(value).is_break() {
+                return;
+            }
+        }
+    }
 }
 
 /// Finds the value of one cookie name in a `name=value` pair.
