@@ -388,9 +388,11 @@ impl Session {
             .take()
             .or(st.corrupt.take().map(|key| *key))
             .or(st.changes.ending.and_then(|ending| ending.delete));
-        // What the request said stays: the fresh session is still this request's.
+        // What the request said stays: the fresh session is still this request's. So does a
+        // failed load's error, which the load's outcome flag points at.
         let mut fresh = State::new();
         std::mem::swap(&mut fresh.seen, &mut st.seen);
+        std::mem::swap(&mut fresh.load_error, &mut st.load_error);
         *st = fresh;
         st.changes.ending = Some(Ending { kind, delete });
         drop(st);
