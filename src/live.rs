@@ -353,7 +353,9 @@ impl Stream for LiveSession {
             };
             if deadline != this.armed {
                 // The clock counts whole seconds: waking `deadline - now` seconds from now
-                // is never early, and at most a second late.
+                // is never early, and at most a second late (two, rarely: the system clock's
+                // coarse reading trails by up to a tick, so a wake just after a second
+                // boundary can still read the second before and wait once more).
                 let now = this.clock().now();
                 let wait = u64::try_from(deadline.saturating_sub(now)).unwrap_or(0);
                 this.sleep
