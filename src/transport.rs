@@ -191,7 +191,7 @@ fn verify(
 ///
 /// Lines are split as bytes: a cookie with non-ASCII bytes elsewhere in the header (which
 /// another application on the same site may set) must not hide this one. Values that are not
-/// UTF-8 are skipped. The fuzz targets' way into [`scan_cookies`], the scan [`read`] runs.
+/// UTF-8 are skipped. The fuzz targets' way into `scan_cookies`, the scan the layer runs.
 #[cfg(any(test, feature = "fuzz"))]
 pub fn cookie_values<'a>(
     headers: &'a HeaderMap,
