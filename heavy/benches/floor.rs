@@ -92,13 +92,27 @@ struct Handle {
 #[derive(Clone)]
 struct HandleExt(Arc<Handle>);
 
-fn cookie<'a>(parts: &'a http::HeaderMap, name: &[u8]) -> Option<&'a [u8]> {
-    parts.get_all(COOKIE).iter().find_map(|line| {
-        line.as_bytes().split(|&b| b == b';').find_map(|pair| {
-            let eq = memchr::memchr(b'=', pair)?;
-            (pair[..eq].trim_ascii() == name).then(|| pair[eq + 1..].trim_ascii())
-        })
-    })
+/// The first value of cookie `name`: pairs found with `memchr`, as fast as a scan gets.
+fn cookie<'a>(headers: &'a http::HeaderMap, name: &[u8]) -> Option<&'a [u8]> {
+    for line in headers.get_all(COOKIE) {
+        let mut rest = line.as_bytes();
+        loop {
+            let (pair, next) = match memchr::memchr(b';', rest) {
+                Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+                None => (rest, None),
+            };
+            if let Some(eq) = memchr::memchr(b'=', pair) {
+                if pair[..eq].trim_ascii() == name {
+                    return Some(pair[eq + 1..].trim_ascii());
+                }
+            }
+            match next {
+                Some(next) => rest = next,
+                None => break,
+            }
+        }
+    }
+    None
 }
 
 impl<S, B> Service<Request<B>> for FloorService<S>
