@@ -31,13 +31,12 @@ use axum::routing::get;
 use axum::Router;
 use axum_tessera::__fuzz::{SessionId, TokenCodec};
 use axum_tessera::{Key, KeyRing};
-use axum_tessera_e2e::stats::{env_or, quantile, ratios, sorted, spread};
-use axum_tessera_e2e::{self as apps, Variant, Workload};
-use cpu_time::ThreadTime;
+use axum_tessera_e2e::stats::{bench_size, quantile, ratios, sorted, spread};
+use axum_tessera_e2e::{self as apps, Cell, Variant, Workload};
 use http::header::{COOKIE, VARY};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode};
-use tower::{Layer, Service, ServiceExt as _};
+use tower::{Layer, Service};
 
 /// What the floor layers share: the token codec (its MAC states prepared) and the one record.
 struct Shared {
@@ -206,12 +205,6 @@ async fn read(session: FloorSession) -> String {
     n.to_string()
 }
 
-/// A contender: its router and the cookie its client sends.
-struct Cell {
-    app: Router,
-    cookie: Option<HeaderValue>,
-}
-
 const CONTENDERS: [&str; 6] = ["axum", "pass", "handle", "verify", "lookup", "tessera"];
 
 async fn cells(workload: Workload) -> Vec<Cell> {
@@ -268,56 +261,20 @@ async fn cells(workload: Workload) -> Vec<Cell> {
     ]
 }
 
-/// Thread CPU time of `n` requests, in ns per request.
-async fn time(cell: &Cell, workload: Workload, n: usize) -> f64 {
-    let cpu = ThreadTime::now();
-    for _ in 0..n {
-        let res = cell
-            .app
-            .clone()
-            .oneshot(apps::request(workload, cell.cookie.as_ref()))
-            .await
-            .expect("infallible");
-        assert!(res.status().is_success());
-        std::hint::black_box(res);
-    }
-    cpu.elapsed().as_nanos() as f64 / n as f64
-}
-
 fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let (rounds, reqs) = if bench {
-        (env_or("ROUNDS", 15), env_or("REQS", 40_000))
-    } else {
-        (1, 50)
-    };
+    let (rounds, reqs) = bench_size(40_000, 50);
     let workloads = [Workload::Untouched, Workload::Read];
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     // ns[workload][contender][round]
-    let mut ns = vec![vec![Vec::with_capacity(rounds); CONTENDERS.len()]; workloads.len()];
-    rt.block_on(async {
+    let ns = rt.block_on(async {
         let mut all = Vec::new();
         for w in workloads {
             all.push(cells(w).await);
         }
-        for (wi, w) in workloads.into_iter().enumerate() {
-            for cell in &all[wi] {
-                time(cell, w, reqs.div_ceil(10)).await;
-            }
-        }
-        for round in 0..rounds {
-            for (wi, w) in workloads.into_iter().enumerate() {
-                for k in 0..CONTENDERS.len() {
-                    let ci = (round + k) % CONTENDERS.len();
-                    let t = time(&all[wi][ci], w, reqs).await;
-                    ns[wi][ci].push(t);
-                }
-            }
-            eprintln!("round {}/{rounds} done", round + 1);
-        }
+        apps::interleave(&all, &workloads, rounds, reqs).await
     });
 
     println!();

@@ -12,18 +12,8 @@
 //! `oneshot` on a current-thread Tokio runtime; the time is the thread's CPU time
 //! (`CLOCK_THREAD_CPUTIME_ID`), which does not count the slices other processes took.
 
-use axum::Router;
-use axum_tessera_e2e::stats::{env_or, quantile, sorted, spread};
-use axum_tessera_e2e::{self as apps, Variant, Workload};
-use cpu_time::ThreadTime;
-use http::HeaderValue;
-use tower::ServiceExt as _;
-
-/// One contender on one workload: its router and the cookie its client sends.
-struct Cell {
-    app: Router,
-    cookie: Option<HeaderValue>,
-}
+use axum_tessera_e2e::stats::{bench_size, quantile, sorted, spread};
+use axum_tessera_e2e::{self as apps, Cell, Variant, Workload};
 
 async fn cell(variant: Variant, workload: Workload) -> Cell {
     let app = apps::router(variant);
@@ -34,29 +24,8 @@ async fn cell(variant: Variant, workload: Workload) -> Cell {
     Cell { app, cookie }
 }
 
-/// Thread CPU time of `n` requests, in ns per request.
-async fn time(cell: &Cell, workload: Workload, n: usize) -> f64 {
-    let cpu = ThreadTime::now();
-    for _ in 0..n {
-        let res = cell
-            .app
-            .clone()
-            .oneshot(apps::request(workload, cell.cookie.as_ref()))
-            .await
-            .expect("infallible");
-        debug_assert!(res.status().is_success());
-        std::hint::black_box(res);
-    }
-    cpu.elapsed().as_nanos() as f64 / n as f64
-}
-
 fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let (rounds, reqs) = if bench {
-        (env_or("ROUNDS", 15), env_or("REQS", 40_000))
-    } else {
-        (1, 50)
-    };
+    let (rounds, reqs) = bench_size(40_000, 50);
     let workloads = Workload::EVERY;
     let variants = Variant::ALL;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -64,8 +33,7 @@ fn main() {
         .build()
         .expect("a runtime");
     // ns[workload][variant][round]
-    let mut ns = vec![vec![Vec::with_capacity(rounds); variants.len()]; workloads.len()];
-    rt.block_on(async {
+    let ns = rt.block_on(async {
         let mut cells = Vec::new();
         for w in workloads {
             let mut row = Vec::new();
@@ -74,22 +42,7 @@ fn main() {
             }
             cells.push(row);
         }
-        // Warm-up, not counted: allocator, caches, the stores' first growth.
-        for (wi, w) in workloads.into_iter().enumerate() {
-            for cell in &cells[wi] {
-                time(cell, w, reqs.div_ceil(10)).await;
-            }
-        }
-        for round in 0..rounds {
-            for (wi, w) in workloads.into_iter().enumerate() {
-                for k in 0..variants.len() {
-                    let vi = (round + k) % variants.len();
-                    let t = time(&cells[wi][vi], w, reqs).await;
-                    ns[wi][vi].push(t);
-                }
-            }
-            eprintln!("round {}/{rounds} done", round + 1);
-        }
+        apps::interleave(&cells, &workloads, rounds, reqs).await
     });
 
     println!();

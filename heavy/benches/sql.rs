@@ -22,11 +22,9 @@
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum_tessera_e2e::stats::{env_or, quantile, ratios, sorted, spread};
-use axum_tessera_e2e::{self as apps, Workload};
-use http::HeaderValue;
+use axum_tessera_e2e::stats::{bench_size, quantile, ratios, sorted, spread};
+use axum_tessera_e2e::{self as apps, Cell, Workload};
 use sqlx::postgres::PgPoolOptions;
-use tower::ServiceExt as _;
 
 #[allow(dead_code)]
 #[path = "../../tests/it/support/postgres.rs"]
@@ -64,32 +62,20 @@ const CONTENDERS: [&str; 2] = ["axum-tessera", "tower-sessions"];
 /// Slices per contender, store, workload and round.
 const SLICES: usize = 20;
 
-/// One contender on one store: its router and the cookie of the session it reads and writes.
-struct Cell {
-    app: Router,
-    cookie: HeaderValue,
-}
-
 async fn cell(app: Router) -> Cell {
     let cookie = apps::session_cookie(&app)
         .await
         .expect("the router sets a session cookie");
-    Cell { app, cookie }
+    Cell {
+        app,
+        cookie: Some(cookie),
+    }
 }
 
 /// Wall-clock time of `n` requests one after another, in ns per request.
 async fn time(cell: &Cell, workload: Workload, n: usize) -> f64 {
     let start = Instant::now();
-    for _ in 0..n {
-        let res = cell
-            .app
-            .clone()
-            .oneshot(apps::request(workload, Some(&cell.cookie)))
-            .await
-            .expect("infallible");
-        assert!(res.status().is_success(), "{:?}", res.status());
-        std::hint::black_box(res);
-    }
+    cell.run(workload, n).await;
     start.elapsed().as_nanos() as f64 / n as f64
 }
 
@@ -126,12 +112,7 @@ async fn on_sqlite(file: &sqlite::SqliteFile) -> [Cell; 2] {
 }
 
 fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let (rounds, reqs) = if bench {
-        (env_or("ROUNDS", 15), env_or("REQS", 2_000))
-    } else {
-        (1, 20)
-    };
+    let (rounds, reqs) = bench_size(2_000, 20);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -253,6 +253,71 @@ mod towers {
     }
 }
 
+/// One contender of an interleaved benchmark on one workload: its router and the cookie its
+/// client sends.
+pub struct Cell {
+    pub app: Router,
+    pub cookie: Option<HeaderValue>,
+}
+
+impl Cell {
+    /// Sends `n` requests of `workload` one after another, as `axum::serve` would hand them to
+    /// the router. Panics on a response that is not a success, so a broken contender cannot
+    /// pass for a fast one.
+    pub async fn run(&self, workload: Workload, n: usize) {
+        for _ in 0..n {
+            let res = self
+                .app
+                .clone()
+                .oneshot(request(workload, self.cookie.as_ref()))
+                .await
+                .expect("infallible");
+            assert!(res.status().is_success(), "{:?}", res.status());
+            std::hint::black_box(res);
+        }
+    }
+}
+
+/// Thread CPU time per request of every contender on every workload, interleaved: after a
+/// warm-up of a tenth of `reqs` each (allocator, caches, the stores' first growth), each round
+/// runs every workload's contenders in a rotating order, so a neighbour's burst of load lands
+/// on all of them alike. `cells[w][c]` is contender `c` on `workloads[w]`; the answer is
+/// `ns[w][c][round]`.
+pub async fn interleave(
+    cells: &[Vec<Cell>],
+    workloads: &[Workload],
+    rounds: usize,
+    reqs: usize,
+) -> Vec<Vec<Vec<f64>>> {
+    let mut ns: Vec<Vec<Vec<f64>>> = cells
+        .iter()
+        .map(|row| vec![Vec::with_capacity(rounds); row.len()])
+        .collect();
+    for (row, &w) in cells.iter().zip(workloads) {
+        for cell in row {
+            cpu_ns(cell, w, reqs.div_ceil(10)).await;
+        }
+    }
+    for round in 0..rounds {
+        for (wi, (row, &w)) in cells.iter().zip(workloads).enumerate() {
+            for k in 0..row.len() {
+                let ci = (round + k) % row.len();
+                let t = cpu_ns(&row[ci], w, reqs).await;
+                ns[wi][ci].push(t);
+            }
+        }
+        eprintln!("round {}/{rounds} done", round + 1);
+    }
+    ns
+}
+
+/// Thread CPU time of `n` requests, in ns per request.
+async fn cpu_ns(cell: &Cell, workload: Workload, n: usize) -> f64 {
+    let cpu = cpu_time::ThreadTime::now();
+    cell.run(workload, n).await;
+    cpu.elapsed().as_nanos() as f64 / n as f64
+}
+
 /// A request for `workload`, carrying `cookie` when given.
 pub fn request(workload: Workload, cookie: Option<&HeaderValue>) -> Request<Body> {
     let mut req = Request::get(workload.path());

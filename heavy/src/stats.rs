@@ -15,6 +15,17 @@ pub fn env_or(name: &str, default: usize) -> usize {
     }
 }
 
+/// Rounds and requests per contender of an interleaved benchmark: `ROUNDS` (15) and `REQS`
+/// (`requests`) from the environment under `cargo bench`, one tiny round of `smoke` requests
+/// when the target runs as a test (`cargo test --all-targets`).
+pub fn bench_size(requests: usize, smoke: usize) -> (usize, usize) {
+    if std::env::args().any(|a| a == "--bench") {
+        (env_or("ROUNDS", 15), env_or("REQS", requests))
+    } else {
+        (1, smoke)
+    }
+}
+
 /// The `q`-quantile of sorted `xs` (nearest rank).
 pub fn quantile(xs: &[f64], q: f64) -> f64 {
     let i = ((xs.len() - 1) as f64 * q).round() as usize;
