@@ -215,6 +215,74 @@ async fn live_ws_delivers_a_scope_change_and_stays_open() {
     scope_change(&mut ws).await;
 }
 
+/// Waits (at most 5 s) until `ready` says so, polling every 10 ms; `what` names it in the
+/// panic.
+pub(crate) async fn eventually<F, Fut>(what: &str, ready: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..500 {
+        if ready().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what} did not come up");
+}
+
+/// Two demo processes `a` and `b` on one shared store: every way of ending a session through
+/// one closes the other's socket with 4001 and the cause, and a scope change reaches the other's
+/// socket, which stays open. `listening(n)` waits until `n` of the processes listen for the
+/// store's notices (a process starts when its first live socket opens).
+pub(crate) async fn ends_reach_the_other_instance<F, Fut>(a: &str, b: &str, listening: F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    // Signed in on A, the socket on B: the cookie works on both.
+    let cookie = sign_in(a, "alice").await;
+    let mut ws = open(b, &cookie).await;
+    assert_eq!(json(&mut ws).await["user"], "alice");
+    listening(1).await;
+    post(a, &cookie, "/logout", &[]).await;
+    assert_eq!(close_of(&mut ws, 2).await, (4001, "logged out".to_owned()));
+
+    // "Log out everywhere" on B closes the sockets of every device, on A too.
+    let phone = sign_in(a, "alice").await;
+    let laptop = sign_in(b, "alice").await;
+    let mut on_a = open(a, &phone).await;
+    let mut on_b = open(b, &laptop).await;
+    json(&mut on_a).await;
+    json(&mut on_b).await;
+    listening(2).await;
+    post(b, &laptop, "/sessions/logout-all", &[]).await;
+    for ws in [&mut on_a, &mut on_b] {
+        assert_eq!(
+            close_of(ws, 2).await,
+            (4001, "logged out everywhere".to_owned())
+        );
+    }
+
+    // A session ended from another device's /sessions page on B; the socket is on A.
+    let phone = sign_in(a, "alice").await;
+    let laptop = sign_in(b, "alice").await;
+    let mut ws = open(a, &phone).await;
+    json(&mut ws).await;
+    end_other_sessions(b, &laptop).await;
+    assert_eq!(
+        close_of(&mut ws, 2).await,
+        (4001, "ended elsewhere".to_owned())
+    );
+
+    // A scope change (a rotation) on A reaches B's socket, which stays open.
+    let cookie = sign_in(a, "alice").await;
+    let mut ws = open(b, &cookie).await;
+    assert_eq!(json(&mut ws).await["scopes"], serde_json::json!([]));
+    post(a, &cookie, "/scopes/beta", &[]).await;
+    scope_change(&mut ws).await;
+}
+
 /// Reads pushes until one shows the scope `beta` (within 3 s), then one more: the socket
 /// stays open.
 pub(crate) async fn scope_change(ws: &mut Socket) {

@@ -4,12 +4,10 @@
 //! with 4001 and the cause when the session ends through the other, also when its listener
 //! connection was killed at the moment of the logout.
 
-use std::time::Duration;
-
 use sqlx::{Connection as _, PgConnection};
 
 use crate::demo_process::DemoProcess;
-use crate::live::{close_of, json, open, post, scope_change, sign_in};
+use crate::live::{close_of, ends_reach_the_other_instance, eventually, json, open, post, sign_in};
 
 use crate::demo_sql::postgres::PgServer;
 
@@ -40,52 +38,18 @@ async fn listeners(server: &PgServer, kill: bool) -> usize {
     done.into_iter().filter(|d| *d).count()
 }
 
-/// Waits (at most 5 s) until `n` listeners are up: a process listens when its first live
-/// socket opens.
+/// Waits until `n` listeners are up: a process listens when its first live socket opens.
 async fn listening(server: &PgServer, n: usize) {
-    for _ in 0..500 {
-        if listeners(server, false).await >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{n} listener(s) did not come up");
+    eventually("the listeners", || async {
+        listeners(server, false).await >= n
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_logout_on_one_instance_closes_the_others_socket_with_its_reason() {
+async fn every_end_and_a_scope_change_on_one_instance_reach_the_others_socket() {
     let (server, a, b) = pair().await;
-    let (a, b) = (a.base(), b.base());
-
-    let cookie = sign_in(a, "alice").await;
-    let mut ws = open(b, &cookie).await;
-    assert_eq!(json(&mut ws).await["user"], "alice");
-    listening(&server, 1).await;
-    post(a, &cookie, "/logout", &[]).await;
-    assert_eq!(close_of(&mut ws, 2).await, (4001, "logged out".to_owned()));
-
-    // "Log out everywhere" on B closes the sockets of every device, on A too.
-    let phone = sign_in(a, "alice").await;
-    let laptop = sign_in(b, "alice").await;
-    let mut on_a = open(a, &phone).await;
-    let mut on_b = open(b, &laptop).await;
-    json(&mut on_a).await;
-    json(&mut on_b).await;
-    listening(&server, 2).await;
-    post(b, &laptop, "/sessions/logout-all", &[]).await;
-    for ws in [&mut on_a, &mut on_b] {
-        assert_eq!(
-            close_of(ws, 2).await,
-            (4001, "logged out everywhere".to_owned())
-        );
-    }
-
-    // A scope change (a rotation) on A reaches B's socket, which stays open.
-    let cookie = sign_in(a, "alice").await;
-    let mut ws = open(b, &cookie).await;
-    json(&mut ws).await;
-    post(a, &cookie, "/scopes/beta", &[]).await;
-    scope_change(&mut ws).await;
+    ends_reach_the_other_instance(a.base(), b.base(), |n| listening(&server, n)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
