@@ -27,6 +27,33 @@ use std::sync::Arc;
 
 use crate::live::Registry;
 
+/// The moment (Unix ms, system clock) after which a write sent now under `timeout` must not
+/// start, or commit, on the server: the time its client gives up, less a margin (a quarter of
+/// the timeout, at most 250 ms) for the answer's way back and for clock skew between this
+/// machine and the server. The Redis scripts and the PostgreSQL statements check it there.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) fn write_deadline_ms(timeout: std::time::Duration) -> i64 {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let margin = (timeout / 4).min(Duration::from_millis(250));
+    i64::try_from((now + timeout).saturating_sub(margin).as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The outcome a Redis script or a PostgreSQL statement answers with a word; `None` for a
+/// word no commit answers, which each store reports as its own kind of failure.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) fn commit_answer(answer: &str) -> Option<Result<CommitOutcome, StoreError>> {
+    Some(match answer {
+        "applied" => Ok(CommitOutcome::Applied),
+        "collision" => Ok(CommitOutcome::Collision),
+        "missing" => Ok(CommitOutcome::Missing),
+        "limit" => Err(StoreError::from_kind(StoreErrorKind::LimitReached)),
+        _ => return None,
+    })
+}
+
 pub use crate::error::{StoreError, StoreErrorKind};
 pub use crate::record::{Patch, Record, SessionInfo};
 pub use crate::token::StoreKey;

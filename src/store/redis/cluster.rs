@@ -518,6 +518,7 @@ mod tests {
     use super::*;
     use crate::principal::Principal;
     use std::io::{Read, Write};
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     struct Server(std::process::Child, u16);
 

@@ -10,7 +10,7 @@ use serde_json::{Map, Value as Json};
 use super::{cluster, DATA};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::record::{Patch, Record, SessionInfo};
-use crate::store::CommitOutcome;
+use crate::store::{commit_answer, CommitOutcome};
 use crate::token::StoreKey;
 
 pub(super) fn from_redis(err: RedisError) -> StoreError {
@@ -116,16 +116,12 @@ impl Hash {
 }
 
 pub(super) fn outcome(answer: &str) -> Result<CommitOutcome, StoreError> {
-    match answer {
-        "applied" => Ok(CommitOutcome::Applied),
-        "collision" => Ok(CommitOutcome::Collision),
-        "missing" => Ok(CommitOutcome::Missing),
-        "limit" => Err(StoreError::from_kind(StoreErrorKind::LimitReached)),
-        other => Err(StoreError::new(
+    commit_answer(answer).unwrap_or_else(|| {
+        Err(StoreError::new(
             StoreErrorKind::Corrupt,
-            format!("unexpected answer from the commit script: {other:?}"),
-        )),
-    }
+            format!("unexpected answer from the commit script: {answer:?}"),
+        ))
+    })
 }
 
 #[cfg(test)]

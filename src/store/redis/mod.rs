@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
@@ -17,7 +17,8 @@ use crate::error::{StoreError, StoreErrorKind};
 use crate::live::Registry;
 use crate::record::{Record, SessionInfo};
 use crate::store::{
-    Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore, Update, UpdateOutcome,
+    write_deadline_ms, Commit, CommitOutcome, LimitPolicy, Lookup, SessionStore, Update,
+    UpdateOutcome,
 };
 use crate::token::StoreKey;
 
@@ -45,8 +46,6 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Field holding a data key's value: `d:<key>`, so data keys can never clash with the
 /// record's own fields.
 const DATA: &str = "d:";
-/// Upper bound of the margin between a script's deadline and its client's timeout.
-const MAX_MARGIN: Duration = Duration::from_millis(250);
 /// Shortest time a client keeps trying to settle a create or move whose answer it lost.
 const MIN_SETTLE_WINDOW: Duration = Duration::from_secs(30);
 /// Longest pause between two attempts to settle one commit.
@@ -459,12 +458,7 @@ impl RedisStore {
     /// time this call gives up, less a margin for the reply's way back and for clock skew
     /// between this machine and the server.
     fn deadline(&self) -> i64 {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let margin = (self.timeout / 4).min(MAX_MARGIN);
-        let budget = i64::try_from((self.timeout - margin).as_millis()).unwrap_or(i64::MAX);
-        now.saturating_add(budget)
+        write_deadline_ms(self.timeout)
     }
 
     /// How long a lost answer is being settled (see the type's documentation).

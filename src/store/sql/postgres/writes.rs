@@ -3,7 +3,7 @@
 //! when the commit may add a session to a principal under a limit, in a transaction that
 //! took the principal's advisory lock first.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sqlx::postgres::{PgConnection, Postgres};
 use sqlx::Row;
@@ -14,20 +14,18 @@ use crate::error::{StoreError, StoreErrorKind};
 use crate::principal::Principal;
 use crate::record::{Patch, Record};
 use crate::store::sql::{json, parse_value, NewRow, PatchArgs};
-use crate::store::{Commit, CommitOutcome, Update, UpdateOutcome};
+use crate::store::{
+    commit_answer, write_deadline_ms, Commit, CommitOutcome, Update, UpdateOutcome,
+};
 use crate::token::StoreKey;
 
 fn outcome(answer: &str) -> Result<CommitOutcome, StoreError> {
-    match answer {
-        "applied" => Ok(CommitOutcome::Applied),
-        "collision" => Ok(CommitOutcome::Collision),
-        "missing" => Ok(CommitOutcome::Missing),
-        "limit" => Err(StoreError::from_kind(StoreErrorKind::LimitReached)),
-        other => Err(StoreError::new(
+    commit_answer(answer).unwrap_or_else(|| {
+        Err(StoreError::new(
             StoreErrorKind::Unavailable,
-            format!("unexpected answer from the commit statement: {other:?}"),
-        )),
-    }
+            format!("unexpected answer from the commit statement: {answer:?}"),
+        ))
+    })
 }
 
 /// The server-side bounds of one write statement (its last two parameters).
@@ -45,13 +43,8 @@ impl Guard {
     /// quarter of it, at most 250 ms), which is what a statement that passes its check has
     /// to commit and answer before the client gives up.
     pub(super) fn new(timeout: Duration) -> Self {
-        let margin = (timeout / 4).min(Duration::from_millis(250));
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let deadline = (now + timeout).saturating_sub(margin);
         Self {
-            deadline_ms: i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX),
+            deadline_ms: write_deadline_ms(timeout),
             lock_ms: i64::try_from(timeout.as_millis().clamp(1, i32::MAX as u128))
                 .unwrap_or(i64::from(i32::MAX)),
         }
