@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use crate::app;
 pub(crate) use crate::http::serve;
+use crate::session_api::sign_out;
 
 /// How long a page may take to show an expected element before the test gives up: a bound
 /// against hanging, not a performance assertion.
@@ -284,14 +285,7 @@ async fn scenario(client: Client, demo: SocketAddr, evil: SocketAddr) {
     counter_shows(&client, 1).await;
 
     // Sign out; the page is the sign-in form again, under a new anonymous session.
-    client
-        .find(Locator::Id("logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    text_of(&client, "login").await;
+    sign_out(&client).await;
     let after = session_cookie(&client).await;
     assert_ne!(
         after.as_ref().map(|c| c.value().to_owned()),

@@ -11,7 +11,7 @@ use fantoccini::{Client, Locator};
 
 use crate::app;
 use crate::browser::{browser_tools, run_in_browser, serve, text_of, PAGE_WAIT};
-use crate::session_api::sign_in;
+use crate::session_api::{sign_in, sign_out};
 
 /// Opens `/live` in the current tab and waits until it shows an open socket and a frame of
 /// alice's.
@@ -38,14 +38,7 @@ async fn scenario(client: Client, base: String) {
     live_page(&client, &base).await;
 
     // Sign out in the second tab with the header's button; it lands on the sign-in form.
-    client
-        .find(Locator::Id("logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    text_of(&client, "login").await;
+    sign_out(&client).await;
 
     // The first tab's socket closed with 4001: the page says so and links to `/`.
     client.switch_to_window(first).await.unwrap();

@@ -52,6 +52,18 @@ const BANNER_WARNS: &str = "const b = document.getElementById('session-banner');
      return !b.hidden && /ends in \\d+ s/.test(b.textContent)";
 const BANNER_HIDDEN: &str = "return document.getElementById('session-banner').hidden";
 
+/// Signs out with the page header's button and waits for the sign-in form.
+pub(crate) async fn sign_out(client: &Client) {
+    client
+        .find(Locator::Id("logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_of(client, "login").await;
+}
+
 /// Signs alice in through the sign-in form and waits for the page's session client.
 pub(crate) async fn sign_in(client: &Client, base: &str) {
     client.goto(&format!("{base}/")).await.unwrap();
@@ -164,14 +176,7 @@ async fn scenario(client: Client, base: String) {
     assert_eq!(text_of(&client, "greeting").await, "Hello, alice!");
     client_started(&client).await;
     client.switch_to_window(tab_a.clone()).await.unwrap();
-    client
-        .find(Locator::Id("logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    text_of(&client, "login").await;
+    sign_out(&client).await;
     client.switch_to_window(tab_b.clone()).await.unwrap();
     until(
         &client,
