@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::app;
-use crate::http::{client, csrf, serve, session_cookie};
+use crate::http::{client, csrf, html, serve, session_cookie};
 
 async fn start() -> String {
     let (web, api) = app::dev_configs(Key::generate());
@@ -121,15 +121,7 @@ async fn browser_flow_login_counter_admin_logout() {
     assert_eq!(me["scopes"], json!([]));
     assert!(me["csrf_token"].as_str().is_some_and(|t| !t.is_empty()));
 
-    let page = http
-        .get(format!("{base}/"))
-        .header(COOKIE, &alice)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = html(&http, &base, "/", &alice).await;
     assert!(page.contains("Hello, alice!"), "{page}");
     assert!(
         page.contains(r#"<p class="flash success" role="status">Signed in.</p>"#),
@@ -168,15 +160,7 @@ async fn browser_flow_login_counter_admin_logout() {
     // carries the "Signed out." flash to the next page.
     let after = session_cookie(&res).expect("the cookie is replaced");
     assert_ne!(after, alice);
-    let page = http
-        .get(format!("{base}/"))
-        .header(COOKIE, &after)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = html(&http, &base, "/", &after).await;
     assert!(
         page.contains(r#"class="flash info""#) && page.contains("Signed out."),
         "{page}"
@@ -291,15 +275,7 @@ async fn sessions_page_lists_and_ends_a_users_own_sessions() {
     let phone = login_as(&http, &base, "alice", "Phone/2.0").await;
     let admin = login_as(&http, &base, "admin", "Desk/3.0").await;
 
-    let page = http
-        .get(format!("{base}/sessions"))
-        .header(COOKIE, &laptop)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = html(&http, &base, "/sessions", &laptop).await;
     assert_eq!(page.matches("class=\"session\"").count(), 2, "{page}");
     assert!(page.contains("Laptop/1.0") && page.contains("Phone/2.0"));
     assert!(

@@ -45,6 +45,18 @@ pub(crate) async fn me(http: &reqwest::Client, base: &str, cookie: &str) -> serd
         .unwrap()
 }
 
+/// The HTML of the demo's page at `path` for the session `cookie` names.
+pub(crate) async fn html(http: &reqwest::Client, base: &str, path: &str, cookie: &str) -> String {
+    http.get(format!("{base}{path}"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The CSRF token of the session `cookie` names, as the demo's `/me` reports it (the same
 /// kind of token its pages embed).
 pub(crate) async fn csrf(http: &reqwest::Client, base: &str, cookie: &str) -> String {

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::app;
-use crate::http::{client as http, serve, session_cookie};
+use crate::http::{client as http, html, serve, session_cookie};
 
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -302,15 +302,7 @@ pub(crate) async fn scope_change(ws: &mut Socket) {
 
 /// Ends, from `cookie`'s /sessions page on `base`, every session of its user but its own.
 pub(crate) async fn end_other_sessions(base: &str, cookie: &str) {
-    let page = http()
-        .get(format!("http://{base}/sessions"))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = html(&http(), &format!("http://{base}"), "/sessions", cookie).await;
     // Every row but the device's own ("this one").
     for row in page.split("<tr class=\"session\">").skip(1) {
         if !row.contains("(this one)") {
