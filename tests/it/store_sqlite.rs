@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use axum::Router;
 use axum_tessera::__fuzz::SessionId;
 use axum_tessera::clock::ManualClock;
@@ -16,7 +14,7 @@ use axum_tessera::store::{
     Commit, CommitOutcome, LimitPolicy, Record, SessionStore, SqliteStore, StoreErrorKind, Update,
     UpdateOutcome,
 };
-use axum_tessera::{ConfigError, Principal, Session, SessionConfig, SessionLayer};
+use axum_tessera::{ConfigError, SessionConfig, SessionLayer};
 use http::StatusCode;
 use sqlx::{Connection as _, Executor as _, SqliteConnection};
 use tokio::sync::mpsc;
@@ -358,38 +356,12 @@ async fn statements_per_request() {
     }
 }
 
-/// A bearer-token service on `store` whose `/live` hands each opened live handle out.
+/// A bearer-token service on `store` with the live tests' routes (`crate::live::routes`), whose
+/// `/live` hands each opened live handle out.
 fn live_app(store: SqliteStore) -> (Router, mpsc::UnboundedReceiver<LiveSession>) {
     let (tx, rx) = mpsc::unbounded_channel::<LiveSession>();
     let cfg = SessionConfig::api(crate::support::key(7));
-    let router = Router::new()
-        .route(
-            "/login/{user}",
-            post(|s: Session, Path(user): Path<String>| async move {
-                s.login(Principal::user(user).with_scopes(["read"]));
-                s.token()
-            }),
-        )
-        .route(
-            "/live",
-            get(
-                |State(tx): State<mpsc::UnboundedSender<LiveSession>>, s: Session| async move {
-                    tx.send(s.live().expect("a live session")).unwrap();
-                },
-            ),
-        )
-        .route(
-            "/scopes",
-            post(|s: Session| async move {
-                s.set_scopes(["read", "write"]);
-                s.token()
-            }),
-        )
-        .route("/logout", post(|s: Session| async move { s.logout() }))
-        .route(
-            "/everywhere",
-            post(|s: Session| async move { s.logout_everywhere().await.unwrap().to_string() }),
-        )
+    let router = crate::live::routes()
         .with_state(tx)
         .layer(SessionLayer::new(cfg).with_store(store));
     (router, rx)
@@ -426,7 +398,7 @@ async fn live_handles_hear_of_commits_in_process() {
     let (app, mut opened) = live_app(store.clone());
 
     let token = call(&app, "POST", "/login/alice", None).await;
-    call(&app, "GET", "/live", Some(&token)).await;
+    assert_eq!(call(&app, "GET", "/live", Some(&token)).await, "open");
     let mut live = opened.recv().await.unwrap();
     let token = call(&app, "POST", "/scopes", Some(&token)).await;
     assert_eq!(
@@ -442,7 +414,7 @@ async fn live_handles_hear_of_commits_in_process() {
 
     let here = call(&app, "POST", "/login/alice", None).await;
     let there = call(&app, "POST", "/login/alice", None).await;
-    call(&app, "GET", "/live", Some(&here)).await;
+    assert_eq!(call(&app, "GET", "/live", Some(&here)).await, "open");
     let mut live = opened.recv().await.unwrap();
     call(&app, "POST", "/everywhere", Some(&there)).await;
     assert_eq!(ended(next(&mut live).await), EndReason::LoggedOutEverywhere);
@@ -451,7 +423,7 @@ async fn live_handles_hear_of_commits_in_process() {
         SqliteStore::new(file.pool().await).max_sessions_per_principal(1, LimitPolicy::EvictOldest),
     );
     let first = call(&limited, "POST", "/login/bob", None).await;
-    call(&limited, "GET", "/live", Some(&first)).await;
+    assert_eq!(call(&limited, "GET", "/live", Some(&first)).await, "open");
     let mut live = opened.recv().await.unwrap();
     call(&limited, "POST", "/login/bob", None).await;
     assert_eq!(ended(next(&mut live).await), EndReason::SessionLimit);
