@@ -117,7 +117,8 @@ impl Session {
         match self.inner.loaded.load(Ordering::Acquire) {
             UNLOADED => None,
             LOADED => Some(Ok(())),
-            _ => Some(Err(StoreError::clone(self.lock().load_error.as_deref()?))),
+            // A failed load's error is kept in the state.
+            _ => self.loaded_in(&self.lock()),
         }
     }
 
